@@ -1,0 +1,116 @@
+// End-to-end model benchmarks, printed as ratios against a baseline measured in the same run:
+//   1. `cq ppl` throughput (tokens/s) on a generated OPT-125m-shaped model vs the same
+//      computation in the plain-PyTorch reference (bench/torch_ppl_throughput.py), same threads;
+//   2. peak resident memory of loading and running a BF16 checkpoint of two LLaMA-2-7B
+//      layers, relative to the file size.
+// Usage: bench_model [--windows N] [--skip-torch] [--skip-memory]
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "eval/agreement.h"
+#include "eval/perplexity.h"
+#include "model/synthetic.h"
+#include "model/transformer.h"
+
+namespace {
+
+std::filesystem::path model_dir(const std::string& preset) {
+  const auto dir = std::filesystem::path("build/bench-models") / preset;
+  if (!std::filesystem::exists(dir / "config.json")) {
+    fmt::print(stderr, "generating {} in {}\n", preset, dir.string());
+    cq::write_synthetic_model(preset, dir);
+  }
+  return dir;
+}
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
+std::string run_command(const std::string& command) {
+  std::string output;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (!pipe) return output;
+  char buffer[4096];
+  size_t read = 0;
+  while ((read = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, read);
+  ::pclose(pipe);
+  return output;
+}
+
+void bench_ppl_throughput(int64_t windows, bool with_torch) {
+  const auto dir = model_dir("opt-125m-shape");
+  cq::Transformer model(dir);
+  const int64_t seqlen = 512;
+  const auto tokens = cq::random_tokens(model.config().vocab_size, windows * seqlen, 7);
+  cq::PerplexityOptions options;
+  options.seqlen = seqlen;
+  options.show_progress = false;
+  std::vector<double> rates;
+  double ppl = 0;
+  for (int repeat = 0; repeat < 3; ++repeat) {
+    const auto result = cq::evaluate_perplexity(model, tokens, options);
+    rates.push_back(static_cast<double>(windows * seqlen) / result.seconds);
+    ppl = result.perplexity;
+  }
+  const double ours = median(rates);
+  fmt::print("ppl throughput, OPT-125m shape, seqlen 512, {} windows: crossquant {:.0f} tokens/s (ppl {:.3f})\n", windows, ours, ppl);
+  if (!with_torch) return;
+  const std::string output = run_command(fmt::format(
+      "/usr/bin/python3 bench/torch_ppl_throughput.py {} --seqlen 512 --windows {} --threads 2 --repeats 3 2>/dev/null", dir.string(), windows));
+  try {
+    const auto json = nlohmann::json::parse(output.substr(output.find('{')));
+    const double theirs = json.at("tokens_per_second").get<double>();
+    fmt::print("ppl throughput, PyTorch reference (2 threads): {:.0f} tokens/s; ratio crossquant / PyTorch = {:.2f}x\n", theirs,
+               ours / theirs);
+  } catch (const std::exception& e) {
+    fmt::print("PyTorch reference unavailable ({}): {}\n", e.what(), output.substr(0, 200));
+  }
+}
+
+void bench_bf16_memory() {
+  const auto dir = model_dir("llama2-7b-2layers-bf16");
+  // Measured in a child process so the peak RSS is that of loading + running alone.
+  const pid_t child = ::fork();
+  if (child == 0) {
+    cq::Transformer model(dir);
+    const auto tokens = cq::random_tokens(model.config().vocab_size, 64, 3);
+    std::vector<float> logits(static_cast<size_t>(64 * model.config().vocab_size));
+    model.forward(tokens, 1, 64, logits);
+    std::_Exit(0);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  struct rusage usage{};
+  ::getrusage(RUSAGE_CHILDREN, &usage);
+  const double peak = static_cast<double>(usage.ru_maxrss) * 1024.0;
+  const double file = static_cast<double>(std::filesystem::file_size(dir / "model.safetensors"));
+  fmt::print("BF16 LLaMA-2-7B-shaped (2 layers): file {:.2f} GB, peak RSS {:.2f} GB, ratio {:.2f}x (target <= 1.3x)\n", file / 1e9,
+             peak / 1e9, peak / file);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int64_t windows = 8;
+  bool with_torch = true, memory = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--windows" && i + 1 < argc) windows = std::stoll(argv[++i]);
+    else if (arg == "--skip-torch") with_torch = false;
+    else if (arg == "--skip-memory") memory = false;
+  }
+  bench_ppl_throughput(windows, with_torch);
+  if (memory) bench_bf16_memory();
+  return 0;
+}

@@ -1,0 +1,65 @@
+// `cq ppl`: perplexity under the protocol of SPEC.md, optionally quantized.
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "eval/perplexity.h"
+#include "model/transformer.h"
+#include "quant/kernel_report.h"
+#include "tokenizer/tokenizer.h"
+#include "util/text_file.h"
+
+namespace cq::cli {
+
+void add_ppl_command(CLI::App& app) {
+  struct Options {
+    std::string model, text, json;
+    int64_t seqlen = 0, max_windows = 0, batch = 1;
+    QuantOptions quant;
+  };
+  auto options = std::make_shared<Options>();
+  auto* command = app.add_subcommand("ppl", "perplexity of a text file (non-overlapping windows)");
+  command->add_option("--model", options->model, "Hugging Face model directory")->required();
+  command->add_option("--text", options->text, "text file, tokenized as a whole")->required();
+  command->add_option("--seqlen", options->seqlen, "window length in tokens (default: min(2048, max positions))");
+  command->add_option("--max-windows", options->max_windows, "evaluate at most this many windows (0 = all)");
+  command->add_option("--batch", options->batch, "windows per forward pass")->capture_default_str();
+  command->add_option("--json", options->json, "write the result as JSON to this file ('-' for stdout)");
+  add_quant_options(*command, options->quant);
+  command->callback([options] {
+    const QuantConfig quant = options->quant.resolve();
+    Transformer model(options->model);
+    const auto tokenizer = load_tokenizer(options->model);
+    const std::string text = read_text_file(options->text);
+    const std::vector<int32_t> tokens = tokenizer->encode(text, true);
+    apply_quantization(model, quant);
+    PerplexityOptions ppl_options;
+    ppl_options.seqlen = options->seqlen > 0 ? options->seqlen : std::min<int64_t>(2048, model.config().max_position_embeddings);
+    ppl_options.max_windows = options->max_windows;
+    ppl_options.batch = options->batch;
+    const PerplexityResult result = evaluate_perplexity(model, tokens, ppl_options);
+    const KernelStats kernel = model.total_kernel_stats();
+    fmt::print("perplexity: {:.4f}\n", result.perplexity);
+    fmt::print(stderr, "{} | {} windows x {} tokens | {:.0f} tokens/s{}\n", quant.describe(), result.windows,
+               ppl_options.seqlen, static_cast<double>(result.windows * ppl_options.seqlen) / result.seconds,
+               quant.quantizes_activations() ? fmt::format(" | kernel {:.3f} %", 100 * kernel.kernel_fraction()) : "");
+    if (!options->json.empty()) {
+      nlohmann::json json = {{"model", options->model},
+                             {"text", options->text},
+                             {"tokens", result.tokens_total},
+                             {"seqlen", ppl_options.seqlen},
+                             {"windows", result.windows},
+                             {"perplexity", result.perplexity},
+                             {"mean_nll", result.mean_nll},
+                             {"window_nll", result.window_nll},
+                             {"seconds", result.seconds},
+                             {"quantization", quant.to_json()}};
+      if (quant.quantizes_activations()) json["kernel"] = kernel_report_json(model);
+      write_output(options->json, json.dump(2) + "\n");
+    }
+  });
+}
+
+}  // namespace cq::cli

@@ -1,0 +1,15 @@
+#pragma once
+// Each `cq` subcommand lives in its own file and registers itself here.
+#include <CLI/CLI.hpp>
+
+namespace cq::cli {
+
+void add_info_command(CLI::App& app);
+void add_ppl_command(CLI::App& app);
+void add_generate_command(CLI::App& app);
+void add_tokenize_command(CLI::App& app);
+void add_synth_command(CLI::App& app);
+void add_kernel_command(CLI::App& app);
+void add_demo_command(CLI::App& app);
+
+}  // namespace cq::cli

@@ -1,0 +1,25 @@
+#pragma once
+// Options shared by every command that runs a model: the quantization flags and --json.
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "quant/quant_config.h"
+
+namespace cq::cli {
+
+struct QuantOptions {
+  QuantConfig config;
+  std::string scheme;
+  CLI::Option* wbits = nullptr;
+  CLI::Option* abits = nullptr;
+  CLI::Option* weight_quant = nullptr;
+  // Resolves --scheme against explicit flags (explicit flags win) and validates.
+  QuantConfig resolve() const;
+};
+
+void add_quant_options(CLI::App& command, QuantOptions& options);
+
+// Writes `text` to `path` atomically (temporary file, then rename), or to stdout for "-".
+void write_output(const std::string& path, const std::string& text);
+
+}  // namespace cq::cli

@@ -1,0 +1,93 @@
+#pragma once
+// Read-only, memory-mapped safetensors checkpoints (single file or sharded through
+// model.safetensors.index.json). Tensors stay in their stored dtype in the mapping;
+// callers convert what they need, when they need it.
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace cq {
+
+enum class DType { F32, F16, BF16 };
+const char* dtype_name(DType dtype);
+size_t dtype_size(DType dtype);
+
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  const std::byte* data = nullptr;  // inside the mapping
+  size_t bytes = 0;
+  std::filesystem::path file;       // for error messages
+  int64_t numel() const;
+};
+
+// One mapped file; the mapping lives as long as the object.
+class MappedFile {
+ public:
+  explicit MappedFile(const std::filesystem::path& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  const std::byte* data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+  const std::byte* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+class SafetensorsCheckpoint {
+ public:
+  // `path` is a model directory, a .safetensors file, or an index .json file.
+  explicit SafetensorsCheckpoint(const std::filesystem::path& path);
+
+  bool contains(const std::string& name) const { return tensors_.count(name) != 0; }
+  // Throws cq::Error naming the checkpoint when the tensor is missing.
+  const TensorInfo& tensor(const std::string& name) const;
+  // Same, and checks the shape; throws naming the file, tensor, expected and actual shape.
+  const TensorInfo& tensor(const std::string& name, const std::vector<int64_t>& expected_shape) const;
+  const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
+  // The dtype most parameters are stored in (for `cq info`).
+  DType dominant_dtype() const;
+  uint64_t file_bytes() const;
+  const std::filesystem::path& source() const { return source_; }
+
+ private:
+  void add_file(const std::filesystem::path& file);
+  std::filesystem::path source_;
+  std::vector<std::unique_ptr<MappedFile>> files_;
+  std::map<std::string, TensorInfo> tensors_;
+};
+
+// Converts `count` elements of a stored tensor (from element `offset`) to float32.
+void convert_to_f32(const TensorInfo& tensor, int64_t offset, int64_t count, float* out);
+std::vector<float> to_f32(const TensorInfo& tensor);
+
+// Limits on what a header may claim, so a corrupt or hostile file is refused early.
+inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100ull << 20;  // 100 MB
+inline constexpr size_t kMaxTensorsPerFile = 1'000'000;
+
+// Writes tensors (already in the given dtype's bytes) as one safetensors file, atomically.
+struct TensorToWrite {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  std::span<const std::byte> bytes;
+};
+void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+// IEEE half / bfloat16 conversions (round-to-nearest-even on the way down).
+float f16_to_f32(uint16_t h);
+float bf16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);
+uint16_t f32_to_bf16(float f);
+
+}  // namespace cq

@@ -1,0 +1,58 @@
+#include "model/config.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "util/error.h"
+
+namespace cq {
+
+ModelConfig load_model_config(const std::filesystem::path& model_dir) {
+  const auto path = model_dir / "config.json";
+  std::ifstream stream(path);
+  if (!stream) fail("{}: cannot open (is '{}' a Hugging Face model directory?)", path.string(), model_dir.string());
+  nlohmann::json json;
+  try {
+    json = nlohmann::json::parse(stream);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: malformed JSON: {}", path.string(), e.what());
+  }
+  return parse_model_config(json, path.string());
+}
+
+ModelConfig parse_model_config(const nlohmann::json& json, const std::string& where) {
+  if (!json.is_object()) fail("{}: not a JSON object", where);
+  const std::string type = json.value("model_type", "");
+  ModelConfig config;
+  try {
+    if (type == "opt") config = parse_opt_config(json, where);
+    else if (type == "llama" || type == "mistral") config = parse_llama_config(json, where);
+    else fail("{}: model_type '{}' is not supported (supported: opt, llama)", where, type);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: bad field type: {}", where, e.what());
+  }
+  auto require_positive = [&](int64_t value, const char* field) {
+    if (value <= 0 || value > (int64_t{1} << 31)) fail("{}: {} must be a positive integer (got {})", where, field, value);
+  };
+  require_positive(config.vocab_size, "vocab_size");
+  require_positive(config.hidden_size, "hidden_size");
+  require_positive(config.intermediate_size, "intermediate_size");
+  require_positive(config.num_layers, "num_hidden_layers");
+  require_positive(config.num_heads, "num_attention_heads");
+  require_positive(config.num_kv_heads, "num_key_value_heads");
+  require_positive(config.head_dim, "head_dim");
+  require_positive(config.max_position_embeddings, "max_position_embeddings");
+  require_positive(config.word_embed_proj_dim, "word_embed_proj_dim");
+  if (config.num_heads % config.num_kv_heads != 0)
+    fail("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", where, config.num_heads,
+         config.num_kv_heads);
+  if (config.positions == PositionKind::Rotary && config.head_dim % 2 != 0)
+    fail("{}: rotary embeddings need an even head_dim (got {})", where, config.head_dim);
+  return config;
+}
+
+TensorNames tensor_names(const ModelConfig& config) {
+  return config.family == Family::OPT ? opt_tensor_names() : llama_tensor_names();
+}
+
+}  // namespace cq

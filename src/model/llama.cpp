@@ -1,0 +1,83 @@
+// LLaMA-1/2/3 as Hugging Face's LlamaForCausalLM defines it: RMSNorm, rotary positions
+// (rotate_half convention, LLaMA-3.1 rope_scaling), SwiGLU MLP, grouped-query attention.
+#include <nlohmann/json.hpp>
+
+#include "model/config.h"
+#include "util/error.h"
+
+namespace cq {
+
+ModelConfig parse_llama_config(const nlohmann::json& json, const std::string& where) {
+  ModelConfig c;
+  c.family = Family::LLaMA;
+  c.model_type = json.value("model_type", "llama");
+  c.vocab_size = json.value("vocab_size", int64_t{32000});
+  c.hidden_size = json.value("hidden_size", int64_t{4096});
+  c.intermediate_size = json.value("intermediate_size", int64_t{11008});
+  c.num_layers = json.value("num_hidden_layers", int64_t{32});
+  c.num_heads = json.value("num_attention_heads", int64_t{32});
+  c.num_kv_heads = json.contains("num_key_value_heads") && !json["num_key_value_heads"].is_null()
+                       ? json["num_key_value_heads"].get<int64_t>()
+                       : c.num_heads;
+  c.head_dim = json.contains("head_dim") && !json["head_dim"].is_null()
+                   ? json["head_dim"].get<int64_t>()
+                   : (c.num_heads > 0 ? c.hidden_size / c.num_heads : 0);
+  c.max_position_embeddings = json.value("max_position_embeddings", int64_t{2048});
+  c.word_embed_proj_dim = c.hidden_size;
+  c.norm = NormKind::RMSNorm;
+  c.norm_eps = json.value("rms_norm_eps", 1e-6);
+  const std::string activation = json.value("hidden_act", "silu");
+  if (activation != "silu") fail("{}: hidden_act '{}' is not supported for LLaMA (only silu)", where, activation);
+  c.mlp = MlpKind::SwiGLU;
+  c.positions = PositionKind::Rotary;
+  c.rope_theta = json.value("rope_theta", 10000.0);
+  if (json.contains("rope_scaling") && !json["rope_scaling"].is_null()) {
+    const auto& scaling = json["rope_scaling"];
+    if (!scaling.is_object()) fail("{}: rope_scaling must be an object or null", where);
+    c.rope_scaling.type = scaling.value("rope_type", scaling.value("type", "default"));
+    c.rope_scaling.factor = scaling.value("factor", 1.0);
+    if (c.rope_scaling.type == "llama3") {
+      c.rope_scaling.low_freq_factor = scaling.value("low_freq_factor", 1.0);
+      c.rope_scaling.high_freq_factor = scaling.value("high_freq_factor", 4.0);
+      c.rope_scaling.original_max_position_embeddings = scaling.value("original_max_position_embeddings", int64_t{8192});
+      if (c.rope_scaling.high_freq_factor <= c.rope_scaling.low_freq_factor)
+        fail("{}: rope_scaling high_freq_factor must exceed low_freq_factor", where);
+    } else if (c.rope_scaling.type == "default") {
+      c.rope_scaling.type = "none";
+    } else if (c.rope_scaling.type != "linear") {
+      fail("{}: rope_scaling type '{}' is not supported (supported: linear, llama3)", where, c.rope_scaling.type);
+    }
+    if (!(c.rope_scaling.factor > 0)) fail("{}: rope_scaling factor must be positive", where);
+  }
+  c.attention_bias = c.attention_out_bias = json.value("attention_bias", false);
+  c.mlp_bias = json.value("mlp_bias", false);
+  c.tie_word_embeddings = json.value("tie_word_embeddings", false);
+  auto token_id = [&](const char* key, int32_t fallback) {
+    if (!json.contains(key) || json[key].is_null()) return fallback;
+    if (json[key].is_array()) return json[key].empty() ? fallback : json[key][0].get<int32_t>();  // LLaMA-3.1 eos list
+    return json[key].get<int32_t>();
+  };
+  c.bos_token_id = token_id("bos_token_id", 1);
+  c.eos_token_id = token_id("eos_token_id", 2);
+  return c;
+}
+
+TensorNames llama_tensor_names() {
+  TensorNames n;
+  n.embed_tokens = "model.embed_tokens.weight";
+  n.final_norm = "model.norm";
+  n.lm_head = "lm_head.weight";
+  n.layer_prefix = "model.layers.";
+  n.attn_norm = "input_layernorm";
+  n.mlp_norm = "post_attention_layernorm";
+  n.q = "self_attn.q_proj";
+  n.k = "self_attn.k_proj";
+  n.v = "self_attn.v_proj";
+  n.o = "self_attn.o_proj";
+  n.gate_or_fc1 = "mlp.gate_proj";
+  n.up = "mlp.up_proj";
+  n.down_or_fc2 = "mlp.down_proj";
+  return n;
+}
+
+}  // namespace cq

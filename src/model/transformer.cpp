@@ -1,0 +1,506 @@
+#include "model/transformer.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numbers>
+#include <oneapi/dnnl/dnnl.h>
+
+#include "util/error.h"
+
+namespace cq {
+
+namespace {
+
+// Below this many elements an OpenMP region costs more than it saves (tiny models).
+constexpr int64_t kParallelElements = int64_t{1} << 15;
+
+// C[m x n] = A[m x k] · B[n x k]ᵀ (+ beta·C), all row-major; oneDNN's sgemm is row-major.
+void matmul_abt(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t m, int64_t n,
+                int64_t k, float alpha = 1.f, float beta = 0.f) {
+  if (m == 0 || n == 0) return;
+  if (dnnl_sgemm('N', 'T', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) != dnnl_success)
+    fail("internal error: dnnl_sgemm failed for {}x{}x{}", m, n, k);
+}
+
+// C[m x n] = A[m x k] · B[k x n].
+void matmul_ab(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t m, int64_t n,
+               int64_t k) {
+  if (m == 0 || n == 0) return;
+  if (dnnl_sgemm('N', 'N', m, n, k, 1.f, a, lda, b, ldb, 0.f, c, ldc) != dnnl_success)
+    fail("internal error: dnnl_sgemm failed for {}x{}x{}", m, n, k);
+}
+
+// Y[m x n] = X[m x k] · Wᵀ for a weight W[n x k] still in the checkpoint's mapping. F32
+// is used in place; F16/BF16 are converted in blocks of rows, so no FP32 copy of the
+// whole tensor (think of a 32000 x 4096 lm_head) ever exists.
+void matmul_stored_weight(const float* x, int64_t m, const TensorInfo& weight, float* y) {
+  const int64_t n = weight.shape[0];
+  const int64_t k = weight.shape[1];
+  if (weight.dtype == DType::F32 && reinterpret_cast<uintptr_t>(weight.data) % alignof(float) == 0) {
+    matmul_abt(x, k, reinterpret_cast<const float*>(weight.data), k, y, n, m, n, k);
+    return;
+  }
+  constexpr int64_t kBlockElements = int64_t{4} << 20;  // 16 MB of FP32 per block
+  const int64_t block_rows = std::max<int64_t>(1, kBlockElements / std::max<int64_t>(k, 1));
+  std::vector<float> block(static_cast<size_t>(std::min(n, block_rows) * k));
+  for (int64_t first = 0; first < n; first += block_rows) {
+    const int64_t rows = std::min(block_rows, n - first);
+    const int64_t chunk = rows * k;
+#pragma omp parallel for schedule(static) if (chunk > kParallelElements)
+    for (int64_t part = 0; part < 16; ++part) {
+      const int64_t begin = chunk * part / 16, end = chunk * (part + 1) / 16;
+      convert_to_f32(weight, first * k + begin, end - begin, block.data() + begin);
+    }
+    matmul_abt(x, k, block.data(), k, y + first, n, m, rows, k);
+  }
+}
+
+}  // namespace
+
+const char* input_site_name(InputSite site) {
+  switch (site) {
+    case InputSite::AttentionIn: return "attn_in";
+    case InputSite::AttentionOut: return "attn_out";
+    case InputSite::MlpIn: return "mlp_in";
+    case InputSite::MlpDown: return "mlp_down";
+  }
+  return "?";
+}
+
+std::span<float> LinearLayer::mutable_weight() {
+  if (owned_weight.empty()) owned_weight = to_f32(*stored_weight);
+  return owned_weight;
+}
+
+Transformer::Transformer(const std::filesystem::path& model_dir)
+    : directory_(model_dir), config_(load_model_config(model_dir)), names_(tensor_names(config_)) {
+  checkpoint_ = std::make_unique<SafetensorsCheckpoint>(model_dir);
+  load_weights();
+}
+
+int64_t Transformer::add_linear(const std::string& module, int64_t layer, InputSite site, int64_t in, int64_t out,
+                                bool bias) {
+  LinearLayer linear;
+  linear.name = module;
+  linear.layer = layer;
+  linear.site = site;
+  linear.in_features = in;
+  linear.out_features = out;
+  linear.stored_weight = &checkpoint_->tensor(module + ".weight", {out, in});
+  if (bias) linear.bias = to_f32(checkpoint_->tensor(module + ".bias", {out}));
+  linears_.push_back(std::move(linear));
+  return static_cast<int64_t>(linears_.size()) - 1;
+}
+
+Transformer::Norm Transformer::load_norm(const std::string& module, int64_t width) const {
+  Norm norm;
+  norm.weight = to_f32(checkpoint_->tensor(module + ".weight", {width}));
+  if (config_.norm == NormKind::LayerNorm) norm.bias = to_f32(checkpoint_->tensor(module + ".bias", {width}));
+  return norm;
+}
+
+void Transformer::load_weights() {
+  const ModelConfig& c = config_;
+  const int64_t embed_dim = c.word_embed_proj_dim;
+  embed_tokens_ = &checkpoint_->tensor(names_.embed_tokens, {c.vocab_size, embed_dim});
+  if (c.positions == PositionKind::Learned)
+    embed_positions_ = &checkpoint_->tensor(names_.embed_positions, {c.max_position_embeddings + c.position_offset, c.hidden_size});
+  if (c.has_projections()) {
+    project_in_ = &checkpoint_->tensor(names_.project_in, {c.hidden_size, embed_dim});
+    project_out_ = &checkpoint_->tensor(names_.project_out, {embed_dim, c.hidden_size});
+  }
+  // Tied embeddings use embed_tokens even when a copy of lm_head is stored (as HF does).
+  if (c.tie_word_embeddings || !checkpoint_->contains(names_.lm_head)) {
+    if (!c.tie_word_embeddings)
+      fail("{}: missing tensor '{}' and tie_word_embeddings is false", checkpoint_->source().string(), names_.lm_head);
+    lm_head_ = embed_tokens_;
+  } else {
+    lm_head_ = &checkpoint_->tensor(names_.lm_head, {c.vocab_size, embed_dim});
+  }
+  const int64_t q_width = c.num_heads * c.head_dim;
+  const int64_t kv_width = c.num_kv_heads * c.head_dim;
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const std::string prefix = names_.layer_prefix + std::to_string(l) + ".";
+    Block block;
+    block.attn_norm = load_norm(prefix + names_.attn_norm, c.hidden_size);
+    block.mlp_norm = load_norm(prefix + names_.mlp_norm, c.hidden_size);
+    block.q = add_linear(prefix + names_.q, l, InputSite::AttentionIn, c.hidden_size, q_width, c.attention_bias);
+    block.k = add_linear(prefix + names_.k, l, InputSite::AttentionIn, c.hidden_size, kv_width, c.attention_bias);
+    block.v = add_linear(prefix + names_.v, l, InputSite::AttentionIn, c.hidden_size, kv_width, c.attention_bias);
+    block.o = add_linear(prefix + names_.o, l, InputSite::AttentionOut, q_width, c.hidden_size, c.attention_out_bias);
+    block.gate_or_fc1 = add_linear(prefix + names_.gate_or_fc1, l, InputSite::MlpIn, c.hidden_size, c.intermediate_size, c.mlp_bias);
+    if (c.mlp == MlpKind::SwiGLU)
+      block.up = add_linear(prefix + names_.up, l, InputSite::MlpIn, c.hidden_size, c.intermediate_size, c.mlp_bias);
+    block.down_or_fc2 = add_linear(prefix + names_.down_or_fc2, l, InputSite::MlpDown, c.intermediate_size, c.hidden_size, c.mlp_bias);
+    blocks_.push_back(std::move(block));
+  }
+  if (c.final_norm) final_norm_ = load_norm(names_.final_norm, c.hidden_size);
+  stats_.assign(linears_.size(), KernelStats{});
+  activation_quantizers_.assign(static_cast<size_t>(c.num_layers * kInputSites), nullptr);
+
+  if (c.positions == PositionKind::Rotary) {
+    // HF: inv_freq_i = 1 / theta^(2i/d), in float32; LLaMA-3.1 rescales low frequencies.
+    const int64_t half = c.head_dim / 2;
+    rope_inv_freq_.resize(static_cast<size_t>(half));
+    for (int64_t i = 0; i < half; ++i) {
+      const float exponent = static_cast<float>(2 * i) / static_cast<float>(c.head_dim);
+      double inv_freq = static_cast<float>(1.0 / std::pow(c.rope_theta, static_cast<double>(exponent)));
+      const RopeScaling& s = c.rope_scaling;
+      if (s.type == "linear") {
+        inv_freq /= s.factor;
+      } else if (s.type == "llama3") {
+        const double old_context = static_cast<double>(s.original_max_position_embeddings);
+        const double low_freq_wavelen = old_context / s.low_freq_factor;
+        const double high_freq_wavelen = old_context / s.high_freq_factor;
+        const double wavelen = 2 * std::numbers::pi / inv_freq;
+        if (wavelen > low_freq_wavelen) {
+          inv_freq /= s.factor;
+        } else if (wavelen >= high_freq_wavelen) {
+          const double smooth = (old_context / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+          inv_freq = (1 - smooth) * inv_freq / s.factor + smooth * inv_freq;
+        }
+      }
+      rope_inv_freq_[static_cast<size_t>(i)] = static_cast<float>(inv_freq);
+    }
+  }
+}
+
+int64_t Transformer::parameter_count() const {
+  int64_t total = 0;
+  for (const auto& [name, info] : checkpoint_->tensors()) total += info.numel();
+  // A stored copy of a tied lm_head is not a parameter of its own.
+  if (config_.tie_word_embeddings && checkpoint_->contains(names_.lm_head)) total -= checkpoint_->tensor(names_.lm_head).numel();
+  return total;
+}
+
+KVCache Transformer::make_cache(int64_t batch, int64_t capacity) const {
+  KVCache cache;
+  cache.batch = batch;
+  cache.capacity = capacity;
+  cache.kv_width = config_.num_kv_heads * config_.head_dim;
+  const auto size = static_cast<size_t>(batch * capacity * cache.kv_width);
+  cache.keys.assign(static_cast<size_t>(config_.num_layers), std::vector<float>(size));
+  cache.values.assign(static_cast<size_t>(config_.num_layers), std::vector<float>(size));
+  return cache;
+}
+
+void Transformer::quantize_weights(const Quantizer& quantizer) {
+  for (auto& linear : linears_) {
+    std::span<float> w = linear.mutable_weight();
+    quantizer.fake_quantize(MatrixView{w.data(), linear.out_features, linear.in_features, linear.in_features}, nullptr);
+  }
+}
+
+void Transformer::set_activation_quantizer(int64_t layer, InputSite site, std::shared_ptr<const Quantizer> quantizer) {
+  activation_quantizers_.at(static_cast<size_t>(layer * kInputSites + static_cast<int>(site))) = std::move(quantizer);
+}
+
+void Transformer::set_activation_quantizer_everywhere(std::shared_ptr<const Quantizer> quantizer) {
+  for (auto& q : activation_quantizers_) q = quantizer;
+}
+
+KernelStats Transformer::total_kernel_stats() const {
+  KernelStats total;
+  for (const auto& s : stats_) total.merge(s);
+  return total;
+}
+
+void Transformer::reset_kernel_stats() { stats_.assign(linears_.size(), KernelStats{}); }
+
+std::vector<float>& Transformer::norm_weight(int64_t layer, InputSite site) {
+  auto& block = blocks_.at(static_cast<size_t>(layer));
+  return site == InputSite::AttentionIn ? block.attn_norm.weight : block.mlp_norm.weight;
+}
+
+std::vector<float>& Transformer::norm_bias(int64_t layer, InputSite site) {
+  auto& block = blocks_.at(static_cast<size_t>(layer));
+  return site == InputSite::AttentionIn ? block.attn_norm.bias : block.mlp_norm.bias;
+}
+
+void Transformer::apply_norm(const Norm& norm, const float* x, float* y, int64_t rows, int64_t width) const {
+  const bool layer_norm = config_.norm == NormKind::LayerNorm;
+  const double eps = config_.norm_eps;
+#pragma omp parallel for schedule(static) if (rows * width > kParallelElements)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* in = x + r * width;
+    float* out = y + r * width;
+    if (layer_norm) {
+      double sum = 0;
+      for (int64_t j = 0; j < width; ++j) sum += in[j];
+      const double mean = sum / static_cast<double>(width);
+      double squares = 0;
+      for (int64_t j = 0; j < width; ++j) squares += (in[j] - mean) * (in[j] - mean);
+      const auto inv_std = static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(width) + eps));
+      const auto mean_f = static_cast<float>(mean);
+      for (int64_t j = 0; j < width; ++j) out[j] = (in[j] - mean_f) * inv_std * norm.weight[j] + norm.bias[j];
+    } else {
+      double squares = 0;
+      for (int64_t j = 0; j < width; ++j) squares += static_cast<double>(in[j]) * in[j];
+      const auto inv_rms = static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(width) + eps));
+      for (int64_t j = 0; j < width; ++j) out[j] = norm.weight[j] * (in[j] * inv_rms);
+    }
+  }
+}
+
+void Transformer::embed(std::span<const int32_t> tokens, int64_t batch, int64_t length, int64_t past, float* x) {
+  const ModelConfig& c = config_;
+  const int64_t rows = batch * length;
+  const int64_t embed_dim = c.word_embed_proj_dim;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int32_t token = tokens[static_cast<size_t>(r)];
+    if (token < 0 || token >= c.vocab_size) fail("token id {} is outside the vocabulary (size {})", token, c.vocab_size);
+  }
+  std::vector<float> word(static_cast<size_t>(rows * embed_dim));
+#pragma omp parallel for schedule(static) if (rows * embed_dim > kParallelElements)
+  for (int64_t r = 0; r < rows; ++r)
+    convert_to_f32(*embed_tokens_, tokens[static_cast<size_t>(r)] * embed_dim, embed_dim, word.data() + r * embed_dim);
+  if (c.has_projections()) {
+    matmul_stored_weight(word.data(), rows, *project_in_, x);
+  } else {
+    std::memcpy(x, word.data(), word.size() * sizeof(float));
+  }
+  if (c.positions == PositionKind::Learned) {
+    const int64_t max_position = past + length;
+    if (max_position > c.max_position_embeddings)
+      fail("sequence of {} positions exceeds max_position_embeddings {}", max_position, c.max_position_embeddings);
+    std::vector<float> position(static_cast<size_t>(c.hidden_size));
+    for (int64_t t = 0; t < length; ++t) {
+      convert_to_f32(*embed_positions_, (past + t + c.position_offset) * c.hidden_size, c.hidden_size, position.data());
+      for (int64_t b = 0; b < batch; ++b) {
+        float* row = x + (b * length + t) * c.hidden_size;
+        for (int64_t j = 0; j < c.hidden_size; ++j) row[j] += position[static_cast<size_t>(j)];
+      }
+    }
+  }
+}
+
+void Transformer::apply_rope(float* x, int64_t heads, int64_t batch, int64_t length, int64_t past) const {
+  const int64_t head_dim = config_.head_dim;
+  const int64_t half = head_dim / 2;
+  const int64_t width = heads * head_dim;
+#pragma omp parallel for schedule(static) if (batch * length * width > kParallelElements)
+  for (int64_t r = 0; r < batch * length; ++r) {
+    const auto position = static_cast<float>(past + r % length);
+    float* row = x + r * width;
+    for (int64_t i = 0; i < half; ++i) {
+      // HF: freqs = position · inv_freq in float32, then cos/sin; rotate_half pairs i with i + d/2.
+      const float angle = position * rope_inv_freq_[static_cast<size_t>(i)];
+      const auto cos_a = static_cast<float>(std::cos(static_cast<double>(angle)));
+      const auto sin_a = static_cast<float>(std::sin(static_cast<double>(angle)));
+      for (int64_t h = 0; h < heads; ++h) {
+        float* head = row + h * head_dim;
+        const float first = head[i];
+        const float second = head[i + half];
+        head[i] = first * cos_a - second * sin_a;
+        head[i + half] = second * cos_a + first * sin_a;
+      }
+    }
+  }
+}
+
+const float* Transformer::prepare_input(int64_t layer, InputSite site, const float* x, int64_t rows, int64_t cols,
+                                        int64_t sequence_length, std::span<const int64_t> readers) {
+  if (observer_) observer_(layer, site, x, rows, cols, sequence_length);
+  const auto& quantizer = activation_quantizers_[static_cast<size_t>(layer * kInputSites + static_cast<int>(site))];
+  if (!quantizer) return x;
+  quantized_input_.assign(x, x + rows * cols);
+  KernelStats site_stats;
+  // Per sequence: CrossQuant's column maxima are taken over one sequence's tokens (SPEC.md).
+  for (int64_t start = 0; start < rows; start += sequence_length) {
+    const int64_t count = std::min(sequence_length, rows - start);
+    quantizer->fake_quantize(MatrixView{quantized_input_.data() + start * cols, count, cols, cols}, &site_stats);
+  }
+  for (int64_t reader : readers) stats_[static_cast<size_t>(reader)].merge(site_stats);
+  return quantized_input_.data();
+}
+
+void Transformer::run_linear(int64_t index, const float* x, int64_t rows, float* y) {
+  const LinearLayer& linear = linears_[static_cast<size_t>(index)];
+  if (linear.owned_weight.empty()) {
+    matmul_stored_weight(x, rows, *linear.stored_weight, y);
+  } else {
+    matmul_abt(x, linear.in_features, linear.owned_weight.data(), linear.in_features, y, linear.out_features, rows,
+               linear.out_features, linear.in_features);
+  }
+  if (!linear.bias.empty()) {
+    const float* bias = linear.bias.data();
+    const int64_t out = linear.out_features;
+#pragma omp parallel for schedule(static) if (rows * out > kParallelElements)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < out; ++j) y[r * out + j] += bias[j];
+  }
+}
+
+void Transformer::attention(int64_t layer, float* q, const float* k, const float* v, int64_t batch, int64_t length,
+                            KVCache& cache, float* out) {
+  const ModelConfig& c = config_;
+  const int64_t head_dim = c.head_dim;
+  const int64_t q_width = c.num_heads * head_dim;
+  const int64_t kv_width = cache.kv_width;
+  const int64_t past = cache.length;
+  const int64_t total = past + length;
+  const int64_t group = c.num_heads / c.num_kv_heads;
+  float* keys = cache.keys[static_cast<size_t>(layer)].data();
+  float* values = cache.values[static_cast<size_t>(layer)].data();
+  for (int64_t b = 0; b < batch; ++b) {
+    float* key_rows = keys + (b * cache.capacity + past) * kv_width;
+    float* value_rows = values + (b * cache.capacity + past) * kv_width;
+    std::memcpy(key_rows, k + b * length * kv_width, static_cast<size_t>(length * kv_width) * sizeof(float));
+    std::memcpy(value_rows, v + b * length * kv_width, static_cast<size_t>(length * kv_width) * sizeof(float));
+  }
+  // LLaMA scales scores by 1/sqrt(d); OPT has already scaled q after its projection.
+  const float score_scale = c.family == Family::OPT ? 1.f : 1.f / std::sqrt(static_cast<float>(head_dim));
+  const int64_t attention_work = batch * c.num_heads * length * total * head_dim;
+#pragma omp parallel if (attention_work > kParallelElements * 16)
+  {
+    std::vector<float> scores(static_cast<size_t>(length * total));
+#pragma omp for schedule(dynamic) collapse(2)
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t h = 0; h < c.num_heads; ++h) {
+        const int64_t kv_head = h / group;
+        const float* q_head = q + b * length * q_width + h * head_dim;
+        const float* k_head = keys + b * cache.capacity * kv_width + kv_head * head_dim;
+        const float* v_head = values + b * cache.capacity * kv_width + kv_head * head_dim;
+        matmul_abt(q_head, q_width, k_head, kv_width, scores.data(), total, length, total, head_dim, score_scale);
+        for (int64_t t = 0; t < length; ++t) {
+          float* row = scores.data() + t * total;
+          const int64_t visible = past + t + 1;  // causal
+          float max_score = -std::numeric_limits<float>::infinity();
+          for (int64_t j = 0; j < visible; ++j) max_score = std::max(max_score, row[j]);
+          float sum = 0;
+          for (int64_t j = 0; j < visible; ++j) {
+            row[j] = std::exp(row[j] - max_score);
+            sum += row[j];
+          }
+          const float inv_sum = 1.f / sum;
+          for (int64_t j = 0; j < visible; ++j) row[j] *= inv_sum;
+          for (int64_t j = visible; j < total; ++j) row[j] = 0.f;
+        }
+        matmul_ab(scores.data(), total, v_head, kv_width, out + b * length * q_width + h * head_dim, q_width, length,
+                  head_dim, total);
+      }
+    }
+  }
+}
+
+void Transformer::forward(std::span<const int32_t> tokens, int64_t batch, int64_t length, std::span<float> logits,
+                          KVCache* cache, bool last_position_only) {
+  const ModelConfig& c = config_;
+  if (batch <= 0 || length <= 0) fail("forward: empty batch");
+  if (static_cast<int64_t>(tokens.size()) != batch * length) fail("forward: {} tokens for {} x {}", tokens.size(), batch, length);
+  const int64_t out_rows = last_position_only ? batch : batch * length;
+  if (static_cast<int64_t>(logits.size()) < out_rows * c.vocab_size) fail("forward: logits buffer too small");
+  KVCache local_cache;
+  if (!cache) {
+    local_cache = make_cache(batch, length);
+    cache = &local_cache;
+  }
+  if (cache->batch != batch) fail("forward: cache holds {} sequences, batch has {}", cache->batch, batch);
+  if (cache->length + length > cache->capacity) fail("forward: KV cache capacity {} exceeded", cache->capacity);
+  const int64_t past = cache->length;
+  if (c.positions == PositionKind::Rotary && past + length > c.max_position_embeddings && c.rope_scaling.type == "none") {
+    // HF computes RoPE for any position; warn-free extrapolation as HF does.
+  }
+
+  const int64_t rows = batch * length;
+  const int64_t hidden = c.hidden_size;
+  const int64_t q_width = c.num_heads * c.head_dim;
+  const int64_t kv_width = c.num_kv_heads * c.head_dim;
+  std::vector<float> x(static_cast<size_t>(rows * hidden)), normed(x.size()), q(static_cast<size_t>(rows * q_width)),
+      k(static_cast<size_t>(rows * kv_width)), v(k.size()), attn(q.size()), mlp_a(static_cast<size_t>(rows * c.intermediate_size)),
+      mlp_b(c.mlp == MlpKind::SwiGLU ? mlp_a.size() : 0), block_out(x.size());
+  embed(tokens, batch, length, past, x.data());
+
+  auto add_residual = [&](const float* delta) {
+#pragma omp parallel for schedule(static) if (rows * hidden > kParallelElements)
+    for (int64_t i = 0; i < rows * hidden; ++i) x[static_cast<size_t>(i)] += delta[i];
+  };
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const Block& block = blocks_[static_cast<size_t>(l)];
+    // Attention
+    const float* attn_input = x.data();
+    if (c.pre_norm) {
+      apply_norm(block.attn_norm, x.data(), normed.data(), rows, hidden);
+      attn_input = normed.data();
+    }
+    const int64_t qkv[] = {block.q, block.k, block.v};
+    const float* quantized = prepare_input(l, InputSite::AttentionIn, attn_input, rows, hidden, length, qkv);
+    run_linear(block.q, quantized, rows, q.data());
+    run_linear(block.k, quantized, rows, k.data());
+    run_linear(block.v, quantized, rows, v.data());
+    if (c.family == Family::OPT) {
+      const float scaling = 1.f / std::sqrt(static_cast<float>(c.head_dim));
+      for (float& value : q) value *= scaling;
+    } else {
+      apply_rope(q.data(), c.num_heads, batch, length, past);
+      apply_rope(k.data(), c.num_kv_heads, batch, length, past);
+    }
+    attention(l, q.data(), k.data(), v.data(), batch, length, *cache, attn.data());
+    const int64_t o_reader[] = {block.o};
+    run_linear(block.o, prepare_input(l, InputSite::AttentionOut, attn.data(), rows, q_width, length, o_reader), rows,
+               block_out.data());
+    add_residual(block_out.data());
+    if (!c.pre_norm) apply_norm(block.attn_norm, x.data(), x.data(), rows, hidden);
+
+    // MLP
+    const float* mlp_input = x.data();
+    if (c.pre_norm) {
+      apply_norm(block.mlp_norm, x.data(), normed.data(), rows, hidden);
+      mlp_input = normed.data();
+    }
+    const int64_t inter = c.intermediate_size;
+    if (c.mlp == MlpKind::SwiGLU) {
+      const int64_t readers[] = {block.gate_or_fc1, block.up};
+      const float* in = prepare_input(l, InputSite::MlpIn, mlp_input, rows, hidden, length, readers);
+      run_linear(block.gate_or_fc1, in, rows, mlp_a.data());
+      run_linear(block.up, in, rows, mlp_b.data());
+#pragma omp parallel for schedule(static) if (rows * inter > kParallelElements)
+      for (int64_t i = 0; i < rows * inter; ++i) {
+        const float g = mlp_a[static_cast<size_t>(i)];
+        mlp_a[static_cast<size_t>(i)] = g / (1.f + std::exp(-g)) * mlp_b[static_cast<size_t>(i)];
+      }
+    } else {
+      const int64_t readers[] = {block.gate_or_fc1};
+      run_linear(block.gate_or_fc1, prepare_input(l, InputSite::MlpIn, mlp_input, rows, hidden, length, readers), rows,
+                 mlp_a.data());
+#pragma omp parallel for schedule(static) if (rows * inter > kParallelElements)
+      for (int64_t i = 0; i < rows * inter; ++i) mlp_a[static_cast<size_t>(i)] = std::max(mlp_a[static_cast<size_t>(i)], 0.f);
+    }
+    const int64_t down_reader[] = {block.down_or_fc2};
+    run_linear(block.down_or_fc2, prepare_input(l, InputSite::MlpDown, mlp_a.data(), rows, inter, length, down_reader),
+               rows, block_out.data());
+    add_residual(block_out.data());
+    if (!c.pre_norm) apply_norm(block.mlp_norm, x.data(), x.data(), rows, hidden);
+  }
+  cache->length += length;
+
+  // Head: final norm, optional project_out, lm_head (kept in full precision).
+  std::vector<float> head_input;
+  const int64_t embed_dim = c.word_embed_proj_dim;
+  {
+    std::vector<float> selected;
+    const float* source = x.data();
+    if (last_position_only) {
+      selected.resize(static_cast<size_t>(batch * hidden));
+      for (int64_t b = 0; b < batch; ++b)
+        std::memcpy(selected.data() + b * hidden, x.data() + ((b + 1) * length - 1) * hidden, static_cast<size_t>(hidden) * sizeof(float));
+      source = selected.data();
+    }
+    std::vector<float> normed_out(static_cast<size_t>(out_rows * hidden));
+    if (c.final_norm) apply_norm(final_norm_, source, normed_out.data(), out_rows, hidden);
+    else std::memcpy(normed_out.data(), source, normed_out.size() * sizeof(float));
+    if (c.has_projections()) {
+      head_input.resize(static_cast<size_t>(out_rows * embed_dim));
+      matmul_stored_weight(normed_out.data(), out_rows, *project_out_, head_input.data());
+    } else {
+      head_input = std::move(normed_out);
+    }
+  }
+  matmul_stored_weight(head_input.data(), out_rows, *lm_head_, logits.data());
+}
+
+}  // namespace cq

@@ -1,0 +1,129 @@
+#pragma once
+// One decoder for every family: ModelConfig says what differs (norm, positions, MLP,
+// biases, GQA). Weights stay in the checkpoint's mapping in their stored dtype; F16/BF16
+// layers are converted to FP32 one layer at a time, so memory stays near the file size.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "io/safetensors.h"
+#include "model/config.h"
+#include "quant/kernel_stats.h"
+#include "quant/quantizer.h"
+
+namespace cq {
+
+// The four places inside a block where a linear layer reads its input. Linear layers that
+// share an input (q/k/v, gate/up) share its activation quantization.
+enum class InputSite { AttentionIn, AttentionOut, MlpIn, MlpDown };
+inline constexpr int kInputSites = 4;
+const char* input_site_name(InputSite site);
+
+struct LinearLayer {
+  std::string name;           // Hugging Face module name, e.g. "model.layers.0.self_attn.q_proj"
+  InputSite site = InputSite::AttentionIn;
+  int64_t layer = 0;
+  int64_t in_features = 0;
+  int64_t out_features = 0;
+  const TensorInfo* stored_weight = nullptr;  // in the mapping
+  std::vector<float> owned_weight;            // FP32 copy once transformed (quantized, smoothed)
+  std::vector<float> bias;                    // empty: no bias
+
+  // Makes an owned FP32 copy (if not yet) and returns it for in-place transformation.
+  std::span<float> mutable_weight();
+};
+
+struct KVCache {
+  int64_t batch = 0;
+  int64_t capacity = 0;  // positions
+  int64_t length = 0;    // positions filled
+  int64_t kv_width = 0;  // num_kv_heads * head_dim
+  std::vector<std::vector<float>> keys, values;  // per layer: [batch][capacity][kv_width]
+};
+
+// Called with the (unquantized) input of each input site; used by calibration.
+using ActivationObserver = std::function<void(int64_t layer, InputSite site, const float* x, int64_t rows,
+                                              int64_t cols, int64_t sequence_length)>;
+
+class Transformer {
+ public:
+  // Loads config.json and the safetensors checkpoint of a Hugging Face model directory.
+  explicit Transformer(const std::filesystem::path& model_dir);
+
+  const ModelConfig& config() const { return config_; }
+  const SafetensorsCheckpoint& checkpoint() const { return *checkpoint_; }
+  const std::filesystem::path& directory() const { return directory_; }
+  int64_t parameter_count() const;
+
+  KVCache make_cache(int64_t batch, int64_t capacity) const;
+
+  // Runs `batch` sequences of `length` tokens (row-major tokens[batch][length]). With a
+  // cache, positions continue after cache->length and the cache is extended. Writes logits
+  // [batch][length][vocab], or [batch][vocab] for the last position only.
+  void forward(std::span<const int32_t> tokens, int64_t batch, int64_t length, std::span<float> logits,
+               KVCache* cache = nullptr, bool last_position_only = false);
+
+  // Quantization hooks. Weights: fake-quantized once, in place (an owned FP32 copy).
+  std::vector<LinearLayer>& linear_layers() { return linears_; }
+  const std::vector<LinearLayer>& linear_layers() const { return linears_; }
+  void quantize_weights(const Quantizer& quantizer);
+  // Activations: one quantizer per (layer, site); nullptr leaves that input unquantized.
+  void set_activation_quantizer(int64_t layer, InputSite site, std::shared_ptr<const Quantizer> quantizer);
+  void set_activation_quantizer_everywhere(std::shared_ptr<const Quantizer> quantizer);
+  void set_observer(ActivationObserver observer) { observer_ = std::move(observer); }
+  // Kernel statistics per linear layer (index as linear_layers()), summed over forwards.
+  const std::vector<KernelStats>& kernel_stats() const { return stats_; }
+  KernelStats total_kernel_stats() const;
+  void reset_kernel_stats();
+
+  // Norm weights of a block (for folding transformations such as SmoothQuant).
+  std::vector<float>& norm_weight(int64_t layer, InputSite site);
+  std::vector<float>& norm_bias(int64_t layer, InputSite site);
+
+ private:
+  struct Norm {
+    std::vector<float> weight, bias;  // bias empty for RMSNorm
+  };
+  struct Block {
+    Norm attn_norm, mlp_norm;
+    int64_t q, k, v, o, gate_or_fc1, up = -1, down_or_fc2;  // indexes into linears_
+  };
+
+  void load_weights();
+  int64_t add_linear(const std::string& module, int64_t layer, InputSite site, int64_t in, int64_t out, bool bias);
+  Norm load_norm(const std::string& module, int64_t width) const;
+  void apply_norm(const Norm& norm, const float* x, float* y, int64_t rows, int64_t width) const;
+  // Quantizes (a copy of) the site's input per sequence, counts the kernel for each linear
+  // that reads it, then runs the linears.
+  const float* prepare_input(int64_t layer, InputSite site, const float* x, int64_t rows, int64_t cols,
+                             int64_t sequence_length, std::span<const int64_t> readers);
+  void run_linear(int64_t index, const float* x, int64_t rows, float* y);
+  void embed(std::span<const int32_t> tokens, int64_t batch, int64_t length, int64_t past, float* x);
+  void attention(int64_t layer, float* q, const float* k, const float* v, int64_t batch, int64_t length,
+                 KVCache& cache, float* out);
+  void apply_rope(float* x, int64_t heads, int64_t batch, int64_t length, int64_t past) const;
+
+  std::filesystem::path directory_;
+  ModelConfig config_;
+  TensorNames names_;
+  std::unique_ptr<SafetensorsCheckpoint> checkpoint_;
+  std::vector<LinearLayer> linears_;
+  std::vector<Block> blocks_;
+  Norm final_norm_;
+  const TensorInfo* embed_tokens_ = nullptr;
+  const TensorInfo* embed_positions_ = nullptr;
+  const TensorInfo* lm_head_ = nullptr;
+  const TensorInfo* project_in_ = nullptr;
+  const TensorInfo* project_out_ = nullptr;
+  std::vector<float> rope_inv_freq_;
+  std::vector<std::shared_ptr<const Quantizer>> activation_quantizers_;  // [layer * 4 + site]
+  std::vector<KernelStats> stats_;
+  ActivationObserver observer_;
+  std::vector<float> quantized_input_;
+};
+
+}  // namespace cq

@@ -1,0 +1,69 @@
+#pragma once
+// The inner loops every quantizer is built from, one row (or row segment) at a time.
+// Each exists as a scalar reference (always compiled, the definition) and, when the build
+// targets AVX-512, a SIMD version that must agree with it bit for bit (tested in
+// tests/unit/test_quant_kernels.cpp). The unqualified functions at the bottom dispatch.
+//
+// Arithmetic is fixed so that it equals the PyTorch reference in float32:
+//   per-token / per-tensor / group:  q = round(x / Δ), fake = q · Δ
+//   CrossQuant (eq. 5, appendix code): q = round(x / row_divisor / column_divisor_j),
+//                                      fake = q · column_divisor_j · row_divisor
+// with round = round-half-to-even, true IEEE divisions (never a reciprocal multiply).
+// Codes are clamped to ±qmax; a clamp that changes a code counts as clipped.
+#include <cstdint>
+
+namespace cq::quant_kernels {
+
+struct RowScan {
+  float absmax = 0.f;
+  int64_t exact_zeros = 0;  // x_j == 0 (±0)
+  bool finite = true;       // false when the row holds NaN or ±Inf
+};
+
+struct RowCounts {
+  int64_t kernel = 0;   // codes equal to zero
+  int64_t clipped = 0;  // codes clamped to ±qmax
+  RowCounts& operator+=(const RowCounts& other) {
+    kernel += other.kernel;
+    clipped += other.clipped;
+    return *this;
+  }
+};
+
+// Signatures shared by both implementations.
+#define CQ_ROW_KERNEL_DECLARATIONS                                                              \
+  /* max_j |x_j| and the zero count; when column_absmax is non-null also column_absmax[j] = max(., |x_j|). */      \
+  RowScan scan_row(const float* x, int64_t n, float* column_absmax);                            \
+  RowCounts fake_quantize_row(float* x, int64_t n, float divisor, float qmax);                  \
+  RowCounts quantize_row_codes(const float* x, int64_t n, float divisor, float qmax,            \
+                               int16_t* codes);                                                 \
+  RowCounts fake_quantize_row_cross(float* x, int64_t n, float row_divisor,                     \
+                                    const float* column_divisors, float qmax);                  \
+  RowCounts quantize_row_cross_codes(const float* x, int64_t n, float row_divisor,              \
+                                     const float* column_divisors, float qmax, int16_t* codes);
+
+namespace scalar {
+CQ_ROW_KERNEL_DECLARATIONS
+}  // namespace scalar
+
+#ifdef __AVX512F__
+namespace avx512 {
+CQ_ROW_KERNEL_DECLARATIONS
+}  // namespace avx512
+namespace simd = avx512;
+inline constexpr bool kSimdCompiled = true;
+#else
+namespace simd = scalar;
+inline constexpr bool kSimdCompiled = false;
+#endif
+
+#undef CQ_ROW_KERNEL_DECLARATIONS
+
+// What the quantizers call: the SIMD version where compiled, else the scalar one.
+using simd::fake_quantize_row;
+using simd::fake_quantize_row_cross;
+using simd::quantize_row_codes;
+using simd::quantize_row_cross_codes;
+using simd::scan_row;
+
+}  // namespace cq::quant_kernels

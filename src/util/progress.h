@@ -1,0 +1,26 @@
+#pragma once
+// A progress bar with an ETA on stderr (only redrawn when stderr is a terminal; otherwise
+// a line every ~10 % so logs stay readable).
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace cq {
+
+class ProgressBar {
+ public:
+  ProgressBar(std::string label, int64_t total, std::string unit = "");
+  ~ProgressBar();
+  void advance(int64_t steps = 1);
+  void finish();
+
+ private:
+  void draw(bool final_draw);
+  std::string label_, unit_;
+  int64_t total_ = 0, done_ = 0;
+  int last_decile_ = -1;
+  bool terminal_ = false, finished_ = false;
+  std::chrono::steady_clock::time_point start_, last_draw_;
+};
+
+}  // namespace cq

@@ -1,0 +1,125 @@
+// Every SIMD row kernel against its scalar reference, bit for bit, over lengths that cover
+// full vectors and every tail length, with zeros, ties and values beyond the scale.
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "quant/row_kernels.h"
+
+namespace {
+
+namespace kernels = cq::quant_kernels;
+
+std::vector<float> test_row(int64_t n, uint32_t seed) {
+  std::mt19937 generator(seed);
+  std::normal_distribution<float> normal(0.f, 2.f);
+  std::vector<float> row(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) {
+    row[static_cast<size_t>(j)] = normal(generator);
+    if (j % 7 == 0) row[static_cast<size_t>(j)] = 0.f;
+    if (j % 11 == 0) row[static_cast<size_t>(j)] = static_cast<float>(j % 5) + 0.5f;  // exact .5 ties at divisor 1
+    if (j % 13 == 0) row[static_cast<size_t>(j)] *= 200.f;                             // beyond qmax: clipped
+  }
+  return row;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t k = 0; k < a.size(); ++k)
+    if (std::bit_cast<uint32_t>(a[k]) != std::bit_cast<uint32_t>(b[k])) return false;
+  return true;
+}
+
+void expect_same_counts(const kernels::RowCounts& a, const kernels::RowCounts& b) {
+  EXPECT_EQ(a.kernel, b.kernel);
+  EXPECT_EQ(a.clipped, b.clipped);
+}
+
+TEST(QuantKernels, SimdIsCompiledWhereTheBuildTargetsAvx512) {
+#ifdef __AVX512F__
+  EXPECT_TRUE(kernels::kSimdCompiled);
+#else
+  EXPECT_FALSE(kernels::kSimdCompiled);
+  GTEST_SKIP() << "no AVX-512 in this build: the scalar kernels are the only path";
+#endif
+}
+
+TEST(QuantKernels, SimdEqualsScalar) {
+  for (int64_t n = 0; n <= 80; ++n) {
+    SCOPED_TRACE(n);
+    const std::vector<float> row = test_row(n, static_cast<uint32_t>(n + 1));
+    std::vector<float> column_divisors(static_cast<size_t>(n));
+    for (int64_t j = 0; j < n; ++j) column_divisors[static_cast<size_t>(j)] = 0.25f + static_cast<float>(j % 9);
+
+    std::vector<float> scalar_columns(static_cast<size_t>(n), 1.f);
+    std::vector<float> simd_columns = scalar_columns;
+    const kernels::RowScan scalar_scan = kernels::scalar::scan_row(row.data(), n, scalar_columns.data());
+    const kernels::RowScan simd_scan = kernels::scan_row(row.data(), n, simd_columns.data());
+    EXPECT_EQ(scalar_scan.absmax, simd_scan.absmax);
+    EXPECT_EQ(scalar_scan.exact_zeros, simd_scan.exact_zeros);
+    EXPECT_EQ(scalar_scan.finite, simd_scan.finite);
+    EXPECT_EQ(scalar_columns, simd_columns);
+    EXPECT_EQ(kernels::scan_row(row.data(), n, nullptr).absmax, scalar_scan.absmax);
+
+    for (const float qmax : {1.f, 7.f, 127.f}) {
+      for (const float divisor : {1.f, 0.37f, 3.f}) {
+        std::vector<float> scalar_fake = row;
+        std::vector<float> simd_fake = row;
+        expect_same_counts(kernels::scalar::fake_quantize_row(scalar_fake.data(), n, divisor, qmax),
+                           kernels::fake_quantize_row(simd_fake.data(), n, divisor, qmax));
+        EXPECT_TRUE(same_bits(scalar_fake, simd_fake));
+
+        std::vector<int16_t> scalar_codes(static_cast<size_t>(n), -99);
+        std::vector<int16_t> simd_codes = scalar_codes;
+        expect_same_counts(kernels::scalar::quantize_row_codes(row.data(), n, divisor, qmax, scalar_codes.data()),
+                           kernels::quantize_row_codes(row.data(), n, divisor, qmax, simd_codes.data()));
+        EXPECT_EQ(scalar_codes, simd_codes);
+
+        std::vector<float> scalar_cross = row;
+        std::vector<float> simd_cross = row;
+        expect_same_counts(
+            kernels::scalar::fake_quantize_row_cross(scalar_cross.data(), n, divisor, column_divisors.data(), qmax),
+            kernels::fake_quantize_row_cross(simd_cross.data(), n, divisor, column_divisors.data(), qmax));
+        EXPECT_TRUE(same_bits(scalar_cross, simd_cross));
+
+        expect_same_counts(kernels::scalar::quantize_row_cross_codes(row.data(), n, divisor, column_divisors.data(),
+                                                                     qmax, scalar_codes.data()),
+                           kernels::quantize_row_cross_codes(row.data(), n, divisor, column_divisors.data(), qmax,
+                                                             simd_codes.data()));
+        EXPECT_EQ(scalar_codes, simd_codes);
+      }
+    }
+  }
+}
+
+TEST(QuantKernels, ScanFlagsNonFiniteInEveryLane) {
+  for (int64_t n : {1, 15, 16, 17, 40}) {
+    for (int64_t position = 0; position < n; ++position) {
+      for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+        std::vector<float> row(static_cast<size_t>(n), 1.f);
+        row[static_cast<size_t>(position)] = bad;
+        EXPECT_FALSE(kernels::scan_row(row.data(), n, nullptr).finite) << n << " " << position;
+        EXPECT_FALSE(kernels::scalar::scan_row(row.data(), n, nullptr).finite) << n << " " << position;
+      }
+    }
+  }
+}
+
+TEST(QuantKernels, RoundsHalfToEven) {
+  const std::vector<float> row = {0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -2.5f, 3.5f};
+  for (const bool simd : {false, true}) {
+    std::vector<int16_t> codes(row.size());
+    const auto n = static_cast<int64_t>(row.size());
+    if (simd)
+      kernels::quantize_row_codes(row.data(), n, 1.f, 127.f, codes.data());
+    else
+      kernels::scalar::quantize_row_codes(row.data(), n, 1.f, 127.f, codes.data());
+    EXPECT_EQ(codes, (std::vector<int16_t>{0, 2, 2, 0, -2, -2, 4}));
+  }
+}
+
+}  // namespace

@@ -1,0 +1,58 @@
+#include "test_support.h"
+
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <mutex>
+
+#include "model/synthetic.h"
+
+namespace cq::test {
+
+std::filesystem::path source_dir() { return CQ_SOURCE_DIR; }
+
+std::filesystem::path shared_dir() {
+  if (const char* env = std::getenv("CQ_SHARED"); env && *env) return env;
+  return source_dir().parent_path() / "shared";
+}
+
+bool shared_required() {
+  const char* env = std::getenv("CQ_REQUIRE_SHARED");
+  return env && std::string(env) == "1";
+}
+
+std::filesystem::path scratch_dir(const std::string& name) {
+  const auto dir = std::filesystem::path(CQ_BINARY_DIR) / "test-scratch" / (name + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+std::filesystem::path synthetic_model(const std::string& preset) {
+  static std::mutex mutex;
+  std::lock_guard lock(mutex);
+  const auto dir = std::filesystem::path(CQ_BINARY_DIR) / "test-models" / (preset + "-" + std::to_string(::getpid()));
+  if (!std::filesystem::exists(dir / "config.json")) write_synthetic_model(preset, dir);
+  return dir;
+}
+
+CommandResult run_cq(const std::string& arguments) {
+  const char* binary = std::getenv("CQ_BIN");
+  const std::string cq = binary && *binary ? binary : std::string(CQ_BINARY_DIR) + "/cq";
+  const std::string command = "'" + cq + "' " + arguments + " 2>&1";
+  CommandResult result;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (!pipe) {
+    result.exit_code = -1;
+    return result;
+  }
+  std::array<char, 4096> buffer{};
+  size_t read = 0;
+  while ((read = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) result.output.append(buffer.data(), read);
+  const int status = ::pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+}  // namespace cq::test

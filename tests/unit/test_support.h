@@ -1,0 +1,40 @@
+#pragma once
+// Helpers shared by the tests: where the shared assets and generated models are, and
+// running the `cq` binary.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace cq::test {
+
+// ../shared (or $CQ_SHARED). Tests that need it skip when it is absent, and fail instead
+// when CQ_REQUIRE_SHARED=1 (as CI sets).
+std::filesystem::path shared_dir();
+bool shared_required();
+
+// A generated model of `preset`, written once per test run into the build tree.
+std::filesystem::path synthetic_model(const std::string& preset);
+
+struct CommandResult {
+  int exit_code = 0;
+  std::string output;  // stdout and stderr together
+};
+// Runs the cq binary with `arguments` (a shell-quoted string).
+CommandResult run_cq(const std::string& arguments);
+
+std::filesystem::path source_dir();
+std::filesystem::path scratch_dir(const std::string& name);  // fresh, under the build tree
+
+}  // namespace cq::test
+
+// Skips (or fails under CQ_REQUIRE_SHARED=1) when `path` under the shared assets is missing.
+#define CQ_NEED_SHARED(relative)                                                                  \
+  do {                                                                                            \
+    const auto cq_needed_path = ::cq::test::shared_dir() / (relative);                            \
+    if (!std::filesystem::exists(cq_needed_path)) {                                               \
+      if (::cq::test::shared_required()) FAIL() << "missing shared asset " << cq_needed_path;     \
+      GTEST_SKIP() << "shared asset " << cq_needed_path << " not found (set CQ_SHARED)";          \
+    }                                                                                             \
+  } while (0)
