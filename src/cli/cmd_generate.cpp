@@ -35,7 +35,7 @@ void add_generate_command(CLI::App& app) {
     const QuantConfig quant = options->quant.resolve();
     Transformer model(options->model);
     const auto tokenizer = load_tokenizer(options->model);
-    apply_quantization(model, quant);
+    apply_quantization(model, quant, options->quant.calibration_tokens(*tokenizer));
     std::vector<int32_t> tokens = tokenizer->encode(options->prompt, true);
     if (tokens.empty()) fail("the prompt encodes to no tokens");
     const int64_t vocab = model.config().vocab_size;

@@ -68,13 +68,14 @@ void add_kernel_command(CLI::App& app) {
     }
     const auto tokenizer = load_tokenizer(options->model);
     const std::vector<int32_t> tokens = tokenizer->encode(read_text_file(options->text), true);
+    const std::vector<int32_t> calibration_tokens = options->quant.calibration_tokens(*tokenizer);
     nlohmann::json results = nlohmann::json::array();
     std::string csv = "setting,layer,elements,kernel,kernel_fraction,exact_zeros,column_max_ge_row_max_fraction,bound_below_per_token_fraction\n";
     std::string summary = fmt::format("{:<44} {:>9} {:>9} {:>9} {:>9} {:>10}\n", "setting", "kernel %", "zeros %",
                                       "c>=t %", "B~<B %", "ppl");
     for (const QuantConfig& config : configs) {
       Transformer model(options->model);
-      apply_quantization(model, config);
+      apply_quantization(model, config, calibration_tokens);
       PerplexityOptions ppl;
       ppl.seqlen = options->seqlen > 0 ? options->seqlen : std::min<int64_t>(2048, model.config().max_position_embeddings);
       ppl.max_windows = options->max_windows;

@@ -34,7 +34,7 @@ void add_ppl_command(CLI::App& app) {
     const auto tokenizer = load_tokenizer(options->model);
     const std::string text = read_text_file(options->text);
     const std::vector<int32_t> tokens = tokenizer->encode(text, true);
-    apply_quantization(model, quant);
+    apply_quantization(model, quant, options->quant.calibration_tokens(*tokenizer));
     PerplexityOptions ppl_options;
     ppl_options.seqlen = options->seqlen > 0 ? options->seqlen : std::min<int64_t>(2048, model.config().max_position_embeddings);
     ppl_options.max_windows = options->max_windows;

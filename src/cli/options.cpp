@@ -2,7 +2,10 @@
 
 #include <cstdio>
 
+#include "tokenizer/tokenizer.h"
 #include "util/atomic_file.h"
+#include "util/error.h"
+#include "util/text_file.h"
 
 namespace cq::cli {
 
@@ -20,6 +23,14 @@ void add_quant_options(CLI::App& command, QuantOptions& o) {
   group->add_option("--alpha", o.config.alpha, "CrossQuant α for activations, in [0, 1]")->capture_default_str();
   group->add_option("--kernel-target", o.config.kernel_target,
                     "remove-kernel: share of elements to zero (default: the per-token kernel)");
+  group->add_option("--calib", o.calib, "calibration text: makes CrossQuant static (c_j from calibration, works for decoding)");
+  group->add_option("--calib-samples", o.config.calib_samples, "calibration windows")->capture_default_str();
+  group->add_option("--calib-seqlen", o.config.calib_seqlen, "tokens per calibration window")->capture_default_str();
+}
+
+std::vector<int32_t> QuantOptions::calibration_tokens(const Tokenizer& tokenizer) const {
+  if (calib.empty()) return {};
+  return tokenizer.encode(read_text_file(calib), true);
 }
 
 QuantConfig QuantOptions::resolve() const {
@@ -30,6 +41,12 @@ QuantConfig QuantOptions::resolve() const {
     if (abits->count()) resolved.activation_bits = config.activation_bits;
     if (weight_quant->count()) resolved.weight_method = config.weight_method;
     if (resolved.weight_method == "group" && config.group_size != 128) resolved.group_size = config.group_size;
+  }
+  if (!calib.empty()) {
+    if (!resolved.quantizes_activations() || resolved.activation_method != "crossquant")
+      fail("--calib is used by static CrossQuant only (--act-quant crossquant with --abits < 16)");
+    resolved.static_columns = true;
+    resolved.calib_source = calib;
   }
   resolved.validate();
   return resolved;

@@ -1,20 +1,29 @@
 #pragma once
 // Options shared by every command that runs a model: the quantization flags and --json.
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "quant/quant_config.h"
+
+namespace cq {
+class Tokenizer;
+}
 
 namespace cq::cli {
 
 struct QuantOptions {
   QuantConfig config;
   std::string scheme;
+  std::string calib;  // calibration text (static CrossQuant)
   CLI::Option* wbits = nullptr;
   CLI::Option* abits = nullptr;
   CLI::Option* weight_quant = nullptr;
   // Resolves --scheme against explicit flags (explicit flags win) and validates.
   QuantConfig resolve() const;
+  // Token ids of the --calib text (empty when none was given).
+  std::vector<int32_t> calibration_tokens(const Tokenizer& tokenizer) const;
 };
 
 void add_quant_options(CLI::App& command, QuantOptions& options);

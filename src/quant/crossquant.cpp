@@ -4,6 +4,7 @@
 
 #include "quant/methods.h"
 #include "quant/quant_common.h"
+#include "quant/row_kernels.h"
 #include "util/error.h"
 
 namespace cq {
@@ -38,6 +39,7 @@ CrossQuantQuantizer::CrossQuantQuantizer(const QuantizerSpec& spec)
 void CrossQuantQuantizer::set_static_column_absmax(std::vector<float> column_absmax) {
   check_column_absmax(column_absmax);
   static_column_divisors_ = column_divisors(column_absmax);
+  static_column_reciprocals_ = quant_kernels::reciprocals_for(static_column_divisors_);
   spec_.static_column_absmax = std::move(column_absmax);
 }
 
@@ -73,7 +75,8 @@ void CrossQuantQuantizer::fake_quantize(MatrixView x, KernelStats* stats) const 
     // c is known: quantize each row right after its scan, in one pass like per-token.
     pass = quant_detail::scan_rows(x, false, spec_.method, [&](int64_t i, float row_absmax) {
       return quant_kernels::fake_quantize_row_cross(x.row(i), x.cols, row_divisor(row_absmax),
-                                                    static_column_divisors_.data(), qmax_);
+                                                    static_column_divisors_.data(),
+                                                    static_column_reciprocals_.data(), qmax_);
     });
     counts = pass.counts;
     pass.column_absmax = spec_.static_column_absmax;
@@ -82,9 +85,11 @@ void CrossQuantQuantizer::fake_quantize(MatrixView x, KernelStats* stats) const 
     pass = quant_detail::scan_rows(x, true, spec_.method,
                                    [](int64_t, float) { return quant_kernels::RowCounts{}; });
     const std::vector<float> divisors = column_divisors(pass.column_absmax);
-    counts = quant_detail::for_each_row_from_last(x, [&](int64_t i) {
-      return quant_kernels::fake_quantize_row_cross(
-          x.row(i), x.cols, row_divisor(pass.row_absmax[static_cast<size_t>(i)]), divisors.data(), qmax_);
+    const std::vector<float> reciprocals = quant_kernels::reciprocals_for(divisors);
+    counts = quant_detail::for_each_row(x, [&](int64_t i) {
+      return quant_kernels::fake_quantize_row_cross(x.row(i), x.cols,
+                                                    row_divisor(pass.row_absmax[static_cast<size_t>(i)]),
+                                                    divisors.data(), reciprocals.data(), qmax_);
     });
   }
   if (stats != nullptr)
@@ -110,7 +115,8 @@ QuantizedMatrix CrossQuantQuantizer::quantize(MatrixView x, KernelStats* stats) 
       const float divisor = row_divisor(row_absmax);
       quantized.row_scales[static_cast<size_t>(i)] = divisor;
       return quant_kernels::quantize_row_cross_codes(x.row(i), x.cols, divisor, static_column_divisors_.data(),
-                                                     qmax_, quantized.codes.data() + i * x.cols);
+                                                     static_column_reciprocals_.data(), qmax_,
+                                                     quantized.codes.data() + i * x.cols);
     });
     counts = pass.counts;
     pass.column_absmax = spec_.static_column_absmax;
@@ -118,11 +124,12 @@ QuantizedMatrix CrossQuantQuantizer::quantize(MatrixView x, KernelStats* stats) 
     pass = quant_detail::scan_rows(x, true, spec_.method,
                                    [](int64_t, float) { return quant_kernels::RowCounts{}; });
     quantized.column_factors = column_divisors(pass.column_absmax);
-    counts = quant_detail::for_each_row_from_last(x, [&](int64_t i) {
+    const std::vector<float> reciprocals = quant_kernels::reciprocals_for(quantized.column_factors);
+    counts = quant_detail::for_each_row(x, [&](int64_t i) {
       const float divisor = row_divisor(pass.row_absmax[static_cast<size_t>(i)]);
       quantized.row_scales[static_cast<size_t>(i)] = divisor;
       return quant_kernels::quantize_row_cross_codes(x.row(i), x.cols, divisor, quantized.column_factors.data(),
-                                                     qmax_, quantized.codes.data() + i * x.cols);
+                                                     reciprocals.data(), qmax_, quantized.codes.data() + i * x.cols);
     });
   }
   if (stats != nullptr)

@@ -53,7 +53,8 @@ class CrossQuantQuantizer final : public Quantizer {
   float qmax_;
   float alpha_;                                // α as float, as torch's pow receives it
   float one_minus_alpha_;                      // (1 − α) computed in double, then float
-  std::vector<float> static_column_divisors_;  // c_j^(1−α) for static CrossQuant
+  std::vector<float> static_column_divisors_;     // c_j^(1−α) for static CrossQuant
+  std::vector<float> static_column_reciprocals_;  // their reciprocals (SIMD fast path)
 };
 
 }  // namespace cq

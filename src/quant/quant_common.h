@@ -26,9 +26,8 @@ inline bool worth_parallel(const MatrixView& x) { return x.rows > 1 && x.rows * 
 
 [[noreturn]] void fail_nonfinite(std::string_view method, int64_t row);
 
-// The contiguous block of rows the calling OpenMP thread owns. scan_rows and
-// for_each_row_from_last use the same blocks, so each thread's second pass revisits rows it
-// touched itself (in its own L2, then the shared L3).
+// The contiguous block of rows the calling OpenMP thread owns (equal shares, as
+// schedule(static) gives), so that each thread's per-thread column maxima cover whole rows.
 struct RowBlock {
   int64_t begin = 0;
   int64_t end = 0;
@@ -85,25 +84,6 @@ RowPass scan_rows(const MatrixView& x, bool want_column_absmax, std::string_view
   pass.counts.clipped = clipped;
   pass.exact_zeros = exact_zeros;
   return pass;
-}
-
-// A second pass after scan_rows: each thread walks its block of rows backwards, so it starts
-// with the rows its scan touched last, which are still in cache (CrossQuant needs every row
-// scanned before it can quantize any: this saves part of the second read from memory).
-template <typename QuantizeRow>
-quant_kernels::RowCounts for_each_row_from_last(const MatrixView& x, QuantizeRow&& quantize_row) {
-  int64_t kernel = 0;
-  int64_t clipped = 0;
-#pragma omp parallel if (worth_parallel(x)) reduction(+ : kernel, clipped)
-  {
-    const RowBlock block = rows_of_this_thread(x.rows);
-    for (int64_t i = block.end - 1; i >= block.begin; --i) {
-      const quant_kernels::RowCounts counts = quantize_row(i);
-      kernel += counts.kernel;
-      clipped += counts.clipped;
-    }
-  }
-  return {kernel, clipped};
 }
 
 // Parallel loop over rows summing what quantize_row(i) returns. quantize_row must not throw.

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/transformer.h"
+#include "quant/calibration.h"
 #include "quant/quantizer.h"
 #include "util/error.h"
 
@@ -43,7 +44,8 @@ std::string QuantConfig::describe() const {
                         : weight_method == "crossquant" ? fmt::format("W{} crossquant α_W={}", weight_bits, weight_alpha)
                                                         : fmt::format("W{} per-channel", weight_bits);
   std::string activations = !quantizes_activations() ? "A16"
-                            : activation_method == "crossquant" ? fmt::format("A{} crossquant α={}", activation_bits, alpha)
+                            : activation_method == "crossquant"
+                                ? fmt::format("A{} {}crossquant α={}", activation_bits, static_columns ? "static " : "", alpha)
                             : activation_method == "remove-kernel"
                                 ? fmt::format("A{} remove-kernel{}", activation_bits, kernel_target >= 0 ? fmt::format(" p={}", kernel_target) : "")
                                 : fmt::format("A{} {}", activation_bits, activation_method);
@@ -60,7 +62,12 @@ nlohmann::json QuantConfig::to_json() const {
   }
   if (quantizes_activations()) {
     json["activation_method"] = activation_method;
-    if (activation_method == "crossquant") json["alpha"] = alpha;
+    if (activation_method == "crossquant") {
+      json["alpha"] = alpha;
+      json["crossquant_columns"] = static_columns ? "static (calibrated)" : "dynamic (per window)";
+      if (static_columns)
+        json["calibration"] = {{"source", calib_source}, {"samples", calib_samples}, {"seqlen", calib_seqlen}};
+    }
     if (activation_method == "remove-kernel") json["kernel_target"] = kernel_target;
     json["activation_granularity"] = "per sequence (window)";
   }
@@ -68,8 +75,18 @@ nlohmann::json QuantConfig::to_json() const {
   return json;
 }
 
-void apply_quantization(Transformer& model, const QuantConfig& config) {
+void apply_quantization(Transformer& model, const QuantConfig& config, std::span<const int32_t> calibration_tokens) {
   config.validate();
+  // Calibrate before any weight is quantized: the statistics describe the original model.
+  CalibrationStats calibration;
+  const bool static_crossquant = config.quantizes_activations() && config.activation_method == "crossquant" && config.static_columns;
+  if (static_crossquant) {
+    if (calibration_tokens.empty()) fail("static CrossQuant needs a calibration text (--calib FILE)");
+    CalibrationOptions options;
+    options.samples = config.calib_samples;
+    options.seqlen = config.calib_seqlen;
+    calibration = calibrate(model, calibration_tokens, options);
+  }
   if (config.quantizes_weights()) {
     QuantizerSpec spec;
     spec.bits = config.weight_bits;
@@ -85,7 +102,16 @@ void apply_quantization(Transformer& model, const QuantConfig& config) {
     spec.method = config.activation_method;
     spec.alpha = config.alpha;
     spec.kernel_target = config.kernel_target;
-    model.set_activation_quantizer_everywhere(std::shared_ptr<const Quantizer>(make_quantizer(spec)));
+    if (!static_crossquant) {
+      model.set_activation_quantizer_everywhere(std::shared_ptr<const Quantizer>(make_quantizer(spec)));
+      return;
+    }
+    for (int64_t layer = 0; layer < model.config().num_layers; ++layer) {
+      for (int site = 0; site < kInputSites; ++site) {
+        spec.static_column_absmax = calibration.absmax(layer, static_cast<InputSite>(site));
+        model.set_activation_quantizer(layer, static_cast<InputSite>(site), std::shared_ptr<const Quantizer>(make_quantizer(spec)));
+      }
+    }
   }
 }
 

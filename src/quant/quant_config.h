@@ -1,6 +1,8 @@
 #pragma once
 // A whole-model quantization setting (what `--scheme/--wbits/--abits/...` select) and
 // its application to every decoder linear layer (SPEC.md "Settings named in the paper").
+#include <cstdint>
+#include <span>
 #include <string>
 
 #include <nlohmann/json_fwd.hpp>
@@ -20,6 +22,11 @@ struct QuantConfig {
   double alpha = 0.15;                    // CrossQuant on activations
   double kernel_target = -1.0;            // remove-kernel: share to zero (< 0: per-token's kernel)
   std::string scheme;                     // the preset named, if any (for reports)
+  // Static CrossQuant: c_j from calibration instead of the current window (set by --calib).
+  bool static_columns = false;
+  int64_t calib_samples = 128;
+  int64_t calib_seqlen = 512;
+  std::string calib_source;               // for reports
 
   bool quantizes_weights() const { return weight_bits < 16; }
   bool quantizes_activations() const { return activation_bits < 16; }
@@ -33,6 +40,7 @@ struct QuantConfig {
 
 // Fake-quantizes the weights of every decoder linear layer once and installs the
 // activation quantizer at every linear input. Embeddings and lm_head stay in full precision.
-void apply_quantization(Transformer& model, const QuantConfig& config);
+// Static CrossQuant calibrates on `calibration_tokens` with the unquantized model first.
+void apply_quantization(Transformer& model, const QuantConfig& config, std::span<const int32_t> calibration_tokens = {});
 
 }  // namespace cq

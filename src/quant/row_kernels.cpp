@@ -17,6 +17,24 @@
 
 namespace cq::quant_kernels {
 
+namespace {
+// Divisors in [2^-60, 2^60] keep every product with a reciprocal away from overflow and
+// from the subnormal range where relative error bounds fail (see the AVX-512 kernels).
+constexpr float kReciprocalRangeLimit = 0x1p60f;
+inline bool reciprocal_safe(float divisor) {
+  return divisor >= 1.f / kReciprocalRangeLimit && divisor <= kReciprocalRangeLimit;
+}
+}  // namespace
+
+std::vector<float> reciprocals_for(const std::vector<float>& divisors) {
+  std::vector<float> reciprocals(divisors.size());
+  for (size_t j = 0; j < divisors.size(); ++j) {
+    if (!reciprocal_safe(divisors[j])) return {};
+    reciprocals[j] = 1.f / divisors[j];
+  }
+  return reciprocals;
+}
+
 namespace scalar {
 
 namespace {
@@ -61,8 +79,8 @@ RowCounts quantize_row_codes(const float* x, int64_t n, float divisor, float qma
   return counts;
 }
 
-RowCounts fake_quantize_row_cross(float* x, int64_t n, float row_divisor,
-                                  const float* column_divisors, float qmax) {
+RowCounts fake_quantize_row_cross(float* x, int64_t n, float row_divisor, const float* column_divisors,
+                                  const float* /*column_reciprocals*/, float qmax) {
   RowCounts counts;
   for (int64_t j = 0; j < n; ++j) {
     const float code = round_and_clamp(x[j] / row_divisor / column_divisors[j], qmax, counts);
@@ -71,8 +89,8 @@ RowCounts fake_quantize_row_cross(float* x, int64_t n, float row_divisor,
   return counts;
 }
 
-RowCounts quantize_row_cross_codes(const float* x, int64_t n, float row_divisor,
-                                   const float* column_divisors, float qmax, int16_t* codes) {
+RowCounts quantize_row_cross_codes(const float* x, int64_t n, float row_divisor, const float* column_divisors,
+                                   const float* /*column_reciprocals*/, float qmax, int16_t* codes) {
   RowCounts counts;
   for (int64_t j = 0; j < n; ++j)
     codes[j] = static_cast<int16_t>(
@@ -88,130 +106,199 @@ namespace avx512 {
 namespace {
 constexpr int kLanes = 16;
 
-inline __mmask16 tail_mask(int64_t remaining) {
-  return static_cast<__mmask16>((1u << remaining) - 1u);
+inline __mmask16 lanes_left(int64_t n, int64_t j) {
+  return n - j >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - j)) - 1u);
 }
 
 // |v| by clearing the sign bit (GCC 12's _mm512_abs_ps trips -Wmaybe-uninitialized).
-inline __m512 absolute(__m512 v) {
-  return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7FFFFFFF)));
+inline __m512i magnitude_bits(__m512i bits) { return _mm512_and_si512(bits, _mm512_set1_epi32(0x7FFFFFFF)); }
+inline __m512 absolute(__m512 v) { return _mm512_castsi512_ps(magnitude_bits(_mm512_castps_si512(v))); }
+
+// Per-lane counters (one masked add per vector instead of a popcount on the scalar side).
+struct LaneCounts {
+  __m512i kernel = _mm512_setzero_si512();
+  __m512i clipped = _mm512_setzero_si512();
+  void add(__mmask16 kernel_lanes, __mmask16 clipped_lanes) {
+    const __m512i one = _mm512_set1_epi32(1);
+    kernel = _mm512_mask_add_epi32(kernel, kernel_lanes, kernel, one);
+    clipped = _mm512_mask_add_epi32(clipped, clipped_lanes, clipped, one);
+  }
+  RowCounts total() const { return {_mm512_reduce_add_epi32(kernel), _mm512_reduce_add_epi32(clipped)}; }
+};
+
+// The divisions x / Δ (or x / row / column) decide codes only through round(). They are
+// computed first as products with reciprocals, which is within 8 units of float rounding
+// (u = 2^-24) of the divided quotient, relative, when the divisors lie in [2^-60, 2^60].
+// Where no lane is within 16u·|y| + 2^-64 of a half-integer, round() of both is the same;
+// otherwise (or for NaN/Inf products) those lanes are divided exactly as the scalar reference
+// does. Codes thus equal the scalar ones bit for bit at a fraction of the division cost.
+
+inline __mmask16 needs_exact_division(__m512 product, __m512 rounded) {
+  const __m512 distance = absolute(_mm512_sub_ps(product, rounded));
+  const __m512 tolerance = _mm512_fmadd_ps(absolute(product), _mm512_set1_ps(0x1p-20f), _mm512_set1_ps(0x1p-64f));
+  // Ordered compare: a NaN (from an Inf product) counts as unsafe too.
+  return _mm512_cmp_ps_mask(distance, _mm512_sub_ps(_mm512_set1_ps(0.5f), tolerance), _CMP_NLT_UQ);
 }
 
-inline int64_t count(__mmask16 mask) { return std::popcount(static_cast<unsigned>(mask)); }
+inline __m512 round_half_even(__m512 v) {
+  return _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
 
-// Same steps as scalar::round_and_clamp on 16 lanes; `valid` masks off a tail's lanes.
-inline __m512 round_and_clamp(__m512 quotient, __m512 qmax, __mmask16 valid,
-                              RowCounts& counts) {
-  const __m512 code = _mm512_roundscale_ps(quotient, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 magnitude = absolute(code);
-  counts.clipped += count(_mm512_mask_cmp_ps_mask(valid, magnitude, qmax, _CMP_GT_OQ));
+// round(x / divisor), or round(x / row_divisor / column_divisor) with column_divisor given.
+inline __m512 rounded_quotient(__m512 value, __m512 divisor, __m512 reciprocal, bool use_reciprocal) {
+  if (use_reciprocal) {
+    const __m512 product = _mm512_mul_ps(value, reciprocal);
+    const __m512 rounded = round_half_even(product);
+    const __mmask16 exact = needs_exact_division(product, rounded);
+    if (exact == 0) return rounded;
+    return _mm512_mask_roundscale_ps(rounded, exact, _mm512_div_ps(value, divisor),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  return round_half_even(_mm512_div_ps(value, divisor));
+}
+
+inline __m512 rounded_cross_quotient(__m512 value, __m512 row_divisor, __m512 column_divisor,
+                                     __m512 row_reciprocal, __m512 column_reciprocal, bool use_reciprocal) {
+  if (use_reciprocal) {
+    const __m512 product = _mm512_mul_ps(_mm512_mul_ps(value, row_reciprocal), column_reciprocal);
+    const __m512 rounded = round_half_even(product);
+    const __mmask16 exact = needs_exact_division(product, rounded);
+    if (exact == 0) return rounded;
+    return _mm512_mask_roundscale_ps(rounded, exact,
+                                     _mm512_div_ps(_mm512_div_ps(value, row_divisor), column_divisor),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  return round_half_even(_mm512_div_ps(_mm512_div_ps(value, row_divisor), column_divisor));
+}
+
+// Clamp to ±qmax and count, as scalar::round_and_clamp; `valid` masks off a tail's lanes.
+inline __m512 clamp_and_count(__m512 code, __m512 qmax, __mmask16 valid, LaneCounts& counts) {
+  const __mmask16 clipped = _mm512_mask_cmp_ps_mask(valid, absolute(code), qmax, _CMP_GT_OQ);
   const __m512 clamped = _mm512_min_ps(_mm512_max_ps(code, _mm512_sub_ps(_mm512_setzero_ps(), qmax)), qmax);
-  counts.kernel += count(_mm512_mask_cmp_ps_mask(valid, clamped, _mm512_setzero_ps(), _CMP_EQ_OQ));
+  counts.add(_mm512_mask_cmp_ps_mask(valid, clamped, _mm512_setzero_ps(), _CMP_EQ_OQ), clipped);
   return clamped;
 }
 
 inline void store_codes(int16_t* codes, __m512 code, __mmask16 valid) {
   _mm512_mask_cvtsepi32_storeu_epi16(codes, valid, _mm512_cvtps_epi32(code));
 }
+
 }  // namespace
 
 RowScan scan_row(const float* x, int64_t n, float* column_absmax) {
-  const __m512 largest_finite = _mm512_set1_ps(FLT_MAX);
-  __m512 absmax0 = _mm512_setzero_ps();
-  __m512 absmax1 = _mm512_setzero_ps();
-  __mmask16 nonfinite = 0;  // NaN or Inf: |x| <= FLT_MAX fails (unordered compare for NaN)
-  const __m512 zero = _mm512_setzero_ps();
-  int64_t exact_zeros = 0;
+  // Non-negative floats order like their bit patterns, and NaN/Inf patterns lie above every
+  // finite one: an integer max gives max|x| and the finiteness check in one instruction.
+  __m512i absmax0 = _mm512_setzero_si512();
+  __m512i absmax1 = _mm512_setzero_si512();
+  __m512i zeros = _mm512_setzero_si512();
+  const __m512i one = _mm512_set1_epi32(1);
   int64_t j = 0;
   for (; j + 2 * kLanes <= n; j += 2 * kLanes) {
-    const __m512 a = absolute(_mm512_loadu_ps(x + j));
-    const __m512 b = absolute(_mm512_loadu_ps(x + j + kLanes));
-    nonfinite |= _mm512_cmp_ps_mask(a, largest_finite, _CMP_NLE_UQ);
-    nonfinite |= _mm512_cmp_ps_mask(b, largest_finite, _CMP_NLE_UQ);
-    exact_zeros += count(_mm512_cmp_ps_mask(a, zero, _CMP_EQ_OQ));
-    exact_zeros += count(_mm512_cmp_ps_mask(b, zero, _CMP_EQ_OQ));
-    absmax0 = _mm512_max_ps(absmax0, a);
-    absmax1 = _mm512_max_ps(absmax1, b);
+    const __m512i a = magnitude_bits(_mm512_loadu_si512(x + j));
+    const __m512i b = magnitude_bits(_mm512_loadu_si512(x + j + kLanes));
+    absmax0 = _mm512_max_epu32(absmax0, a);
+    absmax1 = _mm512_max_epu32(absmax1, b);
+    zeros = _mm512_mask_add_epi32(zeros, _mm512_testn_epi32_mask(a, a), zeros, one);
+    zeros = _mm512_mask_add_epi32(zeros, _mm512_testn_epi32_mask(b, b), zeros, one);
     if (column_absmax != nullptr) {
-      _mm512_storeu_ps(column_absmax + j, _mm512_max_ps(_mm512_loadu_ps(column_absmax + j), a));
-      _mm512_storeu_ps(column_absmax + j + kLanes, _mm512_max_ps(_mm512_loadu_ps(column_absmax + j + kLanes), b));
+      _mm512_storeu_si512(column_absmax + j, _mm512_max_epu32(_mm512_loadu_si512(column_absmax + j), a));
+      _mm512_storeu_si512(column_absmax + j + kLanes,
+                          _mm512_max_epu32(_mm512_loadu_si512(column_absmax + j + kLanes), b));
     }
   }
   for (; j < n; j += kLanes) {
-    const __mmask16 valid = n - j >= kLanes ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - j);
-    const __m512 a = absolute(_mm512_maskz_loadu_ps(valid, x + j));
-    nonfinite |= _mm512_mask_cmp_ps_mask(valid, a, largest_finite, _CMP_NLE_UQ);
-    exact_zeros += count(_mm512_mask_cmp_ps_mask(valid, a, zero, _CMP_EQ_OQ));
-    absmax0 = _mm512_max_ps(absmax0, a);
+    const __mmask16 valid = lanes_left(n, j);
+    const __m512i a = magnitude_bits(_mm512_maskz_loadu_epi32(valid, x + j));
+    absmax0 = _mm512_max_epu32(absmax0, a);
+    zeros = _mm512_mask_add_epi32(zeros, _mm512_mask_testn_epi32_mask(valid, a, a), zeros, one);
     if (column_absmax != nullptr) {
-      const __m512 column = _mm512_maskz_loadu_ps(valid, column_absmax + j);
-      _mm512_mask_storeu_ps(column_absmax + j, valid, _mm512_max_ps(column, a));
+      const __m512i column = _mm512_maskz_loadu_epi32(valid, column_absmax + j);
+      _mm512_mask_storeu_epi32(column_absmax + j, valid, _mm512_max_epu32(column, a));
     }
   }
+  const auto absmax_bits = static_cast<uint32_t>(_mm512_reduce_max_epu32(_mm512_max_epu32(absmax0, absmax1)));
   RowScan scan;
-  scan.absmax = _mm512_reduce_max_ps(_mm512_max_ps(absmax0, absmax1));
-  scan.exact_zeros = exact_zeros;
-  scan.finite = nonfinite == 0;
+  scan.absmax = std::bit_cast<float>(absmax_bits);
+  scan.exact_zeros = _mm512_reduce_add_epi32(zeros);
+  scan.finite = absmax_bits < 0x7F800000u;  // below +Inf's pattern
+  if (!scan.finite) scan.absmax = 0.f;
   return scan;
 }
 
 RowCounts fake_quantize_row(float* x, int64_t n, float divisor, float qmax) {
   const __m512 divisor_v = _mm512_set1_ps(divisor);
+  const __m512 reciprocal_v = _mm512_set1_ps(1.f / divisor);
+  const bool use_reciprocal = reciprocal_safe(divisor);
   const __m512 qmax_v = _mm512_set1_ps(qmax);
-  RowCounts counts;
+  LaneCounts counts;
   for (int64_t j = 0; j < n; j += kLanes) {
-    const __mmask16 valid = n - j >= kLanes ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - j);
+    const __mmask16 valid = lanes_left(n, j);
     const __m512 value = _mm512_maskz_loadu_ps(valid, x + j);
-    const __m512 code = round_and_clamp(_mm512_div_ps(value, divisor_v), qmax_v, valid, counts);
+    const __m512 code =
+        clamp_and_count(rounded_quotient(value, divisor_v, reciprocal_v, use_reciprocal), qmax_v, valid, counts);
     _mm512_mask_storeu_ps(x + j, valid, _mm512_mul_ps(code, divisor_v));
   }
-  return counts;
+  return counts.total();
 }
 
-RowCounts quantize_row_codes(const float* x, int64_t n, float divisor, float qmax,
-                             int16_t* codes) {
+RowCounts quantize_row_codes(const float* x, int64_t n, float divisor, float qmax, int16_t* codes) {
   const __m512 divisor_v = _mm512_set1_ps(divisor);
+  const __m512 reciprocal_v = _mm512_set1_ps(1.f / divisor);
+  const bool use_reciprocal = reciprocal_safe(divisor);
   const __m512 qmax_v = _mm512_set1_ps(qmax);
-  RowCounts counts;
+  LaneCounts counts;
   for (int64_t j = 0; j < n; j += kLanes) {
-    const __mmask16 valid = n - j >= kLanes ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - j);
+    const __mmask16 valid = lanes_left(n, j);
     const __m512 value = _mm512_maskz_loadu_ps(valid, x + j);
-    store_codes(codes + j, round_and_clamp(_mm512_div_ps(value, divisor_v), qmax_v, valid, counts),
+    store_codes(codes + j,
+                clamp_and_count(rounded_quotient(value, divisor_v, reciprocal_v, use_reciprocal), qmax_v, valid, counts),
                 valid);
   }
-  return counts;
+  return counts.total();
 }
 
-RowCounts fake_quantize_row_cross(float* x, int64_t n, float row_divisor,
-                                  const float* column_divisors, float qmax) {
+RowCounts fake_quantize_row_cross(float* x, int64_t n, float row_divisor, const float* column_divisors,
+                                  const float* column_reciprocals, float qmax) {
   const __m512 row_divisor_v = _mm512_set1_ps(row_divisor);
+  const __m512 row_reciprocal_v = _mm512_set1_ps(1.f / row_divisor);
+  const bool use_reciprocal = column_reciprocals != nullptr && reciprocal_safe(row_divisor);
   const __m512 qmax_v = _mm512_set1_ps(qmax);
-  RowCounts counts;
+  const __m512 one = _mm512_set1_ps(1.f);
+  LaneCounts counts;
   for (int64_t j = 0; j < n; j += kLanes) {
-    const __mmask16 valid = n - j >= kLanes ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - j);
+    const __mmask16 valid = lanes_left(n, j);
     const __m512 value = _mm512_maskz_loadu_ps(valid, x + j);
     // Masked-off lanes divide by 1 so that no 0/0 is computed there.
-    const __m512 column_divisor = _mm512_mask_loadu_ps(_mm512_set1_ps(1.f), valid, column_divisors + j);
-    const __m512 quotient = _mm512_div_ps(_mm512_div_ps(value, row_divisor_v), column_divisor);
-    const __m512 code = round_and_clamp(quotient, qmax_v, valid, counts);
+    const __m512 column_divisor = _mm512_mask_loadu_ps(one, valid, column_divisors + j);
+    const __m512 column_reciprocal = use_reciprocal ? _mm512_mask_loadu_ps(one, valid, column_reciprocals + j) : one;
+    const __m512 code = clamp_and_count(rounded_cross_quotient(value, row_divisor_v, column_divisor, row_reciprocal_v,
+                                                               column_reciprocal, use_reciprocal),
+                                        qmax_v, valid, counts);
     _mm512_mask_storeu_ps(x + j, valid, _mm512_mul_ps(_mm512_mul_ps(code, column_divisor), row_divisor_v));
   }
-  return counts;
+  return counts.total();
 }
 
-RowCounts quantize_row_cross_codes(const float* x, int64_t n, float row_divisor,
-                                   const float* column_divisors, float qmax, int16_t* codes) {
+RowCounts quantize_row_cross_codes(const float* x, int64_t n, float row_divisor, const float* column_divisors,
+                                   const float* column_reciprocals, float qmax, int16_t* codes) {
   const __m512 row_divisor_v = _mm512_set1_ps(row_divisor);
+  const __m512 row_reciprocal_v = _mm512_set1_ps(1.f / row_divisor);
+  const bool use_reciprocal = column_reciprocals != nullptr && reciprocal_safe(row_divisor);
   const __m512 qmax_v = _mm512_set1_ps(qmax);
-  RowCounts counts;
+  const __m512 one = _mm512_set1_ps(1.f);
+  LaneCounts counts;
   for (int64_t j = 0; j < n; j += kLanes) {
-    const __mmask16 valid = n - j >= kLanes ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - j);
+    const __mmask16 valid = lanes_left(n, j);
     const __m512 value = _mm512_maskz_loadu_ps(valid, x + j);
-    const __m512 column_divisor = _mm512_mask_loadu_ps(_mm512_set1_ps(1.f), valid, column_divisors + j);
-    const __m512 quotient = _mm512_div_ps(_mm512_div_ps(value, row_divisor_v), column_divisor);
-    store_codes(codes + j, round_and_clamp(quotient, qmax_v, valid, counts), valid);
+    const __m512 column_divisor = _mm512_mask_loadu_ps(one, valid, column_divisors + j);
+    const __m512 column_reciprocal = use_reciprocal ? _mm512_mask_loadu_ps(one, valid, column_reciprocals + j) : one;
+    store_codes(codes + j,
+                clamp_and_count(rounded_cross_quotient(value, row_divisor_v, column_divisor, row_reciprocal_v,
+                                                       column_reciprocal, use_reciprocal),
+                                qmax_v, valid, counts),
+                valid);
   }
-  return counts;
+  return counts.total();
 }
 
 }  // namespace avx512

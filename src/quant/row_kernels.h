@@ -8,9 +8,14 @@
 //   per-token / per-tensor / group:  q = round(x / Δ), fake = q · Δ
 //   CrossQuant (eq. 5, appendix code): q = round(x / row_divisor / column_divisor_j),
 //                                      fake = q · column_divisor_j · row_divisor
-// with round = round-half-to-even, true IEEE divisions (never a reciprocal multiply).
+// with round = round-half-to-even of the true IEEE quotients. (The SIMD versions first try a
+// product with reciprocals and divide exactly wherever that could round differently.)
 // Codes are clamped to ±qmax; a clamp that changes a code counts as clipped.
+//
+// Reciprocals: 1/d is used only when d lies in [2^-60, 2^60] (see row_kernels.cpp), so
+// callers pass column_reciprocals only when every column divisor does (reciprocals_for()).
 #include <cstdint>
+#include <vector>
 
 namespace cq::quant_kernels {
 
@@ -30,17 +35,19 @@ struct RowCounts {
   }
 };
 
-// Signatures shared by both implementations.
-#define CQ_ROW_KERNEL_DECLARATIONS                                                              \
-  /* max_j |x_j| and the zero count; when column_absmax is non-null also column_absmax[j] = max(., |x_j|). */      \
-  RowScan scan_row(const float* x, int64_t n, float* column_absmax);                            \
-  RowCounts fake_quantize_row(float* x, int64_t n, float divisor, float qmax);                  \
-  RowCounts quantize_row_codes(const float* x, int64_t n, float divisor, float qmax,            \
-                               int16_t* codes);                                                 \
-  RowCounts fake_quantize_row_cross(float* x, int64_t n, float row_divisor,                     \
-                                    const float* column_divisors, float qmax);                  \
-  RowCounts quantize_row_cross_codes(const float* x, int64_t n, float row_divisor,              \
-                                     const float* column_divisors, float qmax, int16_t* codes);
+// Signatures shared by both implementations. column_reciprocals (1 / column_divisors[j],
+// or null) only lets the SIMD version skip most divisions; results never depend on it.
+#define CQ_ROW_KERNEL_DECLARATIONS                                                                  \
+  /* max_j |x_j| and the zero count; when column_absmax is non-null also                          \
+     column_absmax[j] = max(column_absmax[j], |x_j|). */                                            \
+  RowScan scan_row(const float* x, int64_t n, float* column_absmax);                                \
+  RowCounts fake_quantize_row(float* x, int64_t n, float divisor, float qmax);                      \
+  RowCounts quantize_row_codes(const float* x, int64_t n, float divisor, float qmax, int16_t* codes); \
+  RowCounts fake_quantize_row_cross(float* x, int64_t n, float row_divisor, const float* column_divisors, \
+                                    const float* column_reciprocals, float qmax);                   \
+  RowCounts quantize_row_cross_codes(const float* x, int64_t n, float row_divisor,                  \
+                                     const float* column_divisors, const float* column_reciprocals, \
+                                     float qmax, int16_t* codes);
 
 namespace scalar {
 CQ_ROW_KERNEL_DECLARATIONS
@@ -58,6 +65,10 @@ inline constexpr bool kSimdCompiled = false;
 #endif
 
 #undef CQ_ROW_KERNEL_DECLARATIONS
+
+// 1 / d_j for every divisor when all lie in the range where the SIMD fast path is exact
+// (see row_kernels.cpp); empty otherwise (pass .data() of the empty vector: null).
+std::vector<float> reciprocals_for(const std::vector<float>& divisors);
 
 // What the quantizers call: the SIMD version where compiled, else the scalar one.
 using simd::fake_quantize_row;

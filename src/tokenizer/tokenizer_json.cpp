@@ -423,7 +423,7 @@ class TokenizerJson final : public Tokenizer {
  public:
   explicit TokenizerJson(const std::filesystem::path& model_dir) {
     const TokenizerJsonReader reader(model_dir / "tokenizer.json");
-    const std::string& source = reader.path().string();
+    const std::string source = reader.path().string();
     const json root = read_json_file(reader.path());
     if (!root.is_object()) fail("{}: expected a JSON object", source);
 
@@ -627,7 +627,11 @@ class TokenizerJson final : public Tokenizer {
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_tokenizer_json(const std::filesystem::path& model_dir) {
-  return std::make_unique<TokenizerJson>(model_dir);
+  try {
+    return std::make_unique<TokenizerJson>(model_dir);
+  } catch (const nlohmann::json::exception& e) {  // valid JSON, wrong shape (e.g. a string id)
+    fail("{}: unexpected content ({})", (model_dir / "tokenizer.json").string(), e.what());
+  }
 }
 
 }  // namespace cq

@@ -255,13 +255,16 @@ TEST(QuantGolden, CrossQuantKernelWithReferenceScalesIsBitExact) {
     const auto qmax = static_cast<float>((1 << (golden_case.at("bits").get<int>() - 1)) - 1);
     for (const bool use_simd : {false, true}) {
       std::vector<float> actual = input.values;
+      const std::vector<float> reciprocals = cq::quant_kernels::reciprocals_for(column_factors);
       for (int64_t i = 0; i < input.rows; ++i) {
         float* row = actual.data() + i * input.cols;
         const float row_scale = row_scales[static_cast<size_t>(i)];
         if (use_simd)
-          cq::quant_kernels::fake_quantize_row_cross(row, input.cols, row_scale, column_factors.data(), qmax);
+          cq::quant_kernels::fake_quantize_row_cross(row, input.cols, row_scale, column_factors.data(),
+                                                     reciprocals.data(), qmax);
         else
-          cq::quant_kernels::scalar::fake_quantize_row_cross(row, input.cols, row_scale, column_factors.data(), qmax);
+          cq::quant_kernels::scalar::fake_quantize_row_cross(row, input.cols, row_scale, column_factors.data(),
+                                                             nullptr, qmax);
       }
       int64_t mismatches = 0;
       for (size_t element = 0; element < expected.size(); ++element)

@@ -79,19 +79,63 @@ TEST(QuantKernels, SimdEqualsScalar) {
                            kernels::quantize_row_codes(row.data(), n, divisor, qmax, simd_codes.data()));
         EXPECT_EQ(scalar_codes, simd_codes);
 
-        std::vector<float> scalar_cross = row;
-        std::vector<float> simd_cross = row;
-        expect_same_counts(
-            kernels::scalar::fake_quantize_row_cross(scalar_cross.data(), n, divisor, column_divisors.data(), qmax),
-            kernels::fake_quantize_row_cross(simd_cross.data(), n, divisor, column_divisors.data(), qmax));
-        EXPECT_TRUE(same_bits(scalar_cross, simd_cross));
+        const std::vector<float> column_reciprocals = kernels::reciprocals_for(column_divisors);
+        for (const float* reciprocals : {column_reciprocals.data(), static_cast<const float*>(nullptr)}) {
+          std::vector<float> scalar_cross = row;
+          std::vector<float> simd_cross = row;
+          expect_same_counts(kernels::scalar::fake_quantize_row_cross(scalar_cross.data(), n, divisor,
+                                                                      column_divisors.data(), nullptr, qmax),
+                             kernels::fake_quantize_row_cross(simd_cross.data(), n, divisor, column_divisors.data(),
+                                                              reciprocals, qmax));
+          EXPECT_TRUE(same_bits(scalar_cross, simd_cross));
 
-        expect_same_counts(kernels::scalar::quantize_row_cross_codes(row.data(), n, divisor, column_divisors.data(),
-                                                                     qmax, scalar_codes.data()),
-                           kernels::quantize_row_cross_codes(row.data(), n, divisor, column_divisors.data(), qmax,
-                                                             simd_codes.data()));
-        EXPECT_EQ(scalar_codes, simd_codes);
+          expect_same_counts(kernels::scalar::quantize_row_cross_codes(row.data(), n, divisor, column_divisors.data(),
+                                                                       nullptr, qmax, scalar_codes.data()),
+                             kernels::quantize_row_cross_codes(row.data(), n, divisor, column_divisors.data(),
+                                                               reciprocals, qmax, simd_codes.data()));
+          EXPECT_EQ(scalar_codes, simd_codes);
+        }
       }
+    }
+  }
+}
+
+// The SIMD kernels round products with reciprocals and divide exactly only near .5 ties.
+// Hammer that with values planted a few ulps around (k + 0.5) · divisor and divisors of
+// every magnitude, including ones outside the fast path's range.
+TEST(QuantKernels, ReciprocalFastPathEqualsDivisionNearTies) {
+  std::mt19937 generator(2024);
+  std::uniform_real_distribution<float> unit(0.f, 1.f);
+  std::uniform_int_distribution<int> half_integer(-130, 130);
+  std::uniform_int_distribution<int> ulps(-6, 6);
+  std::uniform_int_distribution<int> exponent(-70, 70);
+  const int64_t n = 4099;
+  std::vector<float> row(static_cast<size_t>(n));
+  std::vector<float> column_divisors(static_cast<size_t>(n));
+  std::vector<int16_t> scalar_codes(static_cast<size_t>(n));
+  std::vector<int16_t> simd_codes(static_cast<size_t>(n));
+  for (int trial = 0; trial < 60; ++trial) {
+    const float row_divisor = std::ldexp(0.5f + unit(generator), trial < 50 ? exponent(generator) / 4 : exponent(generator));
+    for (int64_t j = 0; j < n; ++j) {
+      column_divisors[static_cast<size_t>(j)] = std::ldexp(0.5f + unit(generator), exponent(generator) / 8);
+      // Near a tie of the divided quotient: ((k + 0.5) · row · column), nudged by a few ulps.
+      float value = (static_cast<float>(half_integer(generator)) + 0.5f) * row_divisor * column_divisors[static_cast<size_t>(j)];
+      const int steps = ulps(generator);
+      for (int step = 0; step < std::abs(steps); ++step) value = std::nextafter(value, steps > 0 ? INFINITY : -INFINITY);
+      row[static_cast<size_t>(j)] = value;
+    }
+    for (const float qmax : {7.f, 127.f}) {
+      const std::vector<float> reciprocals = kernels::reciprocals_for(column_divisors);
+      expect_same_counts(kernels::scalar::quantize_row_cross_codes(row.data(), n, row_divisor, column_divisors.data(),
+                                                                   nullptr, qmax, scalar_codes.data()),
+                         kernels::quantize_row_cross_codes(row.data(), n, row_divisor, column_divisors.data(),
+                                                           reciprocals.data(), qmax, simd_codes.data()));
+      ASSERT_EQ(scalar_codes, simd_codes) << "trial " << trial;
+      // The uniform kernel near its own ties: divisor = row · column of the first column.
+      const float divisor = row_divisor * column_divisors[0];
+      expect_same_counts(kernels::scalar::quantize_row_codes(row.data(), n, divisor, qmax, scalar_codes.data()),
+                         kernels::quantize_row_codes(row.data(), n, divisor, qmax, simd_codes.data()));
+      ASSERT_EQ(scalar_codes, simd_codes) << "trial " << trial;
     }
   }
 }

@@ -86,6 +86,8 @@ struct BadFile {
   const char* expected;  // substring of the message
 };
 
+void PrintTo(const BadFile& bad, std::ostream* out) { *out << bad.label; }
+
 class SafetensorsBadInput : public testing::TestWithParam<BadFile> {};
 
 TEST_P(SafetensorsBadInput, IsRefusedWithAClearMessage) {

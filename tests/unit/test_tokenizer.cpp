@@ -261,6 +261,11 @@ TEST(TokenizerErrors, UnsupportedModelTypesAndPatterns) {
   message = load_error(dir.path());
   EXPECT_NE(message.find("tokenizer.json: unsupported normalizer type \"NFKC\""), std::string::npos) << message;
   json["normalizer"] = nullptr;
+  json["added_tokens"] = {{{"id", "one"}, {"content", "<s>"}}};
+  dir.write("tokenizer.json", json.dump());
+  message = load_error(dir.path());
+  EXPECT_NE(message.find("tokenizer.json: unexpected content"), std::string::npos) << message;
+  json["added_tokens"] = nlohmann::json::array();
   json["model"]["merges"] = {"a c"};
   dir.write("tokenizer.json", json.dump());
   message = load_error(dir.path());

@@ -1,0 +1,65 @@
+#include "quant/calibration.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "util/error.h"
+#include "util/progress.h"
+
+namespace cq {
+
+CalibrationStats calibrate(Transformer& model, std::span<const int32_t> tokens, const CalibrationOptions& options) {
+  const ModelConfig& config = model.config();
+  if (options.seqlen < 1) fail("--calib-seqlen must be positive");
+  const int64_t available = static_cast<int64_t>(tokens.size()) / options.seqlen;
+  const int64_t windows = std::min(available, options.samples);
+  if (windows < 1)
+    fail("the calibration text has {} tokens, fewer than one window of --calib-seqlen {}", tokens.size(), options.seqlen);
+  CalibrationStats stats;
+  stats.windows = windows;
+  stats.seqlen = options.seqlen;
+  const auto sites = static_cast<size_t>(config.num_layers * kInputSites);
+  stats.column_absmax.assign(sites, {});
+  std::vector<std::vector<double>> abs_sums(sites);
+  std::vector<int64_t> rows_seen(sites, 0);
+  model.set_observer([&](int64_t layer, InputSite site, const float* x, int64_t rows, int64_t cols, int64_t) {
+    const auto index = static_cast<size_t>(layer * kInputSites + static_cast<int>(site));
+    auto& absmax = stats.column_absmax[index];
+    auto& sums = abs_sums[index];
+    if (absmax.empty()) absmax.assign(static_cast<size_t>(cols), 0.f), sums.assign(static_cast<size_t>(cols), 0.0);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* row = x + r * cols;
+      for (int64_t j = 0; j < cols; ++j) {
+        const float magnitude = std::abs(row[j]);
+        if (!std::isfinite(magnitude))
+          fail("calibration: non-finite activation at layer {} ({}) token {} channel {}", layer, input_site_name(site), r, j);
+        absmax[static_cast<size_t>(j)] = std::max(absmax[static_cast<size_t>(j)], magnitude);
+        sums[static_cast<size_t>(j)] += magnitude;
+      }
+    }
+    rows_seen[index] += rows;
+  });
+  std::vector<float> logits(static_cast<size_t>(options.seqlen * config.vocab_size));
+  ProgressBar progress("calibration", windows, "windows");
+  try {
+    for (int64_t w = 0; w < windows; ++w) {
+      model.forward(tokens.subspan(static_cast<size_t>(w * options.seqlen), static_cast<size_t>(options.seqlen)), 1,
+                    options.seqlen, logits);
+      if (options.show_progress) progress.advance();
+    }
+  } catch (...) {
+    model.set_observer(nullptr);
+    throw;
+  }
+  progress.finish();
+  model.set_observer(nullptr);
+  stats.column_mean_abs.assign(sites, {});
+  for (size_t i = 0; i < sites; ++i) {
+    stats.column_mean_abs[i].resize(abs_sums[i].size());
+    for (size_t j = 0; j < abs_sums[i].size(); ++j)
+      stats.column_mean_abs[i][j] = static_cast<float>(abs_sums[i][j] / static_cast<double>(std::max<int64_t>(rows_seen[i], 1)));
+  }
+  return stats;
+}
+
+}  // namespace cq
