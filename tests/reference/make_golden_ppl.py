@@ -137,6 +137,11 @@ def main():
                     print(f"keeping {out}", flush=True)
                     continue
                 t0 = time.time()
+                # the cache is only reused for the same model, text and reference code
+                inputs_digest = hashlib.sha256("".join(
+                    [sha256_file(os.path.join(model_dir, "model.safetensors")), sha256_file(path)]
+                    + [sha256_file(os.path.join(HERE, f)) for f in ("hf_reference.py", "hf_checkpoint.py")]
+                ).encode()).hexdigest()[:12]
                 golden = {
                     "generator": "tests/reference/make_golden_ppl.py (plain PyTorch, HF semantics)",
                     "model": f"models/{name}",
@@ -156,7 +161,7 @@ def main():
                 }
                 for key, spec in SETTINGS.items():
                     r = run_setting(model_dir, spec, tokens, seqlen, args.float64_all or key in FLOAT64_SETTINGS,
-                                    None if args.no_cache else f"{name}_{text_name}_{seqlen}_{key}")
+                                    None if args.no_cache else f"{name}_{text_name}_{seqlen}_{key}_{inputs_digest}")
                     f32, f64 = r["float32"], r.get("float64")
                     entry = {"spec": spec_dict(spec), "ppl": f32["ppl"], "mean_nll": f32["mean_nll"]}
                     if f64:
