@@ -3,6 +3,9 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CQ_SHARED ?= $(abspath ../shared)
 export CQ_SHARED
+# Idle OpenMP threads sleep instead of spinning: with ctest running tests side by side (or
+# any other load) spinning threads steal the cores from the working ones (10x slower).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: all deps build run test bench clean test-js-deps
 

@@ -11,5 +11,7 @@ void add_tokenize_command(CLI::App& app);
 void add_synth_command(CLI::App& app);
 void add_kernel_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
+void add_quantize_command(CLI::App& app);
 
 }  // namespace cq::cli

@@ -1,11 +1,21 @@
 // `cq`: a thin command-line layer over the crossquant library.
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 
 #include "cli/commands.h"
 #include "util/error.h"
 
 int main(int argc, char** argv) {
+  // libgomp reads OMP_WAIT_POLICY once, before main. Spinning idle threads make a run ~10x
+  // slower as soon as anything else wants the cores (docs/PERFORMANCE.md), so unless the
+  // user chose a policy, restart once with idle threads sleeping.
+  if (!std::getenv("OMP_WAIT_POLICY")) {
+    ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    ::execv("/proc/self/exe", argv);  // on failure, simply continue with the default policy
+  }
   CLI::App app{"crossquant: post-training quantization of OPT and LLaMA models (CrossQuant, SmoothQuant, AWQ)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "cq 0.1.0");
@@ -16,6 +26,8 @@ int main(int argc, char** argv) {
   cq::cli::add_kernel_command(app);
   cq::cli::add_synth_command(app);
   cq::cli::add_demo_command(app);
+  cq::cli::add_eval_command(app);
+  cq::cli::add_quantize_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -18,12 +18,26 @@ void add_quant_options(CLI::App& command, QuantOptions& o) {
   group->add_option("--group-size", o.config.group_size, "group size for --weight-quant group")->capture_default_str();
   group->add_flag("--weight-asymmetric", o.config.weight_asymmetric, "group-wise weights with zero points (AWQ's setting)");
   group->add_option("--weight-alpha", o.config.weight_alpha, "α_W for --weight-quant crossquant")->capture_default_str();
-  group->add_option("--act-quant", o.config.activation_method, "per-token | per-tensor | crossquant | remove-kernel")
+  group->add_option("--method", o.config.method,
+                    "crossquant | rtn | smoothquant | awq: weight transformation and default activations "
+                    "(crossquant: CrossQuant activations; rtn, smoothquant, awq: per-token unless --act-quant)")
       ->capture_default_str();
+  o.act_quant = group->add_option("--act-quant", o.config.activation_method,
+                                  "per-token | per-tensor | crossquant | remove-kernel (default: by --method)");
   group->add_option("--alpha", o.config.alpha, "CrossQuant α for activations, in [0, 1]")->capture_default_str();
   group->add_option("--kernel-target", o.config.kernel_target,
                     "remove-kernel: share of elements to zero (default: the per-token kernel)");
-  group->add_option("--calib", o.calib, "calibration text: makes CrossQuant static (c_j from calibration, works for decoding)");
+  group->add_option("--migration-strength", o.config.migration_strength,
+                    "SmoothQuant α in [0, 1] (default: 0.5 for OPT, 0.8 for LLaMA)");
+  group->add_option("--awq-grid", o.config.awq_grid, "AWQ: grid points of the scale and clip searches")->capture_default_str();
+  group->add_option("--awq-clip-tokens", o.config.awq_clip_tokens, "AWQ: calibration tokens sampled for the clip search")
+      ->capture_default_str();
+  group->add_flag("!--awq-no-clip", o.config.awq_clip, "AWQ: skip the weight clipping search");
+  group->add_option("--calib", o.calib,
+                    "calibration text: feeds --method smoothquant/awq; with --method crossquant/rtn it makes the "
+                    "activation scales static (CrossQuant c_j, per-tensor Δ)");
+  group->add_flag("--static-activations", o.static_activations,
+                  "static activation scales from --calib (CrossQuant c_j or per-tensor Δ), with any --method");
   group->add_option("--calib-samples", o.config.calib_samples, "calibration windows")->capture_default_str();
   group->add_option("--calib-seqlen", o.config.calib_seqlen, "tokens per calibration window")->capture_default_str();
 }
@@ -35,18 +49,38 @@ std::vector<int32_t> QuantOptions::calibration_tokens(const Tokenizer& tokenizer
 
 QuantConfig QuantOptions::resolve() const {
   QuantConfig resolved = config;
-  if (!scheme.empty()) {
-    resolved.apply_scheme(scheme);
+  const bool baseline = config.method == "rtn" || config.method == "smoothquant" || config.method == "awq";
+  if (baseline && !act_quant->count()) resolved.activation_method = "per-token";
+  // Without an explicit setting, SmoothQuant is W8A8 and AWQ is W4A8-g128 (the paper's pairing).
+  std::string preset = scheme;
+  if (preset.empty() && !wbits->count() && !abits->count() && !weight_quant->count()) {
+    if (config.method == "smoothquant") preset = "w8a8";
+    if (config.method == "awq") preset = "w4a8-g128";
+  }
+  if (!preset.empty()) {
+    resolved.apply_scheme(preset);
     if (wbits->count()) resolved.weight_bits = config.weight_bits;
     if (abits->count()) resolved.activation_bits = config.activation_bits;
     if (weight_quant->count()) resolved.weight_method = config.weight_method;
     if (resolved.weight_method == "group" && config.group_size != 128) resolved.group_size = config.group_size;
   }
+  // AWQ's own weight setting: asymmetric group-wise with zero points.
+  if (config.method == "awq" && resolved.weight_method == "group") resolved.weight_asymmetric = true;
+  const bool calibrated_method = config.method == "smoothquant" || config.method == "awq";
+  if (static_activations && calib.empty()) fail("--static-activations needs --calib FILE");
   if (!calib.empty()) {
-    if (!resolved.quantizes_activations() || resolved.activation_method != "crossquant")
-      fail("--calib is used by static CrossQuant only (--act-quant crossquant with --abits < 16)");
-    resolved.static_columns = true;
     resolved.calib_source = calib;
+    if (static_activations || !calibrated_method) {
+      const bool static_capable = resolved.quantizes_activations() &&
+                                  (resolved.activation_method == "crossquant" || resolved.activation_method == "per-tensor");
+      if (!static_capable)
+        fail("--calib makes activation scales static, which needs --act-quant crossquant or per-tensor with --abits < 16 "
+             "(or a calibrated --method: smoothquant, awq)");
+      if (resolved.activation_method == "crossquant") resolved.static_columns = true;
+      else resolved.static_tensor_scale = true;
+    }
+  } else if (calibrated_method) {
+    fail("--method {} needs a calibration text (--calib FILE; the authors use 128-512 samples of 512 tokens)", config.method);
   }
   resolved.validate();
   return resolved;

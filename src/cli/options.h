@@ -16,7 +16,9 @@ namespace cq::cli {
 struct QuantOptions {
   QuantConfig config;
   std::string scheme;
-  std::string calib;  // calibration text (static CrossQuant)
+  std::string calib;  // calibration text (SmoothQuant, AWQ, static activation scales)
+  bool static_activations = false;
+  CLI::Option* act_quant = nullptr;
   CLI::Option* wbits = nullptr;
   CLI::Option* abits = nullptr;
   CLI::Option* weight_quant = nullptr;

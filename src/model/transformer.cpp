@@ -140,6 +140,7 @@ void Transformer::load_weights() {
   }
   if (c.final_norm) final_norm_ = load_norm(names_.final_norm, c.hidden_size);
   stats_.assign(linears_.size(), KernelStats{});
+  backends_.assign(linears_.size(), nullptr);
   activation_quantizers_.assign(static_cast<size_t>(c.num_layers * kInputSites), nullptr);
 
   if (c.positions == PositionKind::Rotary) {
@@ -197,6 +198,10 @@ void Transformer::quantize_weights(const Quantizer& quantizer) {
 
 void Transformer::set_activation_quantizer(int64_t layer, InputSite site, std::shared_ptr<const Quantizer> quantizer) {
   activation_quantizers_.at(static_cast<size_t>(layer * kInputSites + static_cast<int>(site))) = std::move(quantizer);
+}
+
+void Transformer::set_linear_backend(int64_t index, std::shared_ptr<LinearBackend> backend) {
+  backends_.at(static_cast<size_t>(index)) = std::move(backend);
 }
 
 void Transformer::set_activation_quantizer_everywhere(std::shared_ptr<const Quantizer> quantizer) {
@@ -306,7 +311,8 @@ const float* Transformer::prepare_input(int64_t layer, InputSite site, const flo
                                         int64_t sequence_length, std::span<const int64_t> readers) {
   if (observer_) observer_(layer, site, x, rows, cols, sequence_length);
   const auto& quantizer = activation_quantizers_[static_cast<size_t>(layer * kInputSites + static_cast<int>(site))];
-  if (!quantizer) return x;
+  const bool all_backends = std::all_of(readers.begin(), readers.end(), [&](int64_t r) { return backends_[static_cast<size_t>(r)] != nullptr; });
+  if (!quantizer || all_backends) return x;
   quantized_input_.assign(x, x + rows * cols);
   KernelStats site_stats;
   // Per sequence: CrossQuant's column maxima are taken over one sequence's tokens (SPEC.md).
@@ -318,7 +324,11 @@ const float* Transformer::prepare_input(int64_t layer, InputSite site, const flo
   return quantized_input_.data();
 }
 
-void Transformer::run_linear(int64_t index, const float* x, int64_t rows, float* y) {
+void Transformer::run_linear(int64_t index, const float* x, int64_t rows, int64_t sequence_length, float* y) {
+  if (const auto& backend = backends_[static_cast<size_t>(index)]) {
+    backend->run(x, rows, sequence_length, y, stats_[static_cast<size_t>(index)]);
+    return;
+  }
   const LinearLayer& linear = linears_[static_cast<size_t>(index)];
   if (linear.owned_weight.empty()) {
     matmul_stored_weight(x, rows, *linear.stored_weight, y);
@@ -387,6 +397,111 @@ void Transformer::attention(int64_t layer, float* q, const float* k, const float
   }
 }
 
+Transformer::BlockLinears Transformer::block_linears(int64_t layer) const {
+  const Block& block = blocks_.at(static_cast<size_t>(layer));
+  return {block.q, block.k, block.v, block.o, block.gate_or_fc1, block.up, block.down_or_fc2};
+}
+
+void Transformer::embed_tokens(std::span<const int32_t> tokens, int64_t batch, int64_t length, float* x) {
+  if (static_cast<int64_t>(tokens.size()) != batch * length) fail("embed_tokens: {} tokens for {} x {}", tokens.size(), batch, length);
+  embed(tokens, batch, length, 0, x);
+}
+
+void Transformer::run_block(int64_t layer, float* x, int64_t batch, int64_t length) {
+  KVCache cache = make_cache(batch, length);
+  block_step(layer, x, batch, length, cache);
+}
+
+void Transformer::run_attention(int64_t layer, const float* input, int64_t batch, int64_t length, float* out) {
+  KVCache cache = make_cache(batch, length);
+  attention_sublayer(layer, input, batch, length, cache, out);
+}
+
+void Transformer::attention_sublayer(int64_t l, const float* input, int64_t batch, int64_t length, KVCache& cache,
+                                     float* out) {
+  const ModelConfig& c = config_;
+  const Block& block = blocks_.at(static_cast<size_t>(l));
+  const int64_t rows = batch * length;
+  const int64_t q_width = c.num_heads * c.head_dim;
+  const int64_t kv_width = c.num_kv_heads * c.head_dim;
+  const int64_t past = cache.length;
+  std::vector<float> q(static_cast<size_t>(rows * q_width)), k(static_cast<size_t>(rows * kv_width)), v(k.size()),
+      attn(q.size());
+  const int64_t qkv[] = {block.q, block.k, block.v};
+  const float* quantized = prepare_input(l, InputSite::AttentionIn, input, rows, c.hidden_size, length, qkv);
+  run_linear(block.q, quantized, rows, length, q.data());
+  run_linear(block.k, quantized, rows, length, k.data());
+  run_linear(block.v, quantized, rows, length, v.data());
+  if (c.family == Family::OPT) {
+    const float scaling = 1.f / std::sqrt(static_cast<float>(c.head_dim));
+    for (float& value : q) value *= scaling;
+  } else {
+    apply_rope(q.data(), c.num_heads, batch, length, past);
+    apply_rope(k.data(), c.num_kv_heads, batch, length, past);
+  }
+  attention(l, q.data(), k.data(), v.data(), batch, length, cache, attn.data());
+  const int64_t o_reader[] = {block.o};
+  run_linear(block.o, prepare_input(l, InputSite::AttentionOut, attn.data(), rows, q_width, length, o_reader), rows, length, out);
+}
+
+void Transformer::run_mlp(int64_t l, const float* input, int64_t rows, int64_t length, float* out) {
+  const ModelConfig& c = config_;
+  const Block& block = blocks_.at(static_cast<size_t>(l));
+  const int64_t inter = c.intermediate_size;
+  std::vector<float> mlp_a(static_cast<size_t>(rows * inter));
+  if (c.mlp == MlpKind::SwiGLU) {
+    std::vector<float> mlp_b(mlp_a.size());
+    const int64_t readers[] = {block.gate_or_fc1, block.up};
+    const float* in = prepare_input(l, InputSite::MlpIn, input, rows, c.hidden_size, length, readers);
+    run_linear(block.gate_or_fc1, in, rows, length, mlp_a.data());
+    run_linear(block.up, in, rows, length, mlp_b.data());
+#pragma omp parallel for schedule(static) if (rows * inter > kParallelElements)
+    for (int64_t i = 0; i < rows * inter; ++i) {
+      const float g = mlp_a[static_cast<size_t>(i)];
+      mlp_a[static_cast<size_t>(i)] = g / (1.f + std::exp(-g)) * mlp_b[static_cast<size_t>(i)];
+    }
+  } else {
+    const int64_t readers[] = {block.gate_or_fc1};
+    run_linear(block.gate_or_fc1, prepare_input(l, InputSite::MlpIn, input, rows, c.hidden_size, length, readers), rows, length,
+               mlp_a.data());
+#pragma omp parallel for schedule(static) if (rows * inter > kParallelElements)
+    for (int64_t i = 0; i < rows * inter; ++i) mlp_a[static_cast<size_t>(i)] = std::max(mlp_a[static_cast<size_t>(i)], 0.f);
+  }
+  const int64_t down_reader[] = {block.down_or_fc2};
+  run_linear(block.down_or_fc2, prepare_input(l, InputSite::MlpDown, mlp_a.data(), rows, inter, length, down_reader),
+             rows, length, out);
+}
+
+void Transformer::block_step(int64_t l, float* x, int64_t batch, int64_t length, KVCache& cache) {
+  const ModelConfig& c = config_;
+  const Block& block = blocks_.at(static_cast<size_t>(l));
+  const int64_t rows = batch * length;
+  const int64_t hidden = c.hidden_size;
+  std::vector<float> normed(static_cast<size_t>(rows * hidden)), block_out(normed.size());
+  auto add_residual = [&](const float* delta) {
+#pragma omp parallel for schedule(static) if (rows * hidden > kParallelElements)
+    for (int64_t i = 0; i < rows * hidden; ++i) x[i] += delta[i];
+  };
+  // Attention
+  const float* attn_input = x;
+  if (c.pre_norm) {
+    apply_norm(block.attn_norm, x, normed.data(), rows, hidden);
+    attn_input = normed.data();
+  }
+  attention_sublayer(l, attn_input, batch, length, cache, block_out.data());
+  add_residual(block_out.data());
+  if (!c.pre_norm) apply_norm(block.attn_norm, x, x, rows, hidden);
+  // MLP
+  const float* mlp_input = x;
+  if (c.pre_norm) {
+    apply_norm(block.mlp_norm, x, normed.data(), rows, hidden);
+    mlp_input = normed.data();
+  }
+  run_mlp(l, mlp_input, rows, length, block_out.data());
+  add_residual(block_out.data());
+  if (!c.pre_norm) apply_norm(block.mlp_norm, x, x, rows, hidden);
+}
+
 void Transformer::forward(std::span<const int32_t> tokens, int64_t batch, int64_t length, std::span<float> logits,
                           KVCache* cache, bool last_position_only) {
   const ModelConfig& c = config_;
@@ -408,74 +523,10 @@ void Transformer::forward(std::span<const int32_t> tokens, int64_t batch, int64_
 
   const int64_t rows = batch * length;
   const int64_t hidden = c.hidden_size;
-  const int64_t q_width = c.num_heads * c.head_dim;
-  const int64_t kv_width = c.num_kv_heads * c.head_dim;
-  std::vector<float> x(static_cast<size_t>(rows * hidden)), normed(x.size()), q(static_cast<size_t>(rows * q_width)),
-      k(static_cast<size_t>(rows * kv_width)), v(k.size()), attn(q.size()), mlp_a(static_cast<size_t>(rows * c.intermediate_size)),
-      mlp_b(c.mlp == MlpKind::SwiGLU ? mlp_a.size() : 0), block_out(x.size());
+  std::vector<float> x(static_cast<size_t>(rows * hidden));
   embed(tokens, batch, length, past, x.data());
 
-  auto add_residual = [&](const float* delta) {
-#pragma omp parallel for schedule(static) if (rows * hidden > kParallelElements)
-    for (int64_t i = 0; i < rows * hidden; ++i) x[static_cast<size_t>(i)] += delta[i];
-  };
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    const Block& block = blocks_[static_cast<size_t>(l)];
-    // Attention
-    const float* attn_input = x.data();
-    if (c.pre_norm) {
-      apply_norm(block.attn_norm, x.data(), normed.data(), rows, hidden);
-      attn_input = normed.data();
-    }
-    const int64_t qkv[] = {block.q, block.k, block.v};
-    const float* quantized = prepare_input(l, InputSite::AttentionIn, attn_input, rows, hidden, length, qkv);
-    run_linear(block.q, quantized, rows, q.data());
-    run_linear(block.k, quantized, rows, k.data());
-    run_linear(block.v, quantized, rows, v.data());
-    if (c.family == Family::OPT) {
-      const float scaling = 1.f / std::sqrt(static_cast<float>(c.head_dim));
-      for (float& value : q) value *= scaling;
-    } else {
-      apply_rope(q.data(), c.num_heads, batch, length, past);
-      apply_rope(k.data(), c.num_kv_heads, batch, length, past);
-    }
-    attention(l, q.data(), k.data(), v.data(), batch, length, *cache, attn.data());
-    const int64_t o_reader[] = {block.o};
-    run_linear(block.o, prepare_input(l, InputSite::AttentionOut, attn.data(), rows, q_width, length, o_reader), rows,
-               block_out.data());
-    add_residual(block_out.data());
-    if (!c.pre_norm) apply_norm(block.attn_norm, x.data(), x.data(), rows, hidden);
-
-    // MLP
-    const float* mlp_input = x.data();
-    if (c.pre_norm) {
-      apply_norm(block.mlp_norm, x.data(), normed.data(), rows, hidden);
-      mlp_input = normed.data();
-    }
-    const int64_t inter = c.intermediate_size;
-    if (c.mlp == MlpKind::SwiGLU) {
-      const int64_t readers[] = {block.gate_or_fc1, block.up};
-      const float* in = prepare_input(l, InputSite::MlpIn, mlp_input, rows, hidden, length, readers);
-      run_linear(block.gate_or_fc1, in, rows, mlp_a.data());
-      run_linear(block.up, in, rows, mlp_b.data());
-#pragma omp parallel for schedule(static) if (rows * inter > kParallelElements)
-      for (int64_t i = 0; i < rows * inter; ++i) {
-        const float g = mlp_a[static_cast<size_t>(i)];
-        mlp_a[static_cast<size_t>(i)] = g / (1.f + std::exp(-g)) * mlp_b[static_cast<size_t>(i)];
-      }
-    } else {
-      const int64_t readers[] = {block.gate_or_fc1};
-      run_linear(block.gate_or_fc1, prepare_input(l, InputSite::MlpIn, mlp_input, rows, hidden, length, readers), rows,
-                 mlp_a.data());
-#pragma omp parallel for schedule(static) if (rows * inter > kParallelElements)
-      for (int64_t i = 0; i < rows * inter; ++i) mlp_a[static_cast<size_t>(i)] = std::max(mlp_a[static_cast<size_t>(i)], 0.f);
-    }
-    const int64_t down_reader[] = {block.down_or_fc2};
-    run_linear(block.down_or_fc2, prepare_input(l, InputSite::MlpDown, mlp_a.data(), rows, inter, length, down_reader),
-               rows, block_out.data());
-    add_residual(block_out.data());
-    if (!c.pre_norm) apply_norm(block.mlp_norm, x.data(), x.data(), rows, hidden);
-  }
+  for (int64_t l = 0; l < c.num_layers; ++l) block_step(l, x.data(), batch, length, *cache);
   cache->length += length;
 
   // Head: final norm, optional project_out, lm_head (kept in full precision).

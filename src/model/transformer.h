@@ -45,6 +45,15 @@ struct KVCache {
   std::vector<std::vector<float>> keys, values;  // per layer: [batch][capacity][kv_width]
 };
 
+// Another way to compute one linear layer (an integer GEMM engine, say). It receives the
+// unquantized input, quantizes it as it must, adds its kernel statistics, and writes y
+// (bias included). Rows come in sequences of `sequence_length` tokens.
+class LinearBackend {
+ public:
+  virtual ~LinearBackend() = default;
+  virtual void run(const float* x, int64_t rows, int64_t sequence_length, float* y, KernelStats& stats) = 0;
+};
+
 // Called with the (unquantized) input of each input site; used by calibration.
 using ActivationObserver = std::function<void(int64_t layer, InputSite site, const float* x, int64_t rows,
                                               int64_t cols, int64_t sequence_length)>;
@@ -75,6 +84,9 @@ class Transformer {
   void set_activation_quantizer(int64_t layer, InputSite site, std::shared_ptr<const Quantizer> quantizer);
   void set_activation_quantizer_everywhere(std::shared_ptr<const Quantizer> quantizer);
   void set_observer(ActivationObserver observer) { observer_ = std::move(observer); }
+  // Replaces the FP32 (fake-quant) computation of linear layer `index`; nullptr restores it.
+  // A site whose linears all have backends skips its fake activation quantization.
+  void set_linear_backend(int64_t index, std::shared_ptr<LinearBackend> backend);
   // Kernel statistics per linear layer (index as linear_layers()), summed over forwards.
   const std::vector<KernelStats>& kernel_stats() const { return stats_; }
   KernelStats total_kernel_stats() const;
@@ -83,6 +95,24 @@ class Transformer {
   // Norm weights of a block (for folding transformations such as SmoothQuant).
   std::vector<float>& norm_weight(int64_t layer, InputSite site);
   std::vector<float>& norm_bias(int64_t layer, InputSite site);
+
+  // Block-by-block execution (what AWQ's search and layer-wise calibration need); forward()
+  // is built from the same pieces. Rows are `batch` sequences of `length` tokens, no cache.
+  struct BlockLinears {
+    int64_t q, k, v, o, gate_or_fc1, up, down_or_fc2;  // indexes into linear_layers(); up = -1 for OPT
+  };
+  BlockLinears block_linears(int64_t layer) const;
+  // Hidden states of the tokens before the first block: x [batch * length][hidden].
+  void embed_tokens(std::span<const int32_t> tokens, int64_t batch, int64_t length, float* x);
+  // One decoder block, in place on the hidden states x.
+  void run_block(int64_t layer, float* x, int64_t batch, int64_t length);
+  // The attention sub-layer from the input of q/k/v (after the norm) to the output of
+  // o_proj (before the residual); the MLP sub-layer from the input of fc1 / gate+up to the
+  // output of fc2 / down. Activation quantizers and the observer apply as in forward().
+  void run_attention(int64_t layer, const float* input, int64_t batch, int64_t length, float* out);
+  void run_mlp(int64_t layer, const float* input, int64_t rows, int64_t length, float* out);
+  // One linear layer, y = x·Wᵀ + b, without activation quantization.
+  void apply_linear(int64_t index, const float* x, int64_t rows, float* y) { run_linear(index, x, rows, rows, y); }
 
  private:
   struct Norm {
@@ -101,11 +131,13 @@ class Transformer {
   // that reads it, then runs the linears.
   const float* prepare_input(int64_t layer, InputSite site, const float* x, int64_t rows, int64_t cols,
                              int64_t sequence_length, std::span<const int64_t> readers);
-  void run_linear(int64_t index, const float* x, int64_t rows, float* y);
+  void run_linear(int64_t index, const float* x, int64_t rows, int64_t sequence_length, float* y);
   void embed(std::span<const int32_t> tokens, int64_t batch, int64_t length, int64_t past, float* x);
   void attention(int64_t layer, float* q, const float* k, const float* v, int64_t batch, int64_t length,
                  KVCache& cache, float* out);
   void apply_rope(float* x, int64_t heads, int64_t batch, int64_t length, int64_t past) const;
+  void attention_sublayer(int64_t layer, const float* input, int64_t batch, int64_t length, KVCache& cache, float* out);
+  void block_step(int64_t layer, float* x, int64_t batch, int64_t length, KVCache& cache);
 
   std::filesystem::path directory_;
   ModelConfig config_;
@@ -122,6 +154,7 @@ class Transformer {
   std::vector<float> rope_inv_freq_;
   std::vector<std::shared_ptr<const Quantizer>> activation_quantizers_;  // [layer * 4 + site]
   std::vector<KernelStats> stats_;
+  std::vector<std::shared_ptr<LinearBackend>> backends_;  // per linear; nullptr = FP32 GEMM
   ActivationObserver observer_;
   std::vector<float> quantized_input_;
 };

@@ -62,4 +62,36 @@ CalibrationStats calibrate(Transformer& model, std::span<const int32_t> tokens, 
   return stats;
 }
 
+BlockCalibration::BlockCalibration(Transformer& model, std::span<const int32_t> tokens, const CalibrationOptions& options)
+    : model_(model), seqlen_(options.seqlen) {
+  if (options.seqlen < 1) fail("--calib-seqlen must be positive");
+  windows_ = std::min(static_cast<int64_t>(tokens.size()) / options.seqlen, options.samples);
+  if (windows_ < 1)
+    fail("the calibration text has {} tokens, fewer than one window of --calib-seqlen {}", tokens.size(), options.seqlen);
+  hidden_.resize(static_cast<size_t>(rows() * model.config().hidden_size));
+  model.embed_tokens(tokens.first(static_cast<size_t>(rows())), windows_, seqlen_, hidden_.data());
+  site_inputs_.assign(kInputSites, {});
+  widths_.assign(kInputSites, 0);
+}
+
+std::vector<std::vector<float>>& BlockCalibration::advance(int64_t layer) {
+  if (layer != next_layer_) fail("internal error: block calibration expects layer {}, got {}", next_layer_, layer);
+  ++next_layer_;
+  for (auto& input : site_inputs_) input.clear();
+  model_.set_observer([&](int64_t observed_layer, InputSite site, const float* x, int64_t rows, int64_t cols, int64_t) {
+    if (observed_layer != layer) return;
+    auto& input = site_inputs_[static_cast<size_t>(site)];
+    input.insert(input.end(), x, x + rows * cols);
+    widths_[static_cast<size_t>(site)] = cols;
+  });
+  try {
+    model_.run_block(layer, hidden_.data(), windows_, seqlen_);
+  } catch (...) {
+    model_.set_observer(nullptr);
+    throw;
+  }
+  model_.set_observer(nullptr);
+  return site_inputs_;
+}
+
 }  // namespace cq

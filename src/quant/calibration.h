@@ -28,6 +28,29 @@ struct CalibrationStats {
   }
 };
 
+// Layer-by-layer calibration (AWQ): the calibration windows' hidden states entering one block
+// at a time, and the inputs of that block's linears. Memory: one block's activations.
+class BlockCalibration {
+ public:
+  // Embeds the windows (non-overlapping, at most options.samples, from the start of tokens).
+  BlockCalibration(Transformer& model, std::span<const int32_t> tokens, const CalibrationOptions& options);
+  int64_t windows() const { return windows_; }
+  int64_t seqlen() const { return seqlen_; }
+  int64_t rows() const { return windows_ * seqlen_; }
+  // Runs block `layer` (call with 0, 1, 2, … in order) on the current hidden states,
+  // unquantized, keeping the input of each of its sites; the output becomes the next
+  // block's input. Returns the inputs: [site] -> rows x width, row-major.
+  std::vector<std::vector<float>>& advance(int64_t layer);
+  int64_t site_width(InputSite site) const { return widths_[static_cast<size_t>(site)]; }
+
+ private:
+  Transformer& model_;
+  int64_t windows_ = 0, seqlen_ = 0, next_layer_ = 0;
+  std::vector<float> hidden_;
+  std::vector<std::vector<float>> site_inputs_;
+  std::vector<int64_t> widths_;
+};
+
 // Non-overlapping windows from the start of `tokens` (at most options.samples of them);
 // throws cq::Error when the text holds less than one window.
 CalibrationStats calibrate(Transformer& model, std::span<const int32_t> tokens, const CalibrationOptions& options);

@@ -4,8 +4,11 @@
 
 #include "model/transformer.h"
 #include "quant/calibration.h"
+#include "quant/quantized_checkpoint.h"
 #include "quant/quantizer.h"
 #include "util/error.h"
+
+#include <algorithm>
 
 namespace cq {
 
@@ -35,10 +38,20 @@ void QuantConfig::validate() const {
   if (!(weight_alpha >= 0 && weight_alpha <= 1)) fail("--weight-alpha {} is outside [0, 1]", weight_alpha);
   if (group_size < 1) fail("--group-size must be positive (got {})", group_size);
   if (kernel_target > 1) fail("--kernel-target {} is above 1", kernel_target);
+  if (method != "crossquant" && method != "rtn" && method != "smoothquant" && method != "awq")
+    fail("--method '{}' is not one of crossquant, rtn, smoothquant, awq", method);
+  if (migration_strength > 1) fail("--migration-strength {} is outside [0, 1]", migration_strength);
+  if (awq_grid < 1 || !(awq_max_shrink >= 0 && awq_max_shrink < 1) || awq_clip_tokens < 1)
+    fail("AWQ settings out of range (grid {}, max shrink {}, clip tokens {})", awq_grid, awq_max_shrink, awq_clip_tokens);
+  if (static_columns && activation_method != "crossquant") fail("static columns are a CrossQuant setting");
+  if (static_tensor_scale && activation_method != "per-tensor") fail("a static tensor scale is a per-tensor setting");
 }
 
 std::string QuantConfig::describe() const {
-  if (!quantizes_weights() && !quantizes_activations()) return "FP32 (W16A16)";
+  std::string prefix = method == "smoothquant" ? fmt::format("SmoothQuant α={} + ", migration_strength >= 0 ? fmt::format("{}", migration_strength) : std::string("default"))
+                       : method == "awq"       ? std::string("AWQ + ")
+                                               : std::string();
+  if (!quantizes_weights() && !quantizes_activations()) return prefix + "FP32 (W16A16)";
   std::string weights = !quantizes_weights() ? "W16"
                         : weight_method == "group" ? fmt::format("W{} g{}{}", weight_bits, group_size, weight_asymmetric ? " asym" : "")
                         : weight_method == "crossquant" ? fmt::format("W{} crossquant α_W={}", weight_bits, weight_alpha)
@@ -49,7 +62,8 @@ std::string QuantConfig::describe() const {
                             : activation_method == "remove-kernel"
                                 ? fmt::format("A{} remove-kernel{}", activation_bits, kernel_target >= 0 ? fmt::format(" p={}", kernel_target) : "")
                                 : fmt::format("A{} {}", activation_bits, activation_method);
-  return weights + " / " + activations;
+  if (static_tensor_scale && quantizes_activations()) activations += " (static, calibrated)";
+  return prefix + weights + " / " + activations;
 }
 
 nlohmann::json QuantConfig::to_json() const {
@@ -71,48 +85,134 @@ nlohmann::json QuantConfig::to_json() const {
     if (activation_method == "remove-kernel") json["kernel_target"] = kernel_target;
     json["activation_granularity"] = "per sequence (window)";
   }
+  json["method"] = method;
+  if (method == "smoothquant") json["migration_strength"] = migration_strength >= 0 ? nlohmann::json(migration_strength) : nlohmann::json("family default");
+  if (method == "awq")
+    json["awq"] = {{"grid", awq_grid}, {"max_shrink", awq_max_shrink}, {"clip_tokens", awq_clip_tokens}, {"clip", awq_clip}};
+  if (activation_method == "per-tensor" && quantizes_activations())
+    json["per_tensor_scale"] = static_tensor_scale ? "static (calibrated)" : "dynamic (per window)";
+  if (needs_calibration() && !json.contains("calibration"))
+    json["calibration"] = {{"source", calib_source}, {"samples", calib_samples}, {"seqlen", calib_seqlen}};
   json["description"] = describe();
   return json;
 }
 
-void apply_quantization(Transformer& model, const QuantConfig& config, std::span<const int32_t> calibration_tokens) {
+std::unique_ptr<Quantizer> make_weight_quantizer(const QuantConfig& config) {
+  if (!config.quantizes_weights()) return nullptr;
+  QuantizerSpec spec;
+  spec.bits = config.weight_bits;
+  spec.method = config.weight_method;
+  spec.group_size = config.group_size;
+  spec.asymmetric = config.weight_asymmetric;
+  spec.alpha = config.weight_alpha;
+  return make_quantizer(spec);
+}
+
+namespace {
+
+CalibrationOptions calibration_options(const QuantConfig& config) {
+  CalibrationOptions options;
+  options.samples = config.calib_samples;
+  options.seqlen = config.calib_seqlen;
+  return options;
+}
+
+}  // namespace
+
+QuantizationRecord apply_transformation(Transformer& model, const QuantConfig& config, std::span<const int32_t> calibration_tokens) {
   config.validate();
-  // Calibrate before any weight is quantized: the statistics describe the original model.
-  CalibrationStats calibration;
-  const bool static_crossquant = config.quantizes_activations() && config.activation_method == "crossquant" && config.static_columns;
-  if (static_crossquant) {
-    if (calibration_tokens.empty()) fail("static CrossQuant needs a calibration text (--calib FILE)");
-    CalibrationOptions options;
-    options.samples = config.calib_samples;
-    options.seqlen = config.calib_seqlen;
-    calibration = calibrate(model, calibration_tokens, options);
+  QuantizationRecord record;
+  if (config.needs_calibration() && calibration_tokens.empty())
+    fail("{} needs a calibration text (--calib FILE)", config.method == "smoothquant" || config.method == "awq"
+                                                           ? config.method
+                                                           : std::string("static activation quantization"));
+  if (config.method == "smoothquant") {
+    // Calibrate before anything changes: the statistics describe the original model.
+    const CalibrationStats calibration = calibrate(model, calibration_tokens, calibration_options(config));
+    record.calibration_windows = calibration.windows;
+    record.migration_strength = config.migration_strength >= 0 ? config.migration_strength : default_migration_strength(model.config());
+    record.smoothing = apply_smoothquant(model, calibration, record.migration_strength);
+  } else if (config.method == "awq") {
+    if (!config.quantizes_weights()) fail("AWQ searches against quantized weights: set --wbits (or a --scheme) below 16");
+    AwqOptions options;
+    options.weight = make_weight_quantizer(config)->spec();
+    options.grid = config.awq_grid;
+    options.max_shrink = config.awq_max_shrink;
+    options.clip_tokens = config.awq_clip_tokens;
+    options.clip = config.awq_clip;
+    record.awq = apply_awq(model, calibration_tokens, calibration_options(config), options);
+    record.calibration_windows = std::min<int64_t>(config.calib_samples, static_cast<int64_t>(calibration_tokens.size()) / config.calib_seqlen);
   }
-  if (config.quantizes_weights()) {
-    QuantizerSpec spec;
-    spec.bits = config.weight_bits;
-    spec.method = config.weight_method;
-    spec.group_size = config.group_size;
-    spec.asymmetric = config.weight_asymmetric;
-    spec.alpha = config.weight_alpha;
-    model.quantize_weights(*make_quantizer(spec));
+  return record;
+}
+
+std::vector<std::vector<float>> calibrate_static_activations(Transformer& model, const QuantConfig& config,
+                                                             std::span<const int32_t> calibration_tokens) {
+  if (!config.quantizes_activations() || !(config.static_columns || config.static_tensor_scale)) return {};
+  if (calibration_tokens.empty()) fail("static activation quantization needs a calibration text (--calib FILE)");
+  return calibrate(model, calibration_tokens, calibration_options(config)).column_absmax;
+}
+
+void install_activation_quantizers(Transformer& model, const QuantConfig& config,
+                                   const std::vector<std::vector<float>>& static_absmax) {
+  if (!config.quantizes_activations()) return;
+  QuantizerSpec spec;
+  spec.bits = config.activation_bits;
+  spec.method = config.activation_method;
+  spec.alpha = config.alpha;
+  spec.kernel_target = config.kernel_target;
+  const bool is_static = config.static_columns || config.static_tensor_scale;
+  if (!is_static) {
+    model.set_activation_quantizer_everywhere(std::shared_ptr<const Quantizer>(make_quantizer(spec)));
+    return;
   }
-  if (config.quantizes_activations()) {
-    QuantizerSpec spec;
-    spec.bits = config.activation_bits;
-    spec.method = config.activation_method;
-    spec.alpha = config.alpha;
-    spec.kernel_target = config.kernel_target;
-    if (!static_crossquant) {
-      model.set_activation_quantizer_everywhere(std::shared_ptr<const Quantizer>(make_quantizer(spec)));
-      return;
-    }
-    for (int64_t layer = 0; layer < model.config().num_layers; ++layer) {
-      for (int site = 0; site < kInputSites; ++site) {
-        spec.static_column_absmax = calibration.absmax(layer, static_cast<InputSite>(site));
-        model.set_activation_quantizer(layer, static_cast<InputSite>(site), std::shared_ptr<const Quantizer>(make_quantizer(spec)));
+  const auto sites = static_cast<size_t>(model.config().num_layers * kInputSites);
+  if (static_absmax.size() != sites) fail("static activation scales: {} sites given, the model has {}", static_absmax.size(), sites);
+  for (int64_t layer = 0; layer < model.config().num_layers; ++layer) {
+    for (int site = 0; site < kInputSites; ++site) {
+      const std::vector<float>& absmax = static_absmax[static_cast<size_t>(layer * kInputSites + site)];
+      std::shared_ptr<const Quantizer> quantizer;
+      if (config.static_columns) {
+        spec.static_column_absmax = absmax;
+        quantizer = make_quantizer(spec);
+      } else {
+        float tensor_max = 0;
+        for (float value : absmax) tensor_max = std::max(tensor_max, value);
+        quantizer = make_static_per_tensor_quantizer(config.activation_bits, tensor_max);
       }
+      model.set_activation_quantizer(layer, static_cast<InputSite>(site), std::move(quantizer));
     }
   }
+}
+
+QuantizationRecord apply_quantization(Transformer& model, const QuantConfig& config, std::span<const int32_t> calibration_tokens) {
+  if (auto stored = read_quantized_checkpoint(model)) {
+    // Written by `cq quantize`: the weights are final. Activation flags given here override
+    // the stored activation setting; without them the stored one is used.
+    if (config.quantizes_weights() || config.method == "smoothquant" || config.method == "awq")
+      fail("{} is already quantized ({}); drop the weight flags (--scheme/--wbits/--method), activation flags may be given",
+           model.directory().string(), stored->config.describe());
+    QuantizationRecord record;
+    if (!config.quantizes_activations()) {
+      install_activation_quantizers(model, stored->config, stored->static_absmax);
+      return record;
+    }
+    QuantConfig activations = stored->config;
+    activations.activation_bits = config.activation_bits;
+    activations.activation_method = config.activation_method;
+    activations.alpha = config.alpha;
+    activations.kernel_target = config.kernel_target;
+    activations.static_columns = config.static_columns;
+    activations.static_tensor_scale = config.static_tensor_scale;
+    install_activation_quantizers(model, activations, calibrate_static_activations(model, activations, calibration_tokens));
+    return record;
+  }
+  QuantizationRecord record = apply_transformation(model, config, calibration_tokens);
+  // Static scales describe the transformed, still unquantized model.
+  const auto static_absmax = calibrate_static_activations(model, config, calibration_tokens);
+  if (const auto quantizer = make_weight_quantizer(config)) model.quantize_weights(*quantizer);
+  install_activation_quantizers(model, config, static_absmax);
+  return record;
 }
 
 }  // namespace cq

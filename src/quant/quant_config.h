@@ -3,15 +3,31 @@
 // its application to every decoder linear layer (SPEC.md "Settings named in the paper").
 #include <cstdint>
 #include <span>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
+
+#include "quant/awq.h"
+#include "quant/smoothquant.h"
 
 namespace cq {
 
 class Transformer;
 
 struct QuantConfig {
+  // What is done to the weights before they are quantized, and the activation default:
+  //   crossquant  — nothing (round to nearest); activations CrossQuant unless --act-quant says otherwise
+  //   rtn         — nothing (round to nearest); activations per-token unless --act-quant says otherwise
+  //   smoothquant — SmoothQuant smoothing (α = migration_strength); per-token activations by default
+  //   awq         — AWQ scale and clip search (asymmetric group-wise weights); per-token by default
+  std::string method = "crossquant";
+  double migration_strength = -1;  // SmoothQuant α; < 0: the family default (OPT 0.5, LLaMA 0.8)
+  int awq_grid = 20;
+  double awq_max_shrink = 0.5;
+  int64_t awq_clip_tokens = 512;
+  bool awq_clip = true;
   int weight_bits = 16;                   // 16: weights not quantized
   int activation_bits = 16;               // 16: activations not quantized
   std::string weight_method = "per-channel";  // per-channel | group | crossquant
@@ -24,11 +40,14 @@ struct QuantConfig {
   std::string scheme;                     // the preset named, if any (for reports)
   // Static CrossQuant: c_j from calibration instead of the current window (set by --calib).
   bool static_columns = false;
+  // Static per-tensor (SmoothQuant's static variant): Δ from calibration (set by --calib).
+  bool static_tensor_scale = false;
   int64_t calib_samples = 128;
   int64_t calib_seqlen = 512;
   std::string calib_source;               // for reports
 
   bool quantizes_weights() const { return weight_bits < 16; }
+  bool needs_calibration() const { return method == "smoothquant" || method == "awq" || static_columns || static_tensor_scale; }
   bool quantizes_activations() const { return activation_bits < 16; }
   // Sets bit widths and weight granularity of w8a8 | w4a8 | w4a8-g128 | w4a4 | w16a16.
   void apply_scheme(const std::string& name);
@@ -38,9 +57,34 @@ struct QuantConfig {
   nlohmann::json to_json() const;
 };
 
-// Fake-quantizes the weights of every decoder linear layer once and installs the
-// activation quantizer at every linear input. Embeddings and lm_head stay in full precision.
-// Static CrossQuant calibrates on `calibration_tokens` with the unquantized model first.
-void apply_quantization(Transformer& model, const QuantConfig& config, std::span<const int32_t> calibration_tokens = {});
+// What apply_quantization computed on the calibration data (for reports and checkpoints).
+struct QuantizationRecord {
+  double migration_strength = 0;          // SmoothQuant α used
+  std::vector<SmoothingFactors> smoothing;
+  AwqResult awq;
+  int64_t calibration_windows = 0;
+};
+
+// Transforms the weights as config.method says (SmoothQuant smoothing, AWQ scales and
+// clips, both folded exactly), fake-quantizes the weights of every decoder linear layer
+// once and installs the activation quantizer at every linear input. Embeddings and lm_head
+// stay in full precision. Methods that calibrate use `calibration_tokens` with the
+// unquantized model; static activation scales are calibrated after the transformation.
+QuantizationRecord apply_quantization(Transformer& model, const QuantConfig& config,
+                                      std::span<const int32_t> calibration_tokens = {});
+// The same, without quantizing the weights (the weights are transformed only): for
+// writing a quantized checkpoint, which quantizes them itself.
+QuantizationRecord apply_transformation(Transformer& model, const QuantConfig& config,
+                                        std::span<const int32_t> calibration_tokens = {});
+// The weight quantizer the config describes (nullptr when weights stay in full precision).
+std::unique_ptr<Quantizer> make_weight_quantizer(const QuantConfig& config);
+// Static activation quantization: per (layer * kInputSites + site) the column maxima of the
+// input on the calibration windows, with the model as it is now (transformed, unquantized).
+std::vector<std::vector<float>> calibrate_static_activations(Transformer& model, const QuantConfig& config,
+                                                             std::span<const int32_t> calibration_tokens);
+// Installs the activation quantizer at every linear input; static ones use `static_absmax`
+// (from calibrate_static_activations, or read back from a quantized checkpoint).
+void install_activation_quantizers(Transformer& model, const QuantConfig& config,
+                                   const std::vector<std::vector<float>>& static_absmax);
 
 }  // namespace cq

@@ -1,0 +1,37 @@
+// `cq quantize`: runs a quantization method (CrossQuant / RTN, SmoothQuant, AWQ) on a model
+// and writes a self-describing quantized checkpoint that every `cq` command loads directly.
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "model/transformer.h"
+#include "quant/quantized_checkpoint.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+namespace cq::cli {
+
+void add_quantize_command(CLI::App& app) {
+  struct Options {
+    std::string model, out;
+    QuantOptions quant;
+  };
+  auto options = std::make_shared<Options>();
+  auto* command = app.add_subcommand("quantize", "quantize a model (--method crossquant|rtn|smoothquant|awq) and save it");
+  command->add_option("--model", options->model, "Hugging Face model directory")->required();
+  command->add_option("--out", options->out, "output directory (model.safetensors, config.json with quantization_config)")->required();
+  add_quant_options(*command, options->quant);
+  command->callback([options] {
+    const QuantConfig quant = options->quant.resolve();
+    Transformer model(options->model);
+    if (read_quantized_checkpoint(model)) fail("{} is already a quantized checkpoint", options->model);
+    const auto tokenizer = load_tokenizer(options->model);
+    const std::vector<int32_t> calibration = options->quant.calibration_tokens(*tokenizer);
+    const QuantizationRecord record = apply_transformation(model, quant, calibration);
+    const auto static_absmax = calibrate_static_activations(model, quant, calibration);
+    write_quantized_checkpoint(model, quant, record, static_absmax, options->out);
+    fmt::print("wrote {} ({})\n", options->out, quant.describe());
+  });
+}
+
+}  // namespace cq::cli

@@ -1,0 +1,163 @@
+// `cq eval`'s engine and metrics against the independent PyTorch reference
+// (tests/reference/eval_reference.py, float64, one request per forward): the first 100
+// documents of every task in $CQ_SHARED/data (MMLU: all 114 test rows) on both shared
+// models. Every request's token split and greedy flag match exactly, every log-likelihood
+// to 1e-4 absolute, every accuracy exactly (same number of correct documents).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "eval/harness.h"
+#include "eval/loglikelihood.h"
+#include "eval/task.h"
+#include "model/transformer.h"
+#include "test_support.h"
+#include "tokenizer/tokenizer.h"
+#include "util/text_file.h"
+
+namespace cq {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr double kLoglikelihoodTolerance = 1e-4;
+
+struct GoldenCase {
+  std::string model, task;
+};
+
+std::string case_name(const testing::TestParamInfo<GoldenCase>& info) {
+  return info.param.model + "_" + info.param.task;
+}
+
+class EvalGolden : public testing::TestWithParam<GoldenCase> {};
+
+void expect_metric(const nlohmann::json& golden, const MetricRow& row, const std::string& where) {
+  SCOPED_TRACE(where + " " + row.task + " " + row.metric);
+  ASSERT_TRUE(golden.contains(row.metric));
+  if (row.metric == "perplexity") {
+    EXPECT_NEAR(row.value, golden[row.metric].get<double>(), 1e-4 * golden[row.metric].get<double>());
+    return;
+  }
+  const std::string correct = row.metric == "acc" ? "correct" : "correct_" + row.metric;
+  EXPECT_EQ(row.correct, golden[correct].get<int64_t>());
+  EXPECT_EQ(row.docs, golden["docs"].get<int64_t>());
+  EXPECT_DOUBLE_EQ(row.value, golden[row.metric].get<double>());
+  const std::string stderr_key = row.metric + "_stderr";
+  if (golden.contains(stderr_key) && !golden[stderr_key].is_null())
+    EXPECT_NEAR(row.stderr_value, golden[stderr_key].get<double>(), 1e-12);
+}
+
+TEST_P(EvalGolden, MatchesTheReference) {
+  const GoldenCase& param = GetParam();
+  CQ_NEED_SHARED("models/" + param.model);
+  CQ_NEED_SHARED("data/mmlu/test");
+  const fs::path golden_path = test::source_dir() / "tests/golden/eval" / (param.model + ".json");
+  ASSERT_TRUE(fs::exists(golden_path)) << golden_path << " (run tests/reference/eval_reference.py)";
+  const nlohmann::json all = nlohmann::json::parse(read_text_file(golden_path));
+  ASSERT_FALSE(all["add_bos"].get<bool>());
+  const nlohmann::json& golden = all["tasks"][param.task];
+
+  const fs::path model_dir = test::shared_dir() / "models" / param.model;
+  Transformer model(model_dir);
+  const auto tokenizer = load_tokenizer(model_dir);
+  LoglikelihoodEngine engine(model, *tokenizer, LoglikelihoodOptions{});
+  ASSERT_EQ(engine.options().max_length, all["max_length"].get<int64_t>());
+  const Task task = load_task(param.task, test::shared_dir() / "data", all["limit"].get<int64_t>());
+  const TaskResult result = run_task(engine, task, false);
+
+  std::map<std::pair<int64_t, int64_t>, const nlohmann::json*> requests;
+  for (const auto& request : golden["requests"])
+    requests[{request["doc"].get<int64_t>(), request["choice"].get<int64_t>()}] = &request;
+  size_t compared = 0;
+  double worst = 0;
+  for (size_t d = 0; d < result.scores.size(); ++d)
+    for (size_t i = 0; i < result.scores[d].requests.size(); ++i) {
+      const auto it = requests.find({static_cast<int64_t>(d), static_cast<int64_t>(i)});
+      ASSERT_NE(it, requests.end()) << "doc " << d << " choice " << i << " missing from the golden file";
+      const nlohmann::json& expected = *it->second;
+      const RequestScore& score = result.scores[d].requests[i];
+      SCOPED_TRACE(fmt::format("doc {} choice {}", d, i));
+      EXPECT_EQ(score.context_tokens, expected["context_tokens"].get<int64_t>());
+      EXPECT_EQ(score.continuation, expected["continuation"].get<std::vector<int32_t>>());
+      EXPECT_NEAR(score.loglikelihood, expected["ll"].get<double>(), kLoglikelihoodTolerance);
+      EXPECT_EQ(score.is_greedy, expected["is_greedy"].get<bool>());
+      worst = std::max(worst, std::abs(score.loglikelihood - expected["ll"].get<double>()));
+      ++compared;
+    }
+  EXPECT_EQ(compared, golden["requests"].size());
+  RecordProperty("max_abs_ll_error", fmt::format("{:.3g}", worst));
+
+  const nlohmann::json& metrics = golden["metrics"];
+  for (const MetricRow& row : result.metrics) {
+    if (row.task == param.task) {
+      expect_metric(metrics, row, "task");
+    } else if (row.task.rfind("mmlu_", 0) == 0) {
+      const std::string name = row.task.substr(5);
+      const nlohmann::json& group = metrics["subjects"].contains(name) ? metrics["subjects"][name] : metrics["categories"][name];
+      expect_metric(group, row, "group");
+    }
+  }
+}
+
+std::vector<GoldenCase> golden_cases() {
+  std::vector<GoldenCase> cases;
+  for (const char* model : {"stories260k", "tinyopt"})
+    for (const char* task : {"lambada_openai", "arc_easy", "piqa", "hellaswag", "boolq", "mmlu"})
+      cases.push_back({model, task});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(SharedModels, EvalGolden, testing::ValuesIn(golden_cases()), case_name);
+
+// The shared-prefix path (context once, choices batched from a copied KV cache) gives the
+// same numbers as one full forward per request.
+TEST(EvalEngine, SharedPrefixEqualsFullForwards) {
+  CQ_NEED_SHARED("models/tinyopt");
+  CQ_NEED_SHARED("data/hellaswag");
+  for (const char* name : {"tinyopt", "stories260k"}) {
+    const fs::path model_dir = test::shared_dir() / "models" / name;
+    Transformer model(model_dir);
+    const auto tokenizer = load_tokenizer(model_dir);
+    LoglikelihoodOptions shared_options, full_options;
+    full_options.shared_prefix = false;
+    LoglikelihoodEngine shared(model, *tokenizer, shared_options), full(model, *tokenizer, full_options);
+    const Task task = load_task("hellaswag", test::shared_dir() / "data", 10);
+    const TaskResult a = run_task(shared, task, false), b = run_task(full, task, false);
+    for (size_t d = 0; d < a.scores.size(); ++d)
+      for (size_t i = 0; i < a.scores[d].requests.size(); ++i) {
+        EXPECT_NEAR(a.scores[d].requests[i].loglikelihood, b.scores[d].requests[i].loglikelihood, 1e-4);
+        EXPECT_EQ(a.scores[d].requests[i].is_greedy, b.scores[d].requests[i].is_greedy);
+      }
+    EXPECT_EQ(a.stats.forward_calls, 20);  // context + one batch of 4 choices per document
+    EXPECT_EQ(b.stats.forward_calls, 40);
+  }
+}
+
+TEST(EvalEngine, LongRequestsAreLeftTruncated) {
+  CQ_NEED_SHARED("models/tinyopt");
+  const fs::path model_dir = test::shared_dir() / "models" / "tinyopt";
+  Transformer model(model_dir);
+  const auto tokenizer = load_tokenizer(model_dir);
+  LoglikelihoodOptions options;
+  options.max_length = 16;
+  LoglikelihoodEngine engine(model, *tokenizer, options);
+  EncodedRequest request;
+  for (int32_t t = 0; t < 40; ++t) request.context.push_back(3 + t);
+  request.continuation = {7, 8};
+  const EncodedRequest requests[] = {request};
+  const RequestScore score = engine.score_encoded(requests)[0];
+  // Same as scoring the last 17 tokens' worth: inp = all[-17:][:-1].
+  EncodedRequest tail;
+  tail.context.assign(request.context.end() - 15, request.context.end());
+  tail.continuation = request.continuation;
+  const EncodedRequest tails[] = {tail};
+  EXPECT_NEAR(score.loglikelihood, engine.score_encoded(tails)[0].loglikelihood, 1e-6);
+  EXPECT_EQ(engine.stats().positions, 32);
+}
+
+}  // namespace
+}  // namespace cq
