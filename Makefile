@@ -35,3 +35,32 @@ bench: build
 
 clean:
 	rm -rf $(BUILD)
+
+# Fuzzing (docs/ROBUSTNESS.md): clang + libFuzzer + ASan/UBSan in build-fuzz/, seeds from
+# fuzz/make_seeds.py (generated models and the shared assets), each target run FUZZ_SECONDS;
+# prints the executions of every target and fails on the first finding (the reproducer is
+# left in build-fuzz/findings/<target>/).
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= fuzz_safetensors fuzz_safetensors_index fuzz_config fuzz_tokenizer_json fuzz_vocab_merges \
+  fuzz_sentencepiece fuzz_eval_jsonl fuzz_eval_csv fuzz_cli
+.PHONY: fuzz fuzz-build test-sanitize
+fuzz-build: build
+	@CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Release -DCQ_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(FUZZ_TARGETS)
+
+fuzz: fuzz-build
+	@rm -rf $(FUZZ_BUILD)/seeds && python3 fuzz/make_seeds.py $(FUZZ_BUILD)/seeds $(BUILD)/cq $(CQ_SHARED) >/dev/null
+	@bash fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# The whole test suite under AddressSanitizer + UndefinedBehaviorSanitizer (gcc, build-asan/).
+# CQ_SANITIZE_FILTER: a ctest -E regex of tests left out (slow under ASan), empty by default.
+ASAN_BUILD ?= build-asan
+CQ_SANITIZE_FILTER ?=
+test-sanitize: deps
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCQ_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+	@bash tests/js/install.sh $(ASAN_BUILD)/js
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  ctest --output-on-failure -j $(JOBS) $(if $(CQ_SANITIZE_FILTER),-E '$(CQ_SANITIZE_FILTER)')

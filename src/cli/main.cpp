@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "util/error.h"
+#include "util/interrupt.h"
 
 int main(int argc, char** argv) {
   // libgomp reads OMP_WAIT_POLICY once, before main. Spinning idle threads make a run ~10x
@@ -16,6 +17,8 @@ int main(int argc, char** argv) {
     ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     ::execv("/proc/self/exe", argv);  // on failure, simply continue with the default policy
   }
+  // SIGINT/SIGTERM/SIGHUP: remove the temporaries of outputs being written, say so, exit.
+  cq::install_interrupt_handler();
   CLI::App app{"crossquant: post-training quantization of OPT and LLaMA models (CrossQuant, SmoothQuant, AWQ)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "cq 0.1.0");
@@ -28,6 +31,7 @@ int main(int argc, char** argv) {
   cq::cli::add_demo_command(app);
   cq::cli::add_eval_command(app);
   cq::cli::add_quantize_command(app);
+  cq::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

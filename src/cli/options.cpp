@@ -40,6 +40,11 @@ void add_quant_options(CLI::App& command, QuantOptions& o) {
                   "static activation scales from --calib (CrossQuant c_j or per-tensor Δ), with any --method");
   group->add_option("--calib-samples", o.config.calib_samples, "calibration windows")->capture_default_str();
   group->add_option("--calib-seqlen", o.config.calib_seqlen, "tokens per calibration window")->capture_default_str();
+  group->add_option("--engine", o.config.engine,
+                    "int | fake: INT8/INT4 integer GEMMs (W8A8, W4A8, W4A8-g128, W4A4 with per-token, per-tensor or "
+                    "CrossQuant activations; an error otherwise) or FP32 on fake-quantized values")
+      ->check(CLI::IsMember({"int", "fake"}))
+      ->capture_default_str();
 }
 
 std::vector<int32_t> QuantOptions::calibration_tokens(const Tokenizer& tokenizer) const {

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "eval/eval_data.h"
 #include "util/error.h"
 
@@ -18,6 +20,11 @@ const std::vector<std::string>& task_names() {
 Task load_task(const std::string& name, const fs::path& data_dir, int64_t limit) {
   Task task;
   task.name = name;
+  if (std::find(task_names().begin(), task_names().end(), name) == task_names().end()) {
+    std::string known;
+    for (const auto& n : task_names()) known += (known.empty() ? "" : ", ") + n;
+    fail("unknown task '{}' (known: {})", name, known);
+  }
   const fs::path dir = data_dir / name;
   if (!fs::is_directory(dir)) fail("{}: no such directory (task {} reads its files there)", dir.string(), name);
   if (name == "lambada_openai") {

@@ -13,8 +13,10 @@
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <unordered_set>
 
 #include "util/error.h"
+#include "util/interrupt.h"
 
 namespace cq {
 
@@ -131,8 +133,21 @@ void SafetensorsCheckpoint::add_file(const std::filesystem::path& file) {
     fail("{}: truncated: header claims {} bytes but the file has {}", where, header_bytes, mapped->size() - 8);
   const char* header_text = reinterpret_cast<const char*>(mapped->data() + 8);
   nlohmann::json header;
+  // Tensor names are the header's top-level keys: refuse a name given twice (nlohmann would
+  // silently keep the last one) and stop counting early, while parsing, past the tensor limit.
+  std::unordered_set<std::string> names;
+  const nlohmann::json::parser_callback_t check_names = [&](int depth, nlohmann::json::parse_event_t event,
+                                                            nlohmann::json& parsed) {
+    if (event == nlohmann::json::parse_event_t::key && depth == 1) {
+      if (names.size() > kMaxTensorsPerFile)  // + 1 for __metadata__
+        fail("{}: header lists more than {} tensors (limit {})", where, kMaxTensorsPerFile, kMaxTensorsPerFile);
+      if (!names.insert(parsed.get<std::string>()).second)
+        fail("{}: header lists tensor '{}' twice", where, parsed.get<std::string>());
+    }
+    return true;
+  };
   try {
-    header = nlohmann::json::parse(header_text, header_text + header_bytes);
+    header = nlohmann::json::parse(header_text, header_text + header_bytes, check_names);
   } catch (const nlohmann::json::exception& e) {
     fail("{}: malformed safetensors header: {}", where, e.what());
   }
@@ -302,6 +317,7 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
   while ((8 + header_text.size()) % 8 != 0) header_text.push_back(' ');  // align the data section
   std::filesystem::path temporary = path;
   temporary += fmt::format(".tmp.{}", ::getpid());
+  const PendingTemporary pending(temporary);  // removed if the run is interrupted
   std::FILE* file = std::fopen(temporary.c_str(), "wb");
   if (!file) fail("{}: cannot create: {}", temporary.string(), std::strerror(errno));
   uint64_t header_length = header_text.size();

@@ -43,6 +43,7 @@ struct Preset {
   std::string family;  // opt | llama
   int64_t vocab = 96, hidden = 32, intermediate = 64, layers = 2, heads = 4, kv_heads = 4, max_positions = 64;
   int64_t word_embed_proj_dim = 0;  // 0: = hidden
+  int64_t head_dim = 0;             // 0: hidden / heads (LLaMA may set it explicitly)
   bool pre_norm = true, bias = true, tied = true, store_tied_head = false;
   DType dtype = DType::F32;
   int shards = 1;
@@ -116,6 +117,12 @@ std::map<std::string, Preset> make_presets() {
     Preset x = llama;
     x.dtype = DType::F16;
     p["llama-fp16"] = x;
+  }
+  {
+    Preset x = llama;  // attention_bias, mlp_bias and an explicit head_dim != hidden / heads
+    x.bias = true;
+    x.head_dim = 16;
+    p["llama-bias-headdim"] = x;
   }
   // Benchmark shapes.
   {
@@ -242,7 +249,7 @@ void write_synthetic_model(const std::string& preset_name, const std::filesystem
   if (found == presets.end()) fail("unknown synthetic preset '{}' (see `cq synth --list`)", preset_name);
   const Preset& p = found->second;
   std::filesystem::create_directories(out_dir);
-  const int64_t head_dim = p.hidden / p.heads;
+  const int64_t head_dim = p.head_dim ? p.head_dim : p.hidden / p.heads;
   const int64_t proj = p.word_embed_proj_dim ? p.word_embed_proj_dim : p.hidden;
   auto linear_std = [&](int64_t fan_in) { return p.weight_std > 0 ? p.weight_std : 1.0 / std::sqrt(static_cast<double>(fan_in)); };
   Writer w(preset_name, p);
@@ -293,14 +300,24 @@ void write_synthetic_model(const std::string& preset_name, const std::filesystem
               {"num_key_value_heads", p.kv_heads}, {"num_hidden_layers", p.layers},
               {"max_position_embeddings", p.max_positions}, {"vocab_size", p.vocab}, {"rms_norm_eps", 1e-5},
               {"rope_theta", p.rope_theta}, {"rope_scaling", p.rope_scaling}, {"tie_word_embeddings", p.tied},
-              {"attention_bias", false}, {"mlp_bias", false}, {"torch_dtype", torch_dtype}};
+              {"attention_bias", p.bias}, {"mlp_bias", p.bias}, {"torch_dtype", torch_dtype}};
+    if (p.head_dim) config["head_dim"] = p.head_dim;
     w.normal("model.embed_tokens.weight", {p.vocab, p.hidden}, p.embed_std);
     for (int64_t l = 0; l < p.layers; ++l) {
       const std::string prefix = "model.layers." + std::to_string(l) + ".";
       w.normal(prefix + "self_attn.q_proj.weight", {p.heads * head_dim, p.hidden}, linear_std(p.hidden));
       w.normal(prefix + "self_attn.k_proj.weight", {p.kv_heads * head_dim, p.hidden}, linear_std(p.hidden));
       w.normal(prefix + "self_attn.v_proj.weight", {p.kv_heads * head_dim, p.hidden}, linear_std(p.hidden));
-      w.normal(prefix + "self_attn.o_proj.weight", {p.hidden, p.heads * head_dim}, linear_std(p.hidden));
+      w.normal(prefix + "self_attn.o_proj.weight", {p.hidden, p.heads * head_dim}, linear_std(p.heads * head_dim));
+      if (p.bias) {
+        w.normal(prefix + "self_attn.q_proj.bias", {p.heads * head_dim}, 0.1);
+        w.normal(prefix + "self_attn.k_proj.bias", {p.kv_heads * head_dim}, 0.1);
+        w.normal(prefix + "self_attn.v_proj.bias", {p.kv_heads * head_dim}, 0.1);
+        w.normal(prefix + "self_attn.o_proj.bias", {p.hidden}, 0.1);
+        w.normal(prefix + "mlp.gate_proj.bias", {p.intermediate}, 0.1);
+        w.normal(prefix + "mlp.up_proj.bias", {p.intermediate}, 0.1);
+        w.normal(prefix + "mlp.down_proj.bias", {p.hidden}, 0.1);
+      }
       w.normal(prefix + "mlp.gate_proj.weight", {p.intermediate, p.hidden}, linear_std(p.hidden));
       w.normal(prefix + "mlp.up_proj.weight", {p.intermediate, p.hidden}, linear_std(p.hidden));
       w.normal(prefix + "mlp.down_proj.weight", {p.hidden, p.intermediate}, linear_std(p.intermediate));

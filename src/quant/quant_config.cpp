@@ -4,6 +4,7 @@
 
 #include "model/transformer.h"
 #include "quant/calibration.h"
+#include "quant/integer_linear.h"
 #include "quant/quantized_checkpoint.h"
 #include "quant/quantizer.h"
 #include "util/error.h"
@@ -45,6 +46,9 @@ void QuantConfig::validate() const {
     fail("AWQ settings out of range (grid {}, max shrink {}, clip tokens {})", awq_grid, awq_max_shrink, awq_clip_tokens);
   if (static_columns && activation_method != "crossquant") fail("static columns are a CrossQuant setting");
   if (static_tensor_scale && activation_method != "per-tensor") fail("a static tensor scale is a per-tensor setting");
+  if (engine != "fake" && engine != "int") fail("--engine '{}' is not one of int, fake", engine);
+  if (engine == "int")
+    if (const std::string reason = integer_engine_unsupported_reason(*this); !reason.empty()) fail("--engine int: {}", reason);
 }
 
 std::string QuantConfig::describe() const {
@@ -93,6 +97,7 @@ nlohmann::json QuantConfig::to_json() const {
     json["per_tensor_scale"] = static_tensor_scale ? "static (calibrated)" : "dynamic (per window)";
   if (needs_calibration() && !json.contains("calibration"))
     json["calibration"] = {{"source", calib_source}, {"samples", calib_samples}, {"seqlen", calib_seqlen}};
+  if (engine != "fake") json["engine"] = engine;
   json["description"] = describe();
   return json;
 }
@@ -187,6 +192,7 @@ void install_activation_quantizers(Transformer& model, const QuantConfig& config
 
 QuantizationRecord apply_quantization(Transformer& model, const QuantConfig& config, std::span<const int32_t> calibration_tokens) {
   if (auto stored = read_quantized_checkpoint(model)) {
+    if (config.engine == "int") fail("--engine int does not run quantized checkpoints yet; use --engine fake");
     // Written by `cq quantize`: the weights are final. Activation flags given here override
     // the stored activation setting; without them the stored one is used.
     if (config.quantizes_weights() || config.method == "smoothquant" || config.method == "awq")
@@ -210,6 +216,9 @@ QuantizationRecord apply_quantization(Transformer& model, const QuantConfig& con
   QuantizationRecord record = apply_transformation(model, config, calibration_tokens);
   // Static scales describe the transformed, still unquantized model.
   const auto static_absmax = calibrate_static_activations(model, config, calibration_tokens);
+  // The integer engine packs the weights before they are fake-quantized (static CrossQuant
+  // folds c^(1−α) into them first).
+  if (config.engine == "int") install_integer_backends(model, config, static_absmax);
   if (const auto quantizer = make_weight_quantizer(config)) model.quantize_weights(*quantizer);
   install_activation_quantizers(model, config, static_absmax);
   return record;

@@ -45,6 +45,8 @@ struct QuantConfig {
   int64_t calib_samples = 128;
   int64_t calib_seqlen = 512;
   std::string calib_source;               // for reports
+  // fake: FP32 GEMMs on fake-quantized values; int: INT8/INT4 GEMMs (quant/integer_linear.h)
+  std::string engine = "fake";
 
   bool quantizes_weights() const { return weight_bits < 16; }
   bool needs_calibration() const { return method == "smoothquant" || method == "awq" || static_columns || static_tensor_scale; }

@@ -23,6 +23,7 @@ BpeModel::BpeModel(std::vector<std::pair<std::string, int32_t>> vocab,
   token_to_id_.reserve(vocab.size());
   for (auto& [text, id] : vocab) {
     if (id < 0) fail("{}: token \"{}\" has negative id {}", source, text, id);
+    if (id >= kMaxTokenIds) fail("{}: token \"{}\" has id {}, beyond the limit of {} ids", source, text, id, kMaxTokenIds);
     if (static_cast<size_t>(id) >= id_to_token_.size()) id_to_token_.resize(static_cast<size_t>(id) + 1);
     id_to_token_[static_cast<size_t>(id)] = text;
     token_to_id_.insert_or_assign(std::move(text), id);

@@ -444,7 +444,9 @@ class TokenizerJson final : public Tokenizer {
     vocab.reserve(vocab_json.size());
     for (const auto& [token, id] : vocab_json.items()) {
       if (!id.is_number_integer()) fail("{}: the id of \"{}\" is not an integer", source, token);
-      vocab.emplace_back(token, id.get<int32_t>());
+      if (!id.is_number_unsigned() || id.get<uint64_t>() >= static_cast<uint64_t>(kMaxTokenIds))
+      fail("{}: token \"{}\" has id {}, outside [0, {})", source, token, id.dump(), kMaxTokenIds);
+    vocab.emplace_back(token, static_cast<int32_t>(id.get<uint64_t>()));
     }
     BpeOptions options{.ignore_merges = reader.bool_member(model, "ignore_merges", false),
                        .byte_fallback = reader.bool_member(model, "byte_fallback", false),

@@ -23,7 +23,9 @@ std::vector<std::pair<std::string, int32_t>> read_vocab_json(const std::filesyst
   vocab.reserve(json.size());
   for (const auto& [token, id] : json.items()) {
     if (!id.is_number_integer()) fail("{}: the id of \"{}\" is not an integer", path.string(), token);
-    vocab.emplace_back(token, id.get<int32_t>());
+    if (!id.is_number_unsigned() || id.get<uint64_t>() >= static_cast<uint64_t>(kMaxTokenIds))
+      fail("{}: token \"{}\" has id {}, outside [0, {})", path.string(), token, id.dump(), kMaxTokenIds);
+    vocab.emplace_back(token, static_cast<int32_t>(id.get<uint64_t>()));
   }
   return vocab;
 }

@@ -7,12 +7,14 @@
 #include <cstring>
 
 #include "util/error.h"
+#include "util/interrupt.h"
 
 namespace cq {
 
 void write_file_atomically(const std::filesystem::path& path, std::string_view contents) {
   std::filesystem::path temporary = path;
   temporary += fmt::format(".tmp.{}", ::getpid());
+  const PendingTemporary pending(temporary);  // removed if the run is interrupted
   std::FILE* file = std::fopen(temporary.c_str(), "wb");
   if (!file) fail("{}: cannot create file: {}", temporary.string(), std::strerror(errno));
   const bool written = std::fwrite(contents.data(), 1, contents.size(), file) == contents.size();

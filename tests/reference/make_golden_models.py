@@ -30,7 +30,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 
 PRESETS = ["opt-pre", "opt-post-proj", "opt-untied", "opt-nobias", "opt-fp16",
-           "llama-gqa", "llama-tied", "llama-bf16-sharded", "llama3-rope-scaling", "llama-fp16"]
+           "llama-gqa", "llama-tied", "llama-bf16-sharded", "llama3-rope-scaling", "llama-fp16",
+           "llama-bias-headdim"]
 BATCH, LENGTH = 2, 12
 MAX_BYTES = 300_000
 

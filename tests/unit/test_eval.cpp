@@ -198,16 +198,17 @@ TEST(EvalLambada, ContextAndTarget) {
 }
 
 TEST(EvalPiqa, LabelsFileAlignedByLine) {
-  const fs::path file = write_file("eval_piqa", "valid.jsonl",
-                                   R"({"goal":"g","sol1":"s1","sol2":"s2"})" "\n" R"({"goal":"h","sol1":"t1","sol2":"t2"})" "\n");
-  const fs::path labels = write_file("eval_piqa", "valid-labels.lst", "1\n0\n");
+  const fs::path dir = test::scratch_dir("eval_piqa");  // fresh on each call: create once
+  const fs::path file = dir / "valid.jsonl", labels = dir / "valid-labels.lst", short_labels = dir / "bad-labels.lst";
+  std::ofstream(file) << R"({"goal":"g","sol1":"s1","sol2":"s2"})" "\n" R"({"goal":"h","sol1":"t1","sol2":"t2"})" "\n";
+  std::ofstream(labels) << "1\n0\n";
+  std::ofstream(short_labels) << "1\n2\n";
   const auto docs = load_piqa(file, labels, 0);
   ASSERT_EQ(docs.size(), 2u);
   EXPECT_EQ(docs[0].context, "Question: g\nAnswer:");
   EXPECT_EQ(docs[0].gold, 1);
   EXPECT_EQ(docs[1].gold, 0);
-  const fs::path short_labels = write_file("eval_piqa", "valid-labels.lst", "1\n2\n");
-  EXPECT_NE(error_of([&] { load_piqa(file, short_labels, 0); }).find("valid-labels.lst: line 2"), std::string::npos);
+  EXPECT_NE(error_of([&] { load_piqa(file, short_labels, 0); }).find("bad-labels.lst: line 2"), std::string::npos);
 }
 
 TEST(EvalMetrics, TiesGoToTheLowestIndexAndNormIsPerCharacter) {
@@ -220,7 +221,8 @@ TEST(EvalMetrics, TiesGoToTheLowestIndexAndNormIsPerCharacter) {
   doc.gold = 1;
   task.docs = {doc};
   DocScore score;
-  score.requests = {RequestScore{-2.0}, RequestScore{-2.0}};
+  score.requests.resize(2);
+  score.requests[0].loglikelihood = score.requests[1].loglikelihood = -2.0;
   const auto rows = task_metrics(task, {score});
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0].value, 0.0);  // tie -> index 0

@@ -3,6 +3,7 @@
 // documents of every task in $CQ_SHARED/data (MMLU: all 114 test rows) on both shared
 // models. Every request's token split and greedy flag match exactly, every log-likelihood
 // to 1e-4 absolute, every accuracy exactly (same number of correct documents).
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -47,8 +48,9 @@ void expect_metric(const nlohmann::json& golden, const MetricRow& row, const std
   EXPECT_EQ(row.docs, golden["docs"].get<int64_t>());
   EXPECT_DOUBLE_EQ(row.value, golden[row.metric].get<double>());
   const std::string stderr_key = row.metric + "_stderr";
-  if (golden.contains(stderr_key) && !golden[stderr_key].is_null())
+  if (golden.contains(stderr_key) && !golden[stderr_key].is_null()) {
     EXPECT_NEAR(row.stderr_value, golden[stderr_key].get<double>(), 1e-12);
+  }
 }
 
 TEST_P(EvalGolden, MatchesTheReference) {

@@ -78,7 +78,8 @@ TEST_P(ModelGolden, LogitsMatchThePyTorchReference) {
 
 INSTANTIATE_TEST_SUITE_P(Presets, ModelGolden,
                          testing::Values("opt-pre", "opt-post-proj", "opt-untied", "opt-nobias", "opt-fp16", "llama-gqa",
-                                         "llama-tied", "llama-bf16-sharded", "llama3-rope-scaling", "llama-fp16"),
+                                         "llama-tied", "llama-bf16-sharded", "llama3-rope-scaling", "llama-fp16",
+                                         "llama-bias-headdim"),
                          [](const auto& test_info) {
                            std::string name = test_info.param;
                            for (char& ch : name)

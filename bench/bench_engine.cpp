@@ -1,0 +1,181 @@
+// End-to-end speed of the integer engine against the fake-quant path and FP32, on generated
+// models: prefill (one forward of --prompt-tokens tokens, KV cache) and decode (--gen-tokens
+// single-token forwards), median of --repeats runs, all settings in one run so ratios are
+// comparable. Also CrossQuant's run-time overhead over per-token on the integer path.
+//   bench_engine [--prompt-tokens 512] [--gen-tokens 16] [--repeats 3] [--preset NAME]...
+//               [--models-dir build/bench-models] [--quick]
+// Defaults: presets opt-125m-shape and llama2-7b-2layers-bf16. Run with
+// OMP_WAIT_POLICY=PASSIVE (and OMP_NUM_THREADS=1 on a loaded machine).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "model/synthetic.h"
+#include "model/transformer.h"
+#include "quant/integer_linear.h"
+#include "quant/quant_config.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+struct Setting {
+  std::string name;
+  std::string scheme;  // empty: FP32
+  std::string act = "per-token";
+  bool calibrated = false;
+  std::string engine = "fake";
+  bool static_decode = false;  // dynamic CrossQuant: calibrated c for decode rows
+};
+
+struct Result {
+  double prefill_s = 0, decode_s = 0, setup_s = 0;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int64_t prompt_tokens = 512, gen_tokens = 16;
+  int repeats = 3;
+  bool quick = false;
+  fs::path models_dir = "build/bench-models";
+  std::vector<std::string> presets;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        fmt::print(stderr, "{} needs a value\n", arg);
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (arg == "--prompt-tokens") prompt_tokens = std::stoll(next());
+    else if (arg == "--gen-tokens") gen_tokens = std::stoll(next());
+    else if (arg == "--repeats") repeats = std::stoi(next());
+    else if (arg == "--preset") presets.push_back(next());
+    else if (arg == "--models-dir") models_dir = next();
+    else if (arg == "--quick") quick = true;
+    else {
+      fmt::print(stderr, "unknown argument {}\n", arg);
+      return 2;
+    }
+  }
+  if (presets.empty()) presets = {"opt-125m-shape", "llama2-7b-2layers-bf16"};
+
+  std::vector<Setting> settings = {
+      {"FP32", "", "per-token", false, "fake"},
+      {"W8A8 per-token fake", "w8a8", "per-token", false, "fake"},
+      {"W8A8 per-token int", "w8a8", "per-token", false, "int"},
+      {"W8A8 static-CQ fake", "w8a8", "crossquant", true, "fake"},
+      {"W8A8 static-CQ int", "w8a8", "crossquant", true, "int"},
+      {"W8A8 dynamic-CQ int", "w8a8", "crossquant", false, "int"},
+      {"W8A8 dyn-CQ int+static dec", "w8a8", "crossquant", false, "int", true},
+      {"W4A8-g128 per-token fake", "w4a8-g128", "per-token", false, "fake"},
+      {"W4A8-g128 per-token int", "w4a8-g128", "per-token", false, "int"},
+      {"W4A8-g128 static-CQ int", "w4a8-g128", "crossquant", true, "int"},
+  };
+  if (quick) settings = {settings[0], settings[2], settings[4], settings[5], settings[8]};
+
+  for (const std::string& preset : presets) {
+    const fs::path dir = models_dir / preset;
+    if (!fs::exists(dir / "config.json")) {
+      fmt::print("writing {} ...\n", dir.string());
+      cq::write_synthetic_model(preset, dir);
+    }
+    std::map<std::string, Result> results;
+    int64_t vocab = 0;
+    for (const Setting& setting : settings) {
+      cq::Transformer model(dir);
+      const auto& config = model.config();
+      vocab = config.vocab_size;
+      std::mt19937 random(42);
+      std::uniform_int_distribution<int32_t> id(3, static_cast<int32_t>(std::min<int64_t>(vocab - 1, 30000)));
+      std::vector<int32_t> prompt(static_cast<size_t>(prompt_tokens));
+      for (auto& t : prompt) t = id(random);
+      cq::QuantConfig quant;
+      quant.engine = setting.engine;
+      std::vector<int32_t> calibration;
+      if (!setting.scheme.empty()) {
+        quant.apply_scheme(setting.scheme);
+        quant.activation_method = setting.act;
+        if (setting.calibrated || setting.static_decode) {
+          quant.static_columns = setting.calibrated;
+          quant.calib_samples = 2;
+          quant.calib_seqlen = 128;
+          calibration.resize(256);
+          for (auto& t : calibration) t = id(random);
+        }
+      }
+      auto start = std::chrono::steady_clock::now();
+      if (setting.static_decode) {
+        // Calibrated c for decode, dynamic c per window for prefill (integer_linear.h).
+        cq::QuantConfig static_config = quant;
+        static_config.static_columns = true;
+        const auto absmax = cq::calibrate_static_activations(model, static_config, calibration);
+        cq::install_integer_backends(model, quant, absmax);
+      } else {
+        cq::apply_quantization(model, quant, calibration);
+      }
+      Result result;
+      result.setup_s = seconds_since(start);
+      std::vector<float> logits(static_cast<size_t>(vocab));
+      std::vector<double> prefill, decode;
+      for (int r = 0; r < repeats; ++r) {
+        cq::KVCache cache = model.make_cache(1, prompt_tokens + gen_tokens);
+        start = std::chrono::steady_clock::now();
+        model.forward(prompt, 1, prompt_tokens, logits, &cache, true);
+        prefill.push_back(seconds_since(start));
+        start = std::chrono::steady_clock::now();
+        for (int64_t g = 0; g < gen_tokens; ++g) {
+          const std::vector<int32_t> step{static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin())};
+          model.forward(step, 1, 1, logits, &cache, true);
+        }
+        decode.push_back(seconds_since(start));
+      }
+      result.prefill_s = median(prefill);
+      result.decode_s = median(decode);
+      results[setting.name] = result;
+      fmt::print("{:<28} setup {:7.2f} s  prefill {:8.1f} tok/s  decode {:7.2f} tok/s\n", setting.name, result.setup_s,
+                 static_cast<double>(prompt_tokens) / result.prefill_s,
+                 static_cast<double>(gen_tokens) / result.decode_s);
+      std::fflush(stdout);
+    }
+    const Result& fp32 = results.at("FP32");
+    fmt::print("\n{}: {} prompt tokens, {} generated, median of {}\n", preset, prompt_tokens, gen_tokens, repeats);
+    fmt::print("{:<28} {:>12} {:>10} {:>12} {:>10}\n", "setting", "prefill t/s", "vs FP32", "decode t/s", "vs FP32");
+    for (const Setting& setting : settings) {
+      const Result& r = results.at(setting.name);
+      fmt::print("{:<28} {:12.1f} {:9.2f}x {:12.2f} {:9.2f}x\n", setting.name, static_cast<double>(prompt_tokens) / r.prefill_s,
+                 fp32.prefill_s / r.prefill_s, static_cast<double>(gen_tokens) / r.decode_s, fp32.decode_s / r.decode_s);
+    }
+    auto overhead = [&](const std::string& cq_name, const std::string& pt_name) {
+      if (!results.count(cq_name) || !results.count(pt_name)) return;
+      const Result& c = results.at(cq_name);
+      const Result& p = results.at(pt_name);
+      fmt::print("CrossQuant overhead ({} over {}): prefill {:+.1f} %, decode {:+.1f} %\n", cq_name, pt_name,
+                 100.0 * (c.prefill_s / p.prefill_s - 1.0), 100.0 * (c.decode_s / p.decode_s - 1.0));
+    };
+    overhead("W8A8 static-CQ int", "W8A8 per-token int");
+    overhead("W8A8 dynamic-CQ int", "W8A8 per-token int");
+    overhead("W4A8-g128 static-CQ int", "W4A8-g128 per-token int");
+    fmt::print("\n");
+  }
+  return 0;
+}

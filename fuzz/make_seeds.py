@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of the fuzz targets: fuzz/make_seeds.py OUT_DIR [CQ_BINARY [SHARED_DIR]].
+
+OUT_DIR/<target>/ receives small hand-made valid inputs for every target, plus (when CQ_BINARY
+is given) the files of generated `cq synth` models and (when SHARED_DIR has them) the shared
+models' config/tokenizer files and the evaluation data files. Input layouts are described at
+the top of each fuzz/fuzz_*.cpp (multi-file inputs are joined with NUL bytes).
+"""
+import json, os, struct, subprocess, sys, tempfile
+
+out = sys.argv[1]
+cq = sys.argv[2] if len(sys.argv) > 2 else None
+shared = sys.argv[3] if len(sys.argv) > 3 else os.environ.get("CQ_SHARED", "")
+count = {}
+
+
+def seed(target, data):
+    if isinstance(data, str):
+        data = data.encode()
+    d = os.path.join(out, target)
+    os.makedirs(d, exist_ok=True)
+    n = count.get(target, 0)
+    count[target] = n + 1
+    with open(os.path.join(d, f"seed-{n:03d}"), "wb") as f:
+        f.write(data)
+
+
+def safetensors(tensors, metadata=None):
+    header, data, offset = {}, b"", 0
+    if metadata:
+        header["__metadata__"] = metadata
+    for name, dtype, shape in tensors:
+        size = {"F32": 4, "F16": 2, "BF16": 2}[dtype]
+        n = 1
+        for s in shape:
+            n *= s
+        payload = bytes((i * 7) & 0xFF for i in range(n * size))
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(payload)]}
+        data += payload
+        offset += len(payload)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * ((8 - (8 + len(text)) % 8) % 8)
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+# --- safetensors, index
+small = safetensors([("a", "F32", [2, 3]), ("b", "F16", [4]), ("c", "BF16", [1, 1, 2]), ("e", "F32", [0])], {"format": "pt"})
+seed("fuzz_safetensors", small)
+seed("fuzz_safetensors", safetensors([]))
+index = json.dumps({"metadata": {"total_size": 40}, "weight_map": {"a": "model-00001-of-00001.safetensors",
+                                                                   "b": "model-00001-of-00001.safetensors"}})
+seed("fuzz_safetensors_index", index.encode() + b"\0" + safetensors([("a", "F32", [2]), ("b", "BF16", [3])]))
+
+# --- config.json
+opt = {"model_type": "opt", "vocab_size": 96, "hidden_size": 32, "ffn_dim": 64, "num_hidden_layers": 2,
+       "num_attention_heads": 4, "max_position_embeddings": 64, "word_embed_proj_dim": 32,
+       "do_layer_norm_before": True, "enable_bias": True, "bos_token_id": 2, "eos_token_id": 2}
+llama = {"model_type": "llama", "vocab_size": 512, "hidden_size": 64, "intermediate_size": 172,
+         "num_hidden_layers": 5, "num_attention_heads": 8, "num_key_value_heads": 4, "max_position_embeddings": 512,
+         "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": True,
+         "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                          "original_max_position_embeddings": 8192}}
+seed("fuzz_config", json.dumps(opt, indent=2))
+seed("fuzz_config", json.dumps(llama, indent=2))
+seed("fuzz_config", "\ufeff" + json.dumps(llama, indent=2).replace("\n", "\r\n"))
+
+# --- tokenizers: a small byte-level BPE (GPT-2 style), as vocab.json/merges.txt and tokenizer.json
+def bytes_to_unicode():
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+units = bytes_to_unicode()
+vocab = {"<|endoftext|>": 0}
+for b in range(256):
+    vocab[units[b]] = len(vocab)
+merges = ["Ġ t", "h e", "Ġt he", "i n", "Ġ a", "e r", "o n", "Ġ s"]
+for m in merges:
+    vocab["".join(m.split(" "))] = len(vocab)
+merges_txt = "#version: 0.2\n" + "\n".join(merges) + "\n"
+tok_config = json.dumps({"add_bos_token": True, "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+                         "unk_token": "<|endoftext|>"})
+text = "Hello, the world! Ünïcödé 漢字 \t\n  spaces   and 123 numbers.\r\n"
+seed("fuzz_vocab_merges", "\0".join([text, json.dumps(vocab), merges_txt, tok_config]))
+seed("fuzz_vocab_merges", "\0".join(["the", json.dumps(vocab), merges_txt, ""]))
+tokenizer_json = {
+    "version": "1.0", "truncation": None, "padding": None,
+    "added_tokens": [{"id": 0, "content": "<|endoftext|>", "single_word": False, "lstrip": False, "rstrip": False,
+                      "normalized": False, "special": True}],
+    "normalizer": None,
+    "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+    "post_processor": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True},
+    "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+    "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
+              "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False, "vocab": vocab, "merges": merges}}
+seed("fuzz_tokenizer_json", "\0".join([json.dumps(tokenizer_json), tok_config, text]))
+
+# --- evaluation data (selector byte + file)
+seed("fuzz_eval_jsonl", b"\0" + b'{"text": "a"}\n\n{"text": "b\\u00e9"}\r\n')
+seed("fuzz_eval_jsonl", b"\1" + b'{"text": "The cat sat on the mat"}\n')
+seed("fuzz_eval_jsonl", b"\2" + json.dumps({"id": "x", "question": {"stem": "Q?", "choices": [
+    {"text": "a", "label": "A"}, {"text": "b", "label": "B"}]}, "answerKey": "B"}).encode() + b"\n")
+seed("fuzz_eval_jsonl", b"\3" + json.dumps({"ind": 1, "activity_label": "Cooking", "ctx_a": "He cuts", "ctx_b": "the",
+                                            "ctx": "He cuts the", "endings": ["a", "b", "c", "d"], "label": "2"}).encode() + b"\n")
+seed("fuzz_eval_jsonl", b"\4" + json.dumps({"question": "is it", "passage": "It is.", "answer": True}).encode() + b"\n")
+seed("fuzz_eval_jsonl", b"\5" + json.dumps({"goal": "g", "sol1": "a", "sol2": "b"}).encode() + b"\n")
+seed("fuzz_eval_jsonl", b"\6" + b'{"text": " = Title = \\n"}\n{"text": ""}\n')
+seed("fuzz_eval_jsonl", b"\7" + b'{"text": "doc one", "url": "u"}\n{"text": "doc two"}\n')
+seed("fuzz_eval_csv", 'What is 1+1?,1,2,3,4,B\n"quoted, field","with ""quotes""",x,y,z,A\r\n')
+
+# --- command lines (NUL-separated argv)
+for argv in [["info", "--model", "m"], ["ppl", "--model", "m", "--text", "hello", "--json", "out.json"],
+             ["ppl", "--model", "m", "--scheme", "w8a8", "--act-quant", "crossquant", "--alpha", "0.15"],
+             ["quantize", "--model", "m", "--out", "o", "--wbits", "4", "--group-size", "128"],
+             ["eval", "--model", "m", "--tasks", "arc_easy,piqa", "--limit", "5"],
+             ["tokenize", "--model", "m", "--text", "hi"], ["synth", "--list"], ["kernel", "--help"],
+             ["generate", "--model", "m", "--prompt", "Once", "--max-new-tokens", "8"], ["--version"]]:
+    seed("fuzz_cli", "\0".join(argv))
+
+# --- generated models
+if cq:
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in ["opt-pre", "llama"]:
+            target = os.path.join(tmp, preset)
+            r = subprocess.run([cq, "synth", "--preset", preset, "--out", target], capture_output=True)
+            if r.returncode != 0:
+                continue
+            seed("fuzz_config", read(os.path.join(target, "config.json")))
+            st = read(os.path.join(target, "model.safetensors"))
+            if len(st) <= 1 << 20:
+                seed("fuzz_safetensors", st)
+
+# --- shared models and data
+if shared and os.path.isdir(shared):
+    for model in ["stories260k", "tinyopt"]:
+        d = os.path.join(shared, "models", model)
+        if not os.path.isdir(d):
+            continue
+        seed("fuzz_config", read(os.path.join(d, "config.json")))
+        cfg = os.path.join(d, "tokenizer_config.json")
+        cfg_bytes = read(cfg) if os.path.exists(cfg) else b""
+        if os.path.exists(os.path.join(d, "tokenizer.json")):
+            seed("fuzz_tokenizer_json", read(os.path.join(d, "tokenizer.json")) + b"\0" + cfg_bytes + b"\0" + text.encode())
+        if os.path.exists(os.path.join(d, "tokenizer.model")):
+            seed("fuzz_sentencepiece", text.encode() + b"\0" + read(os.path.join(d, "tokenizer.model")))
+    data = os.path.join(shared, "data")
+    for selector, rel in [(1, "lambada_openai/lambada_test.first100.jsonl"), (2, "arc_easy/ARC-Easy-Test.first100.jsonl"),
+                          (3, "hellaswag/hellaswag_val.first100.jsonl"), (4, "boolq/val.first100.jsonl"),
+                          (7, "c4/c4_validation.first50.jsonl")]:
+        p = os.path.join(data, rel)
+        if os.path.exists(p):
+            lines = read(p).split(b"\n")[:3]  # a few records keep the seeds small
+            seed("fuzz_eval_jsonl", bytes([selector]) + b"\n".join(lines) + b"\n")
+    mmlu = os.path.join(data, "mmlu", "dev")
+    if os.path.isdir(mmlu):
+        for name in sorted(os.listdir(mmlu))[:2]:
+            seed("fuzz_eval_csv", read(os.path.join(mmlu, name))[:4096])
+
+for target in sorted(count):
+    print(f"{target}: {count[target]} seeds")

@@ -1,0 +1,281 @@
+#include "quant/integer_linear.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/gemm_int4.h"
+#include "kernels/gemm_int8.h"
+#include "quant/crossquant.h"
+#include "quant/smoothquant.h"
+#include "util/error.h"
+
+namespace cq {
+
+// ---------------------------------------------------------------------------------------
+// PackedLinearWeights
+
+struct PackedLinearWeights::Impl {
+  int64_t out = 0, in = 0;
+  bool int4 = false;
+  kernels::PackedInt8Weights w8;
+  std::vector<float> col_scales;  // int8: per output channel
+  kernels::PackedInt4Weights w4;
+};
+
+PackedLinearWeights::PackedLinearWeights() = default;
+PackedLinearWeights::~PackedLinearWeights() = default;
+PackedLinearWeights::PackedLinearWeights(PackedLinearWeights&&) noexcept = default;
+PackedLinearWeights& PackedLinearWeights::operator=(PackedLinearWeights&&) noexcept = default;
+
+bool PackedLinearWeights::is_int4() const { return impl_ && impl_->int4; }
+int64_t PackedLinearWeights::out_features() const { return impl_ ? impl_->out : 0; }
+int64_t PackedLinearWeights::in_features() const { return impl_ ? impl_->in : 0; }
+
+PackedLinearWeights PackedLinearWeights::quantize(const Quantizer& quantizer, const float* weight, int64_t out,
+                                                  int64_t in) {
+  const QuantizerSpec& spec = quantizer.spec();
+  const bool group = spec.method == "group";
+  if (spec.method != "per-channel" && spec.method != "per-token" && !group)
+    fail("integer engine: weight quantization '{}' has no integer kernel (per-channel or group only)", spec.method);
+  if (group && spec.bits > 4)
+    fail("integer engine: group-wise weights need bits <= 4 (the INT4 kernel); got {} bits", spec.bits);
+  if (group && spec.group_size % 8 != 0)
+    fail("integer engine: the INT4 kernel needs a group size that is a multiple of 8 (got {})", spec.group_size);
+  const QuantizedMatrix q =
+      quantizer.quantize(MatrixView{const_cast<float*>(weight), out, in, in}, nullptr);
+  PackedLinearWeights packed;
+  packed.impl_ = std::make_unique<Impl>();
+  Impl& impl = *packed.impl_;
+  impl.out = out;
+  impl.in = in;
+  impl.int4 = spec.bits <= 4;
+  std::vector<int8_t> codes(q.codes.size());
+  for (size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<int8_t>(q.codes[i]);
+  if (!impl.int4) {
+    impl.w8 = kernels::pack_int8_weights(codes.data(), out, in, in);
+    impl.col_scales = q.row_scales;  // per-channel Δ_k
+    if (static_cast<int64_t>(impl.col_scales.size()) != out)
+      fail("integer engine: the weight quantizer gave no per-channel scales");
+    return packed;
+  }
+  if (group) {
+    std::vector<int8_t> zeros;
+    if (!q.group_zeros.empty()) {
+      zeros.resize(q.group_zeros.size());
+      for (size_t i = 0; i < zeros.size(); ++i) zeros[i] = static_cast<int8_t>(q.group_zeros[i]);
+    }
+    impl.w4 = kernels::pack_int4_weights(codes.data(), out, in, in, q.group_scales.data(), q.group_size,
+                                         zeros.empty() ? nullptr : zeros.data());
+  } else {
+    impl.w4 = kernels::pack_int4_weights(codes.data(), out, in, in, q.row_scales.data(), 0, nullptr);
+  }
+  return packed;
+}
+
+void PackedLinearWeights::gemm(const int8_t* codes, int64_t rows, const float* row_scales, const float* bias,
+                               float* y) const {
+  const Impl& impl = *impl_;
+  if (impl.int4)
+    kernels::gemm_int4(codes, rows, impl.in, row_scales, impl.w4, bias, y, impl.out);
+  else
+    kernels::gemm_int8(codes, rows, impl.in, row_scales, impl.w8, impl.col_scales.data(), bias, y, impl.out);
+}
+
+// ---------------------------------------------------------------------------------------
+// IntegerLinear
+
+namespace {
+
+void check_activation(const Quantizer& activation) {
+  const QuantizerSpec& spec = activation.spec();
+  if (spec.method != "per-token" && spec.method != "per-tensor" && spec.method != "crossquant")
+    fail("integer engine: activation quantization '{}' has no integer path (per-token, per-tensor, crossquant)",
+         spec.method);
+  if (spec.bits > 8) fail("integer engine: activations of {} bits do not fit INT8 codes", spec.bits);
+}
+
+bool is_static_crossquant(const Quantizer& q) {
+  return q.spec().method == "crossquant" && !q.spec().static_column_absmax.empty();
+}
+
+// W'_kj = W_kj · f_j (one rounding per element).
+void scale_columns(const float* weight, int64_t out, int64_t in, const std::vector<float>& factors, float* scaled) {
+#pragma omp parallel for schedule(static) if (out * in > (1 << 16))
+  for (int64_t k = 0; k < out; ++k) {
+    const float* src = weight + k * in;
+    float* dst = scaled + k * in;
+    for (int64_t j = 0; j < in; ++j) dst[j] = src[j] * factors[static_cast<size_t>(j)];
+  }
+}
+
+// Codes int16 → int8; row scales (tensor_scale for per-tensor) into `scales`.
+void to_int8(const QuantizedMatrix& q, int8_t* codes, float* scales) {
+  const size_t n = q.codes.size();
+  for (size_t i = 0; i < n; ++i) codes[i] = static_cast<int8_t>(q.codes[i]);
+  if (q.row_scales.empty())
+    std::fill(scales, scales + q.rows, q.tensor_scale);
+  else
+    std::copy(q.row_scales.begin(), q.row_scales.end(), scales);
+}
+
+}  // namespace
+
+IntegerLinear::IntegerLinear(const IntegerLinearOptions& options, std::span<const float> weight, int64_t out,
+                             int64_t in, std::vector<float> bias)
+    : options_(options), out_(out), in_(in), bias_(std::move(bias)) {
+  if (!options_.activation || !options_.weight) fail("integer engine: a linear layer needs activation and weight quantizers");
+  if (static_cast<int64_t>(weight.size()) != out * in)
+    fail("integer engine: weight has {} values, expected {} x {}", weight.size(), out, in);
+  if (!bias_.empty() && static_cast<int64_t>(bias_.size()) != out)
+    fail("integer engine: bias has {} values, expected {}", bias_.size(), out);
+  check_activation(*options_.activation);
+  const QuantizerSpec& aspec = options_.activation->spec();
+  if (aspec.method != "crossquant") {
+    mode_ = Mode::Fixed;
+    packed_ = PackedLinearWeights::quantize(*options_.weight, weight.data(), out, in);
+  } else if (is_static_crossquant(*options_.activation)) {
+    mode_ = Mode::StaticCross;
+    const auto& cross = dynamic_cast<const CrossQuantQuantizer&>(*options_.activation);
+    if (static_cast<int64_t>(aspec.static_column_absmax.size()) != in)
+      fail("integer engine: {} static column maxima for a layer with {} inputs", aspec.static_column_absmax.size(), in);
+    std::vector<float> scaled(weight.size());
+    scale_columns(weight.data(), out, in, cross.column_divisors(aspec.static_column_absmax), scaled.data());
+    packed_ = PackedLinearWeights::quantize(*options_.weight, scaled.data(), out, in);
+  } else {
+    mode_ = Mode::DynamicCross;
+    weight_.assign(weight.begin(), weight.end());
+    // Fail early (not on the first window) when no kernel takes these weights.
+    (void)PackedLinearWeights::quantize(*options_.weight, weight.data(), std::min<int64_t>(out, 1), in);
+    if (!options_.decode_column_absmax.empty()) {
+      QuantizerSpec spec = aspec;
+      spec.static_column_absmax = options_.decode_column_absmax;
+      auto decode = std::make_shared<CrossQuantQuantizer>(spec);
+      std::vector<float> scaled(weight.size());
+      scale_columns(weight.data(), out, in, decode->column_divisors(spec.static_column_absmax), scaled.data());
+      decode_packed_ = PackedLinearWeights::quantize(*options_.weight, scaled.data(), out, in);
+      decode_activation_ = std::move(decode);
+    }
+  }
+}
+
+IntegerLinear::~IntegerLinear() = default;
+
+std::string IntegerLinear::describe() const {
+  const QuantizerSpec& w = options_.weight->spec();
+  const QuantizerSpec& a = options_.activation->spec();
+  const std::string mode = mode_ == Mode::Fixed ? a.method : mode_ == Mode::StaticCross ? "static crossquant" : "dynamic crossquant";
+  const std::string weights = w.method == "group" ? fmt::format("W{} g{}{}", w.bits, w.group_size, w.asymmetric ? " asym" : "")
+                                                  : fmt::format("W{} per-channel", w.bits);
+  return fmt::format("{} / A{} {} ({} GEMM)", weights, a.bits, mode, w.bits <= 4 ? "int4" : "int8");
+}
+
+void IntegerLinear::run_fixed(const Quantizer& activation, const PackedLinearWeights& weights, const float* x,
+                              int64_t rows, int64_t sequence_length, float* y, KernelStats& stats) {
+  codes_.resize(static_cast<size_t>(rows * in_));
+  std::vector<float> scales(static_cast<size_t>(rows));
+  // Per sequence, as the fake path quantizes (per-tensor and CrossQuant statistics depend on it).
+  for (int64_t start = 0; start < rows; start += sequence_length) {
+    const int64_t count = std::min(sequence_length, rows - start);
+    const QuantizedMatrix q =
+        activation.quantize(MatrixView{const_cast<float*>(x + start * in_), count, in_, in_}, &stats);
+    to_int8(q, codes_.data() + start * in_, scales.data() + start);
+  }
+  weights.gemm(codes_.data(), rows, scales.data(), bias_.empty() ? nullptr : bias_.data(), y);
+}
+
+void IntegerLinear::run_dynamic(const float* x, int64_t rows, int64_t sequence_length, float* y, KernelStats& stats) {
+  if (sequence_length == 1 && decode_activation_) {
+    run_fixed(*decode_activation_, decode_packed_, x, rows, sequence_length, y, stats);
+    return;
+  }
+  codes_.resize(static_cast<size_t>(sequence_length * in_));
+  scaled_weight_.resize(weight_.size());
+  std::vector<float> scales(static_cast<size_t>(sequence_length));
+  for (int64_t start = 0; start < rows; start += sequence_length) {
+    const int64_t count = std::min(sequence_length, rows - start);
+    const QuantizedMatrix q =
+        options_.activation->quantize(MatrixView{const_cast<float*>(x + start * in_), count, in_, in_}, &stats);
+    to_int8(q, codes_.data(), scales.data());
+    // The window's c_j^(1−α) folded into the weight, re-quantized and packed: O(I·O).
+    scale_columns(weight_.data(), out_, in_, q.column_factors, scaled_weight_.data());
+    const PackedLinearWeights packed = PackedLinearWeights::quantize(*options_.weight, scaled_weight_.data(), out_, in_);
+    packed.gemm(codes_.data(), count, scales.data(), bias_.empty() ? nullptr : bias_.data(), y + start * out_);
+  }
+}
+
+void IntegerLinear::run(const float* x, int64_t rows, int64_t sequence_length, float* y, KernelStats& stats) {
+  if (rows <= 0) return;
+  if (sequence_length <= 0) sequence_length = rows;
+  if (mode_ == Mode::DynamicCross)
+    run_dynamic(x, rows, sequence_length, y, stats);
+  else
+    run_fixed(*options_.activation, packed_, x, rows, sequence_length, y, stats);
+}
+
+// ---------------------------------------------------------------------------------------
+// Configuration
+
+std::string integer_engine_unsupported_reason(const QuantConfig& config) {
+  if (!config.quantizes_weights() || !config.quantizes_activations())
+    return fmt::format("the integer engine needs quantized weights and activations (got W{}A{})", config.weight_bits,
+                       config.activation_bits);
+  if (config.weight_method == "crossquant")
+    return "CrossQuant-quantized weights (--weight-quant crossquant) have no integer kernel";
+  if (config.weight_method == "group" && config.weight_bits > 4)
+    return fmt::format("group-wise W{} has no integer kernel (group-wise weights need --wbits <= 4, the INT4 kernel)",
+                       config.weight_bits);
+  if (config.weight_method == "group" && config.group_size % 8 != 0)
+    return fmt::format("the INT4 kernel needs --group-size a multiple of 8 (got {})", config.group_size);
+  if (config.activation_method != "per-token" && config.activation_method != "per-tensor" &&
+      config.activation_method != "crossquant")
+    return fmt::format("--act-quant {} has no integer path (per-token, per-tensor, crossquant)", config.activation_method);
+  return {};
+}
+
+void install_integer_backends(Transformer& model, const QuantConfig& config,
+                              const std::vector<std::vector<float>>& static_absmax) {
+  if (const std::string reason = integer_engine_unsupported_reason(config); !reason.empty())
+    fail("--engine int: {}", reason);
+  std::shared_ptr<const Quantizer> weight = make_weight_quantizer(config);
+  QuantizerSpec spec;
+  spec.bits = config.activation_bits;
+  spec.method = config.activation_method;
+  spec.alpha = config.alpha;
+  const bool is_static = config.static_columns || config.static_tensor_scale;
+  const auto sites = static_cast<size_t>(model.config().num_layers * kInputSites);
+  if (is_static && static_absmax.size() != sites)
+    fail("static activation scales: {} sites given, the model has {}", static_absmax.size(), sites);
+  std::shared_ptr<const Quantizer> dynamic_activation;
+  if (!is_static) dynamic_activation = make_quantizer(spec);
+  std::vector<std::shared_ptr<const Quantizer>> site_quantizers(sites);
+  auto& linears = model.linear_layers();
+  for (size_t index = 0; index < linears.size(); ++index) {
+    LinearLayer& linear = linears[index];
+    const auto slot = static_cast<size_t>(linear.layer * kInputSites + static_cast<int>(linear.site));
+    IntegerLinearOptions options;
+    options.weight = weight;
+    if (!is_static) {
+      options.activation = dynamic_activation;
+      if (config.activation_method == "crossquant" && slot < static_absmax.size())
+        options.decode_column_absmax = static_absmax[slot];
+    } else {
+      if (!site_quantizers[slot]) {
+        if (config.static_columns) {
+          QuantizerSpec site_spec = spec;
+          site_spec.static_column_absmax = static_absmax[slot];
+          site_quantizers[slot] = make_quantizer(site_spec);
+        } else {
+          const auto& absmax = static_absmax[slot];
+          const float tensor_max = absmax.empty() ? 0.f : *std::max_element(absmax.begin(), absmax.end());
+          site_quantizers[slot] = make_static_per_tensor_quantizer(config.activation_bits, tensor_max);
+        }
+      }
+      options.activation = site_quantizers[slot];
+    }
+    const std::span<const float> w = linear.mutable_weight();
+    model.set_linear_backend(static_cast<int64_t>(index),
+                             std::make_shared<IntegerLinear>(options, w, linear.out_features, linear.in_features, linear.bias));
+  }
+}
+
+}  // namespace cq

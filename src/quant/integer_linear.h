@@ -1,0 +1,108 @@
+#pragma once
+// The integer engine (`--engine int`): LinearBackends that compute a linear layer with the
+// INT8 / INT4 GEMMs of src/kernels instead of an FP32 GEMM on fake-quantized values.
+// docs/INTEGER_ENGINE.md describes the paths, their accuracy against the fake path and
+// their cost.
+//
+// Every backend receives the unquantized input, quantizes it per sequence with the
+// activation quantizer of its site (adding that quantizer's KernelStats exactly as the fake
+// path does), runs the integer GEMM with the fused epilogue and writes y (bias included):
+//
+//   per-token / per-tensor activations:  y_ik = s_i · Σ_j a_ij · Q(W)_kj            (Q(W) once)
+//   static CrossQuant:                   y_ik = r_i · Σ_j a_ij · Q(W·diag(f))_kj    (f = c^(1−α), once)
+//   dynamic CrossQuant (prefill):        the same with f from the current window; Q(W·diag(f))
+//                                        is recomputed and packed per window and layer
+//                                        (O(I·O) against the GEMM's O(T·I·O)). Decode rows
+//                                        (sequence_length == 1) use a static f when one is
+//                                        given (decode_column_absmax), else the exact
+//                                        per-window path.
+//
+// a_ij are the activation codes of QuantizedMatrix, s_i / r_i its row_scales (tensor_scale
+// for per-tensor), f_j its column_factors. Weights with bits 5..8 and per-channel scales use
+// gemm_int8; weights with bits <= 4 (per-channel or group-wise, symmetric or with zero
+// points) use gemm_int4.
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "model/transformer.h"
+#include "quant/quant_config.h"
+#include "quant/quantizer.h"
+
+namespace cq {
+
+// Weights quantized with a weight quantizer and packed for one of the integer GEMMs.
+class PackedLinearWeights {
+ public:
+  PackedLinearWeights();
+  ~PackedLinearWeights();
+  PackedLinearWeights(PackedLinearWeights&&) noexcept;
+  PackedLinearWeights& operator=(PackedLinearWeights&&) noexcept;
+
+  // Quantizes weight (out × in, row-major FP32) with `quantizer` and packs the codes.
+  // Throws cq::Error when no kernel takes the result (e.g. group-wise with bits > 4).
+  static PackedLinearWeights quantize(const Quantizer& quantizer, const float* weight, int64_t out, int64_t in);
+  // y (rows × out) = dequantized codes · Wᵀ (+ bias). codes: rows × in int8, row_scales: rows.
+  void gemm(const int8_t* codes, int64_t rows, const float* row_scales, const float* bias, float* y) const;
+  bool is_int4() const;
+  int64_t out_features() const;
+  int64_t in_features() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+struct IntegerLinearOptions {
+  std::shared_ptr<const Quantizer> activation;  // per-token, per-tensor or crossquant (static or dynamic)
+  std::shared_ptr<const Quantizer> weight;      // per-channel (bits 2..8) or group (bits <= 4)
+  // Dynamic CrossQuant only: calibrated c_j used for decode rows (sequence_length == 1);
+  // empty: decode re-quantizes the weights per token like prefill (exact, slow).
+  std::vector<float> decode_column_absmax;
+};
+
+// One linear layer on the integer kernels. `weight` is the layer's FP32 weight before any
+// quantization (out × in); the backend keeps what it needs (packed codes; the FP32 weight
+// as well for dynamic CrossQuant).
+class IntegerLinear final : public LinearBackend {
+ public:
+  IntegerLinear(const IntegerLinearOptions& options, std::span<const float> weight, int64_t out, int64_t in,
+                std::vector<float> bias);
+  ~IntegerLinear() override;
+  void run(const float* x, int64_t rows, int64_t sequence_length, float* y, KernelStats& stats) override;
+
+  // "per-token W8 (int8 GEMM)", "static crossquant W4 g128 (int4 GEMM)", ... for reports.
+  std::string describe() const;
+
+ private:
+  enum class Mode { Fixed, StaticCross, DynamicCross };
+  void run_fixed(const Quantizer& activation, const PackedLinearWeights& weights, const float* x, int64_t rows,
+                 int64_t sequence_length, float* y, KernelStats& stats);
+  void run_dynamic(const float* x, int64_t rows, int64_t sequence_length, float* y, KernelStats& stats);
+
+  Mode mode_ = Mode::Fixed;
+  IntegerLinearOptions options_;
+  int64_t out_ = 0, in_ = 0;
+  std::vector<float> bias_;
+  PackedLinearWeights packed_;                          // Fixed, StaticCross
+  std::vector<float> weight_;                           // DynamicCross: W, FP32
+  std::shared_ptr<const Quantizer> decode_activation_;  // DynamicCross: static crossquant for decode
+  PackedLinearWeights decode_packed_;                   // DynamicCross: Q(W·diag(c_static^(1−α)))
+  std::vector<int8_t> codes_;                           // scratch
+  std::vector<float> scaled_weight_;                    // scratch (DynamicCross)
+};
+
+// Empty when the integer engine runs `config`, else why not (for a clear error).
+std::string integer_engine_unsupported_reason(const QuantConfig& config);
+
+// Installs an IntegerLinear on every decoder linear layer of `model`, from its current
+// (transformed, not yet fake-quantized) weights. static_absmax: per (layer * kInputSites +
+// site) calibrated column maxima when config.static_columns (as install_activation_quantizers
+// takes them); for dynamic CrossQuant, when given, they serve decoding. Throws cq::Error
+// when the configuration is unsupported.
+void install_integer_backends(Transformer& model, const QuantConfig& config,
+                              const std::vector<std::vector<float>>& static_absmax);
+
+}  // namespace cq

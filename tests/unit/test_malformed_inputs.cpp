@@ -1,0 +1,273 @@
+// A table of malformed inputs across every parser a user's file reaches (safetensors file
+// and index, config.json, tokenizer files, evaluation JSONL/CSV), each with the substring its
+// cq::Error must contain ("" = must load). Complements test_safetensors.cpp's
+// SafetensorsBadInput and test_cli.cpp (not repeated here). Also: truncation at every byte,
+// resource limits and interrupted runs (docs/ROBUSTNESS.md).
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "eval/eval_data.h"
+#include "io/safetensors.h"
+#include "model/config.h"
+#include "test_support.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+#include "util/text_file.h"
+
+extern char** environ;
+
+namespace cq {
+namespace {
+
+using namespace std::string_literals;
+
+std::string safetensors_bytes(const std::string& header, const std::string& data) {
+  std::string out(8, '\0');
+  const uint64_t length = header.size();
+  std::memcpy(out.data(), &length, 8);
+  return out + header + data;
+}
+
+enum class Entry { Safetensors, Config, Tokenizer, Jsonl, Csv };
+
+struct Malformed {
+  const char* label;
+  Entry entry;
+  std::vector<std::pair<std::string, std::string>> files;  // name in the directory, bytes
+  const char* expected;                                    // message substring; "" = loads
+};
+
+void PrintTo(const Malformed& m, std::ostream* out) { *out << m.label; }
+
+// Runs the parsing entry point; returns the cq::Error message, or "" when it succeeded.
+std::string outcome(Entry entry, const std::filesystem::path& dir) {
+  try {
+    switch (entry) {
+      case Entry::Safetensors: { SafetensorsCheckpoint checkpoint(dir); break; }
+      case Entry::Config: (void)load_model_config(dir); break;
+      case Entry::Tokenizer: {
+        const auto tokenizer = load_tokenizer(dir);
+        const auto ids = tokenizer->encode("hello world");
+        (void)tokenizer->decode(ids);
+        break;
+      }
+      case Entry::Jsonl: (void)read_jsonl(dir / "data.jsonl"); break;
+      case Entry::Csv: (void)parse_csv(read_text_file(dir / "data.csv"), dir / "data.csv"); break;
+    }
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+const std::string kTensor = R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+const std::string kOpt =
+    R"({"model_type":"opt","vocab_size":96,"hidden_size":32,"ffn_dim":64,"num_hidden_layers":2,)"
+    R"("num_attention_heads":4,"max_position_embeddings":64,"word_embed_proj_dim":32,"do_layer_norm_before":true})";
+std::string llama(const std::string& override_field) {
+  return R"({"model_type":"llama","vocab_size":512,"intermediate_size":172,"num_hidden_layers":2,)"
+         R"("num_attention_heads":8,"max_position_embeddings":512,)" +
+         override_field + "}";
+}
+const std::string kMerges = "#version: 0.2\nh e\n";
+const std::string kVocab = R"({"h":0,"e":1,"he":2,"l":3,"o":4})";
+
+Malformed st(const char* label, std::string header, std::string data, const char* expected) {
+  return {label, Entry::Safetensors, {{"model.safetensors", safetensors_bytes(header, data)}}, expected};
+}
+Malformed index(const char* label, std::string index_json, const char* expected) {
+  return {label, Entry::Safetensors,
+          {{"model.safetensors.index.json", std::move(index_json)},
+           {"shard.safetensors", safetensors_bytes(kTensor, std::string(8, '\0'))}},
+          expected};
+}
+Malformed config(const char* label, std::string text, const char* expected) {
+  return {label, Entry::Config, {{"config.json", std::move(text)}}, expected};
+}
+
+std::vector<Malformed> table() {
+  const std::string zeros8(8, '\0');
+  return {
+      // safetensors: structure and truncation at each boundary
+      {"st_empty", Entry::Safetensors, {{"model.safetensors", ""}}, "shorter than the 8-byte header length"},
+      {"st_seven_bytes", Entry::Safetensors, {{"model.safetensors", "\x02\0\0\0\0\0\0"s}}, "shorter than the 8-byte"},
+      {"st_length_only", Entry::Safetensors, {{"model.safetensors", "\x02\0\0\0\0\0\0\0"s}}, "header claims 2 bytes but the file has 0"},
+      {"st_length_2_63", Entry::Safetensors, {{"model.safetensors", "\0\0\0\0\0\0\0\x80{}"s}}, "header claims"},
+      {"st_header_cut_mid_json", Entry::Safetensors, {{"model.safetensors", safetensors_bytes(kTensor.substr(0, 20), "")}}, "malformed safetensors header"},
+      {"st_data_one_byte_short", Entry::Safetensors, {{"model.safetensors", safetensors_bytes(kTensor, std::string(7, '\0'))}}, "the file is truncated or corrupt"},
+      st("st_header_is_array", "[]", "", "not a JSON object"),
+      st("st_duplicate_tensor_name", R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", zeros8,
+         "header lists tensor 'w' twice"),
+      st("st_dtype_lowercase", R"({"w":{"dtype":"f32","shape":[2],"data_offsets":[0,8]}})", zeros8, "dtype 'f32'"),
+      st("st_dtype_f64", R"({"w":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", zeros8, "dtype 'F64'"),
+      st("st_dtype_number", R"({"w":{"dtype":32,"shape":[2],"data_offsets":[0,8]}})", zeros8, "needs string dtype"),
+      st("st_shape_not_array", R"({"w":{"dtype":"F32","shape":2,"data_offsets":[0,8]}})", zeros8, "shape array"),
+      st("st_shape_fractional", R"({"w":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}})", zeros8, "negative or non-integer"),
+      st("st_shape_overflow", R"({"w":{"dtype":"F32","shape":[1099511627776,1099511627776],"data_offsets":[0,8]}})", zeros8, "overflows"),
+      st("st_three_offsets", R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4,8]}})", zeros8, "two data_offsets"),
+      st("st_negative_offset", R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}})", zeros8, "non-negative integers"),
+      st("st_offset_past_end", R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})", zeros8, "outside the data section"),
+      st("st_same_offsets_twice", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"BF16","shape":[4],"data_offsets":[0,8]}})", zeros8,
+         "overlap"),
+      st("st_non_utf8_name", "{\"w\xff\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", zeros8, "malformed safetensors header"),
+      st("st_metadata_only", R"({"__metadata__":{"format":"pt"}})", "", ""),
+      // index
+      index("index_not_json", R"({"weight_map":)", "malformed JSON"),
+      index("index_no_weight_map", R"({"metadata":{}})", "no \"weight_map\" object"),
+      index("index_file_not_string", R"({"weight_map":{"w":3}})", "is not a file name"),
+      index("index_path_traversal", R"({"weight_map":{"w":"../shard.safetensors"}})", "outside the directory"),
+      index("index_missing_shard", R"({"weight_map":{"w":"absent.safetensors"}})", "cannot open"),
+      index("index_tensor_not_in_shard", R"({"weight_map":{"w":"shard.safetensors","v":"shard.safetensors"}})", "which does not contain it"),
+      // config.json
+      config("config_truncated", kOpt.substr(0, kOpt.size() / 2), "malformed JSON"),
+      config("config_array", "[1,2]", "not a JSON object"),
+      config("config_unknown_type", R"({"model_type":"gpt2"})", "model_type 'gpt2' is not supported"),
+      config("config_negative_hidden", llama(R"("hidden_size":-64)"), "must be a positive integer"),
+      config("config_string_hidden", llama(R"("hidden_size":"64")"), "bad field type"),
+      config("config_kv_heads_not_divisor", llama(R"("hidden_size":64,"num_key_value_heads":3)"), "not a multiple of num_key_value_heads"),
+      config("config_non_utf8", "{\"model_type\":\"op\xff" "t\"}", "malformed JSON"),
+      // Decision (docs/ROBUSTNESS.md): a UTF-8 BOM and CRLF line endings are accepted.
+      config("config_bom_crlf_loads", "\xEF\xBB\xBF" + llama(R"("hidden_size":64)") + "\r\n", ""),
+      config("config_crlf_pretty_loads", "{\r\n" + kOpt.substr(1) + "\r\n", ""),
+      // tokenizers
+      {"tok_json_not_json", Entry::Tokenizer, {{"tokenizer.json", "{\"model\": {"}}, "malformed JSON"},
+      {"tok_json_id_1e9", Entry::Tokenizer,
+       {{"tokenizer.json", R"({"model":{"type":"BPE","vocab":{"a":1000000000},"merges":[]}})"}}, "outside [0, 16777216)"},
+      {"tok_vocab_negative_id", Entry::Tokenizer, {{"vocab.json", R"({"h":-1})"}, {"merges.txt", kMerges}}, "outside [0,"},
+      {"tok_vocab_id_1e9", Entry::Tokenizer, {{"vocab.json", R"({"h":1000000000})"}, {"merges.txt", kMerges}}, "outside [0, 16777216)"},
+      {"tok_vocab_id_string", Entry::Tokenizer, {{"vocab.json", R"({"h":"0"})"}, {"merges.txt", kMerges}}, "is not an integer"},
+      {"tok_vocab_not_object", Entry::Tokenizer, {{"vocab.json", "[]"}, {"merges.txt", kMerges}}, "expected an object"},
+      {"tok_vocab_without_merges", Entry::Tokenizer, {{"vocab.json", kVocab}}, "has vocab.json but not merges.txt"},
+      {"tok_none", Entry::Tokenizer, {{"README.md", "x"}}, "no tokenizer found"},
+      {"tok_config_bool_as_string", Entry::Tokenizer,
+       {{"vocab.json", kVocab}, {"merges.txt", kMerges}, {"tokenizer_config.json", R"({"add_bos_token":"yes"})"}},
+       "\"add_bos_token\" must be true or false"},
+      {"tok_model_garbage", Entry::Tokenizer, {{"tokenizer.model", "\x0a\x05hello\xff\xff\xff"s}}, "tokenizer.model"},
+      // evaluation data
+      {"jsonl_bad_second_line", Entry::Jsonl, {{"data.jsonl", "{\"text\":\"a\"}\n{\"text\":\n"}}, "line 2: not a JSON record"},
+      {"jsonl_array_record", Entry::Jsonl, {{"data.jsonl", "[1]\n"}}, "line 1: not a JSON object"},
+      {"jsonl_non_utf8", Entry::Jsonl, {{"data.jsonl", "{\"text\":\"\xc3\x28\"}\n"}}, "line 1: not a JSON record"},
+      {"jsonl_crlf_loads", Entry::Jsonl, {{"data.jsonl", "{\"text\":\"a\"}\r\n\r\n{\"text\":\"b\"}\r\n"}}, ""},
+      {"csv_unterminated_quote", Entry::Csv, {{"data.csv", "a,b\n\"c,d\n"}}, "line 2: unterminated quoted CSV field"},
+  };
+}
+
+class MalformedInput : public testing::TestWithParam<Malformed> {};
+
+TEST_P(MalformedInput, IsRefusedWithItsMessage) {
+  const Malformed& m = GetParam();
+  const auto dir = test::scratch_dir(std::string("malformed-") + m.label);
+  for (const auto& [name, bytes] : m.files) {
+    std::ofstream out(dir / name, std::ios::binary);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
+  const std::string message = outcome(m.entry, dir);
+  if (std::string(m.expected).empty()) {
+    EXPECT_EQ(message, "") << m.label << " should load";
+  } else {
+    EXPECT_NE(message.find(m.expected), std::string::npos) << m.label << ": got '" << message << "'";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, MalformedInput, testing::ValuesIn(table()),
+                         [](const auto& info) { return std::string(info.param.label); });
+
+// Every prefix of a valid file is refused with a cq::Error (never a crash or another exception).
+void expect_every_prefix_refused(Entry entry, const std::string& name, const std::string& bytes, const char* label) {
+  const auto dir = test::scratch_dir(std::string("malformed-prefix-") + label);
+  for (size_t keep = 0; keep < bytes.size(); ++keep) {
+    {
+      std::ofstream out(dir / name, std::ios::binary | std::ios::trunc);
+      out.write(bytes.data(), static_cast<std::streamsize>(keep));
+    }
+    std::string message;
+    EXPECT_NO_THROW(message = outcome(entry, dir)) << label << " cut at " << keep;
+    EXPECT_NE(message, "") << label << " cut at " << keep << " was accepted";
+  }
+}
+
+TEST(MalformedInputTruncation, SafetensorsAtEveryByte) {
+  const std::string header =
+      R"({"__metadata__":{"format":"pt"},"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})";
+  expect_every_prefix_refused(Entry::Safetensors, "model.safetensors", safetensors_bytes(header, std::string(8, '\1')), "st");
+}
+
+TEST(MalformedInputTruncation, ConfigAtEveryByte) {
+  expect_every_prefix_refused(Entry::Config, "config.json", kOpt, "config");
+}
+
+TEST(MalformedInputTruncation, VocabJsonAtEveryByte) {
+  const auto dir = test::scratch_dir("malformed-prefix-vocab");
+  std::ofstream(dir / "merges.txt") << kMerges;
+  for (size_t keep = 0; keep + 1 < kVocab.size(); ++keep) {
+    std::ofstream(dir / "vocab.json", std::ios::trunc) << kVocab.substr(0, keep);
+    std::string message;
+    EXPECT_NO_THROW(message = outcome(Entry::Tokenizer, dir)) << keep;
+    EXPECT_NE(message.find("vocab.json"), std::string::npos) << keep << ": " << message;
+  }
+}
+
+// Resource limits: refused early, in bounded memory and time.
+TEST(MalformedInputLimits, MillionsOfTensorsAreRefusedWhileParsing) {
+  std::string header = "{";
+  for (size_t i = 0; i <= kMaxTensorsPerFile + 1; ++i) header += fmt::format("\"{}\":0,", i);
+  header += "\"end\":0}";
+  const auto dir = test::scratch_dir("malformed-many-tensors");
+  std::ofstream(dir / "model.safetensors", std::ios::binary) << safetensors_bytes(header, "");
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_NE(outcome(Entry::Safetensors, dir).find("header lists more than 1000000 tensors"), std::string::npos);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60));
+}
+
+// Interrupted runs: SIGINT/SIGTERM during `cq ppl --json OUT` leave nothing under OUT (nor a
+// temporary beside it) and the process dies of the signal after one explanatory line.
+void interrupt_ppl(int signal_number, const char* label) {
+  CQ_NEED_SHARED("models/tinyopt");
+  const auto model = test::shared_dir() / "models" / "tinyopt";
+  const auto dir = test::scratch_dir(std::string("interrupt-") + label);
+  {
+    std::ofstream text(dir / "long.txt");
+    for (int i = 0; i < 200000; ++i) text << "the quick brown fox " << i << " jumps\n";
+  }
+  const char* env_bin = std::getenv("CQ_BIN");
+  const std::string cq = env_bin && *env_bin ? env_bin : std::string(CQ_BINARY_DIR) + "/cq";
+  const std::string out = (dir / "out.json").string();
+  const std::string text = (dir / "long.txt").string();
+  const std::string model_dir = model.string();
+  std::vector<std::string> args = {cq, "ppl", "--model", model_dir, "--text", text, "--json", out};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
+  pid_t pid = 0;
+  ASSERT_EQ(::posix_spawn(&pid, cq.c_str(), nullptr, nullptr, argv.data(), environ), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  ::kill(pid, signal_number);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    GTEST_SKIP() << "the run finished before the signal; nothing to check";
+  }
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == signal_number) << "status " << status;
+  EXPECT_FALSE(std::filesystem::exists(out));
+  for (const auto& entry : std::filesystem::directory_iterator(dir))
+    EXPECT_EQ(entry.path().filename().string().find("out.json"), std::string::npos) << entry.path();
+}
+
+TEST(MalformedInputInterrupted, SigintDuringPplLeavesNoOutput) { interrupt_ppl(SIGINT, "int"); }
+TEST(MalformedInputInterrupted, SigtermDuringPplLeavesNoOutput) { interrupt_ppl(SIGTERM, "term"); }
+
+}  // namespace
+}  // namespace cq
