@@ -14,5 +14,6 @@ void add_demo_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_quantize_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_sweep_command(CLI::App& app);
 
 }  // namespace cq::cli

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   cq::cli::add_eval_command(app);
   cq::cli::add_quantize_command(app);
   cq::cli::add_bench_command(app);
+  cq::cli::add_sweep_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -182,7 +182,7 @@ nlohmann::json results_json(const TaskResult& result, bool with_requests) {
     target[row.metric] = row.value;
     if (!std::isnan(row.stderr_value)) target[row.metric + "_stderr"] = row.stderr_value;
     target["docs"] = row.docs;
-    if (row.correct >= 0) target[row.metric == "acc" ? "correct" : "correct_" + row.metric] = row.correct;
+    if (row.correct >= 0) target[row.metric == "acc" ? "correct" : "correct_norm"] = row.correct;
   }
   json["metrics"] = metrics;
   if (!groups.empty()) json["subtasks"] = groups;

@@ -280,6 +280,7 @@ uint16_t f32_to_f16(float f) {
 }
 
 void convert_to_f32(const TensorInfo& tensor, int64_t offset, int64_t count, float* out) {
+  if (count <= 0) return;  // out may be null for an empty tensor (memcpy(nullptr, ..., 0) is UB)
   switch (tensor.dtype) {
     case DType::F32:
       std::memcpy(out, tensor.data + offset * 4, static_cast<size_t>(count) * 4);

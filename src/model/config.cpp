@@ -22,6 +22,8 @@ ModelConfig load_model_config(const std::filesystem::path& model_dir) {
 
 ModelConfig parse_model_config(const nlohmann::json& json, const std::string& where) {
   if (!json.is_object()) fail("{}: not a JSON object", where);
+  if (json.contains("model_type") && !json["model_type"].is_string())
+    fail("{}: model_type must be a string (got {})", where, json["model_type"].dump());
   const std::string type = json.value("model_type", "");
   ModelConfig config;
   try {

@@ -61,7 +61,7 @@ nlohmann::json read_json_file(const std::filesystem::path& path) {
   const std::string text = read_text_file(path);
   try {
     return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number overflow
     fail("{}: malformed JSON ({})", path.string(), e.what());
   }
 }

@@ -43,7 +43,7 @@ void expect_metric(const nlohmann::json& golden, const MetricRow& row, const std
     EXPECT_NEAR(row.value, golden[row.metric].get<double>(), 1e-4 * golden[row.metric].get<double>());
     return;
   }
-  const std::string correct = row.metric == "acc" ? "correct" : "correct_" + row.metric;
+  const std::string correct = row.metric == "acc" ? "correct" : "correct_norm";
   EXPECT_EQ(row.correct, golden[correct].get<int64_t>());
   EXPECT_EQ(row.docs, golden["docs"].get<int64_t>());
   EXPECT_DOUBLE_EQ(row.value, golden[row.metric].get<double>());

@@ -1,0 +1,169 @@
+// `cq sweep`: perplexity and kernel proportion over a grid of settings (issue 5 item 6),
+// each configuration applied exactly as `cq ppl` applies its flags. Grid syntax: docs/SWEEP.md.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "eval/perplexity.h"
+#include "eval/sweep_report.h"
+#include "model/transformer.h"
+#include "quant/kernel_report.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+#include "util/text_file.h"
+
+namespace cq::cli {
+
+namespace {
+
+// The quantization flags the user gave, as command-line arguments again, except those the
+// grid sets (each combination is resolved by QuantOptions like `cq ppl --...` would be).
+std::vector<std::string> given_quant_arguments(CLI::App& command, const std::vector<std::string>& skipped) {
+  std::vector<std::string> arguments;
+  CLI::App* group = command.get_option_group("Quantization");
+  for (CLI::Option* option : group->get_options()) {
+    if (!option->count()) continue;
+    const std::string name = "--" + option->get_single_name();
+    if (std::find(skipped.begin(), skipped.end(), name) != skipped.end()) continue;
+    if (option->get_type_size_max() == 0) {  // a flag
+      arguments.push_back(name);
+      continue;
+    }
+    for (const std::string& value : option->results()) arguments.push_back(name), arguments.push_back(value);
+  }
+  return arguments;
+}
+
+QuantConfig resolve_point(const std::vector<std::string>& base_arguments, const SweepPoint& point) {
+  std::vector<std::string> arguments = base_arguments;
+  auto add = [&](const char* flag, const std::string& value) {
+    arguments.push_back(flag);
+    arguments.push_back(value);
+  };
+  add("--scheme", point.scheme);
+  if (!point.method.empty()) add("--method", point.method);
+  if (!point.activation.empty()) add("--act-quant", point.activation);
+  if (point.has_alpha) add("--alpha", fmt::format("{}", point.alpha));
+  CLI::App parser{"sweep point"};
+  QuantOptions options;
+  add_quant_options(parser, options);
+  std::reverse(arguments.begin(), arguments.end());  // CLI11 parses a reversed vector
+  try {
+    parser.parse(arguments);
+  } catch (const CLI::ParseError& e) {
+    fail("sweep: {}", e.what());
+  }
+  return options.resolve();
+}
+
+}  // namespace
+
+void add_sweep_command(CLI::App& app) {
+  struct Options {
+    std::string model, text, grid, json, csv, svg;
+    int64_t seqlen = 0, max_windows = 0, batch = 1;
+    QuantOptions quant;
+  };
+  auto options = std::make_shared<Options>();
+  auto* command = app.add_subcommand(
+      "sweep", "perplexity and kernel proportion over a grid of settings (table, CSV, JSON, SVG; docs/SWEEP.md)");
+  command->add_option("--model", options->model, "Hugging Face model directory")->required();
+  command->add_option("--text", options->text, "text file, tokenized once as a whole")->required();
+  command->add_option("--grid", options->grid,
+                      "\"scheme=w8a8,w4a8-g128,w4a4;act=per-token,crossquant;alpha=0.15,0.45,0.75[;method=rtn,awq]\"")
+      ->required();
+  command->add_option("--seqlen", options->seqlen, "window length in tokens (default: min(2048, max positions))");
+  command->add_option("--max-windows", options->max_windows, "evaluate at most this many windows (0 = all)");
+  command->add_option("--batch", options->batch, "windows per forward pass")->capture_default_str();
+  command->add_option("--json", options->json, "write the rows as JSON to this file ('-' for stdout)");
+  command->add_option("--csv", options->csv, "write the rows as CSV to this file ('-' for stdout)");
+  command->add_option("--svg", options->svg, "plot perplexity and kernel proportion against α (SVG) to this file");
+  add_quant_options(*command, options->quant);
+  command->callback([options, command] {
+    const SweepGrid grid = parse_sweep_grid(options->grid);
+    // A grid key and its flag together would be ambiguous; a flag alone applies to every row.
+    const std::pair<const char*, bool> keyed[] = {{"--scheme", true},
+                                                  {"--act-quant", !grid.activations.empty()},
+                                                  {"--alpha", !grid.alphas.empty()},
+                                                  {"--method", !grid.methods.empty()}};
+    std::vector<std::string> skipped;
+    for (const auto& [flag, in_grid] : keyed) {
+      if (in_grid && command->get_option(flag)->count())
+        fail("sweep: {} is also set by --grid; give it in one place", flag);
+      if (in_grid) skipped.push_back(flag);
+    }
+    const std::vector<std::string> base_arguments = given_quant_arguments(*command, skipped);
+    const std::vector<SweepPoint> points = expand_sweep_grid(grid);
+    // Resolve every configuration before the first model run, so a bad combination fails fast.
+    std::vector<QuantConfig> configs;
+    for (const SweepPoint& point : points) configs.push_back(resolve_point(base_arguments, point));
+
+    const auto tokenizer = load_tokenizer(options->model);
+    const std::vector<int32_t> tokens = tokenizer->encode(read_text_file(options->text), true);
+    const std::vector<int32_t> calibration = options->quant.calibration_tokens(*tokenizer);
+    PerplexityOptions ppl_options;
+    ppl_options.max_windows = options->max_windows;
+    ppl_options.batch = options->batch;
+    ppl_options.show_progress = false;
+
+    std::vector<SweepRow> rows;
+    const std::size_t total = points.size() + 1;
+    auto run = [&](const QuantConfig* config, const SweepPoint* point) {
+      const auto start = std::chrono::steady_clock::now();
+      Transformer model(options->model);  // fresh weights for every configuration (mmap: cheap)
+      if (rows.empty())  // as `cq ppl`: --seqlen, or min(2048, max positions)
+        ppl_options.seqlen = options->seqlen > 0 ? options->seqlen
+                                                 : std::min<int64_t>(2048, model.config().max_position_embeddings);
+      SweepRow row;
+      if (config) {
+        apply_quantization(model, *config, calibration);
+        row.scheme = point->scheme;
+        row.setting = sweep_setting_label(point->scheme);
+        row.quant_method = config->method;
+        row.activation = config->quantizes_activations() ? config->activation_method : "";
+        if (row.activation == "crossquant") row.alpha = config->alpha;
+        row.method = config->quantizes_activations() ? sweep_method_label(config->method, config->activation_method, config->alpha)
+                                                     : sweep_method_label(config->method, "A16", 0);
+        row.description = config->describe();
+      } else {
+        row.setting = "FP32";
+        row.method = "-";
+        row.description = "FP32 (W16A16)";
+      }
+      const PerplexityResult result = evaluate_perplexity(model, tokens, ppl_options);
+      row.perplexity = result.perplexity;
+      row.windows = result.windows;
+      if (config && config->quantizes_activations()) row.kernel_fraction = model.total_kernel_stats().kernel_fraction();
+      row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      fmt::print(stderr, "[{}/{}] {} | ppl {:.4f}{} | {} windows x {} tokens | {:.1f} s\n", rows.size() + 1, total,
+                 row.description, row.perplexity,
+                 row.kernel_fraction >= 0 ? fmt::format(" | kernel {:.3f} %", 100 * row.kernel_fraction) : "",
+                 result.windows, ppl_options.seqlen, row.seconds);
+      rows.push_back(std::move(row));
+    };
+    run(nullptr, nullptr);
+    for (std::size_t i = 0; i < points.size(); ++i) run(&configs[i], &points[i]);
+
+    fmt::print("{}", render_sweep_table(rows));
+    if (!options->json.empty()) {
+      nlohmann::json json = {{"model", options->model},
+                             {"text", options->text},
+                             {"grid", options->grid},
+                             {"tokens", tokens.size()},
+                             {"seqlen", ppl_options.seqlen},
+                             {"max_windows", options->max_windows},
+                             {"rows", sweep_json(rows)}};
+      write_output(options->json, json.dump(2) + "\n");
+    }
+    if (!options->csv.empty()) write_output(options->csv, render_sweep_csv(rows));
+    if (!options->svg.empty())
+      write_output(options->svg, render_sweep_svg(rows, fmt::format("{} — seqlen {}", options->model, ppl_options.seqlen)));
+  });
+}
+
+}  // namespace cq::cli

@@ -1,0 +1,440 @@
+#include "eval/sweep_report.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "util/error.h"
+
+namespace cq {
+
+namespace {
+
+std::string trim(const std::string& s) {
+  const auto begin = s.find_first_not_of(" \t\r\n");
+  if (begin == std::string::npos) return "";
+  const auto end = s.find_last_not_of(" \t\r\n");
+  return s.substr(begin, end - begin + 1);
+}
+
+std::vector<std::string> split(const std::string& s, char separator) {
+  std::vector<std::string> parts;
+  std::string::size_type start = 0;
+  while (true) {
+    const auto pos = s.find(separator, start);
+    parts.push_back(trim(s.substr(start, pos == std::string::npos ? std::string::npos : pos - start)));
+    if (pos == std::string::npos) break;
+    start = pos + 1;
+  }
+  return parts;
+}
+
+std::string join(const std::vector<std::string>& values) {
+  std::string out;
+  for (const auto& v : values) out += (out.empty() ? "" : ", ") + v;
+  return out;
+}
+
+template <typename T>
+void add_unique(std::vector<T>& values, const T& value) {
+  if (std::find(values.begin(), values.end(), value) == values.end()) values.push_back(value);
+}
+
+const std::vector<std::string> kSchemes = {"w8a8", "w4a8", "w4a8-g128", "w4a4", "w16a16"};
+const std::vector<std::string> kActivations = {"per-token", "per-tensor", "crossquant", "remove-kernel"};
+const std::vector<std::string> kMethods = {"crossquant", "rtn", "smoothquant", "awq"};
+
+bool is_baseline_method(const std::string& method) {
+  return method == "rtn" || method == "smoothquant" || method == "awq";
+}
+
+// Display width of UTF-8 text (one column per code point).
+std::size_t display_width(const std::string& s) {
+  std::size_t width = 0;
+  for (unsigned char c : s)
+    if ((c & 0xC0) != 0x80) ++width;
+  return width;
+}
+
+std::string pad_right(const std::string& s, std::size_t width) {
+  return s + std::string(width - std::min(width, display_width(s)), ' ');
+}
+std::string pad_left(const std::string& s, std::size_t width) {
+  return std::string(width - std::min(width, display_width(s)), ' ') + s;
+}
+
+std::string format_ppl(double ppl) {
+  if (std::isnan(ppl)) return "nan";
+  if (std::isinf(ppl)) return "inf";
+  return fmt::format("{:.2f}", ppl);
+}
+std::string format_kernel(double fraction) { return fraction < 0 ? "-" : fmt::format("{:.3f}", 100 * fraction); }
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::string xml_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+// Round numbers of a linear axis between lo and hi (about `target` of them).
+std::vector<double> linear_ticks(double lo, double hi, int target = 5) {
+  const double range = hi - lo;
+  const double raw = range / target;
+  const double magnitude = std::pow(10.0, std::floor(std::log10(raw)));
+  const double residual = raw / magnitude;
+  const double step = (residual < 1.5 ? 1 : residual < 3 ? 2 : residual < 7 ? 5 : 10) * magnitude;
+  std::vector<double> ticks;
+  for (double t = std::ceil(lo / step - 1e-9) * step; t <= hi + step * 1e-9; t += step)
+    ticks.push_back(std::abs(t) < step * 1e-9 ? 0.0 : t);
+  return ticks;
+}
+
+std::string tick_label(double value) {
+  if (value != 0 && (std::abs(value) >= 1e5 || std::abs(value) < 1e-3)) return fmt::format("{:.0e}", value);
+  return fmt::format("{:g}", value);
+}
+
+struct Axis {
+  double lo = 0, hi = 1;
+  bool log = false;
+  std::vector<double> ticks;
+  // Position in [0, 1] of a value.
+  double unit(double v) const {
+    if (log) return (std::log10(v) - std::log10(lo)) / (std::log10(hi) - std::log10(lo));
+    return (v - lo) / (hi - lo);
+  }
+};
+
+// Perplexity: log scale when the values span more than a factor 20 (W4A4 per-token).
+Axis perplexity_axis(const std::vector<double>& values) {
+  Axis axis;
+  double lo = INFINITY, hi = -INFINITY;
+  for (double v : values)
+    if (std::isfinite(v) && v > 0) lo = std::min(lo, v), hi = std::max(hi, v);
+  if (!std::isfinite(lo)) lo = 1, hi = 10;
+  if (hi / lo > 20) {
+    axis.log = true;
+    axis.lo = std::pow(10.0, std::floor(std::log10(lo)));
+    axis.hi = std::pow(10.0, std::ceil(std::log10(hi)));
+    if (axis.hi <= axis.lo) axis.hi = axis.lo * 10;
+    const int decades = static_cast<int>(std::lround(std::log10(axis.hi / axis.lo)));
+    for (double t = axis.lo; t <= axis.hi * 1.0001; t *= 10) {
+      axis.ticks.push_back(t);
+      if (decades <= 2 && t * 10 <= axis.hi * 1.0001) axis.ticks.push_back(t * 3);
+    }
+    std::sort(axis.ticks.begin(), axis.ticks.end());
+    return axis;
+  }
+  const double margin = std::max((hi - lo) * 0.08, hi * 0.01);
+  axis.ticks = linear_ticks(std::max(0.0, lo - margin), hi + margin);
+  axis.lo = std::min(axis.ticks.front(), std::max(0.0, lo - margin));
+  axis.hi = std::max(axis.ticks.back(), hi + margin);
+  return axis;
+}
+
+Axis kernel_axis(const std::vector<double>& percents) {
+  double hi = 0;
+  for (double v : percents)
+    if (std::isfinite(v)) hi = std::max(hi, v);
+  Axis axis;
+  if (hi <= 0) hi = 1;
+  axis.ticks = linear_ticks(0, hi * 1.08);
+  axis.lo = 0;
+  axis.hi = std::max(axis.ticks.back(), hi * 1.08);
+  return axis;
+}
+
+}  // namespace
+
+SweepGrid parse_sweep_grid(const std::string& text) {
+  SweepGrid grid;
+  std::vector<std::string> seen;
+  if (trim(text).empty()) fail("--grid is empty (expected e.g. \"scheme=w8a8,w4a4;act=per-token,crossquant;alpha=0.15,0.45\")");
+  for (const std::string& clause : split(text, ';')) {
+    if (clause.empty()) continue;  // tolerate "a=b;" and "a=b;;c=d"
+    const auto eq = clause.find('=');
+    if (eq == std::string::npos) fail("--grid: '{}' is not KEY=VALUE[,VALUE...] (keys: scheme, act, alpha, method)", clause);
+    const std::string key = trim(clause.substr(0, eq));
+    const std::vector<std::string> values = split(clause.substr(eq + 1), ',');
+    if (key != "scheme" && key != "act" && key != "alpha" && key != "method")
+      fail("--grid: unknown key '{}' (keys: scheme, act, alpha, method)", key);
+    if (std::find(seen.begin(), seen.end(), key) != seen.end()) fail("--grid: key '{}' is given twice", key);
+    seen.push_back(key);
+    for (const std::string& value : values) {
+      if (value.empty()) fail("--grid: key '{}' has an empty value", key);
+      if (key == "alpha") {
+        errno = 0;
+        char* end = nullptr;
+        const double alpha = std::strtod(value.c_str(), &end);
+        if (end != value.c_str() + value.size() || errno != 0 || !std::isfinite(alpha))
+          fail("--grid: alpha '{}' is not a number", value);
+        if (!(alpha >= 0 && alpha <= 1)) fail("--grid: alpha {} is outside [0, 1]", value);
+        add_unique(grid.alphas, alpha);
+        continue;
+      }
+      const auto& allowed = key == "scheme" ? kSchemes : key == "act" ? kActivations : kMethods;
+      if (std::find(allowed.begin(), allowed.end(), value) == allowed.end())
+        fail("--grid: {} '{}' is not one of {}", key, value, join(allowed));
+      add_unique(key == "scheme" ? grid.schemes : key == "act" ? grid.activations : grid.methods, value);
+    }
+  }
+  if (grid.schemes.empty()) fail("--grid needs a scheme key (e.g. \"scheme=w8a8,w4a8-g128,w4a4\")");
+  return grid;
+}
+
+std::vector<SweepPoint> expand_sweep_grid(const SweepGrid& grid) {
+  std::vector<SweepPoint> points;
+  const std::vector<std::string> methods = grid.methods.empty() ? std::vector<std::string>{""} : grid.methods;
+  const std::vector<std::string> acts = grid.activations.empty() ? std::vector<std::string>{""} : grid.activations;
+  for (const auto& scheme : grid.schemes)
+    for (const auto& method : methods)
+      for (const auto& act : acts) {
+        SweepPoint point{scheme, method, act, false, 0};
+        // Without act in the grid the method decides (crossquant: CrossQuant, others: per-token).
+        const bool crossquant = act == "crossquant" || (act.empty() && !is_baseline_method(method));
+        if (!crossquant || grid.alphas.empty()) {
+          points.push_back(point);
+          continue;
+        }
+        for (double alpha : grid.alphas) {
+          point.has_alpha = true;
+          point.alpha = alpha;
+          points.push_back(point);
+        }
+      }
+  return points;
+}
+
+std::string sweep_setting_label(const std::string& scheme) {
+  if (scheme.empty()) return "FP32";
+  std::string label = scheme;
+  const auto dash = label.find('-');
+  std::transform(label.begin(), dash == std::string::npos ? label.end() : label.begin() + static_cast<std::ptrdiff_t>(dash),
+                 label.begin(), [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+  return label;
+}
+
+std::string sweep_method_label(const std::string& quant_method, const std::string& activation, double alpha) {
+  std::string act = activation == "crossquant" ? fmt::format("CrossQuant α={:g}", alpha) : activation;
+  if (quant_method == "smoothquant") return "SmoothQuant + " + act;
+  if (quant_method == "awq") return "AWQ + " + act;
+  return act;  // crossquant and rtn: round-to-nearest weights
+}
+
+std::string render_sweep_table(const std::vector<SweepRow>& rows) {
+  const std::vector<std::string> header = {"Setting", "Method", "Perplexity", "Kernel %"};
+  std::vector<std::vector<std::string>> cells;
+  for (const auto& row : rows)
+    cells.push_back({row.setting, row.method, format_ppl(row.perplexity), format_kernel(row.kernel_fraction)});
+  std::vector<std::size_t> width(header.size());
+  for (std::size_t c = 0; c < header.size(); ++c) {
+    width[c] = display_width(header[c]);
+    for (const auto& line : cells) width[c] = std::max(width[c], display_width(line[c]));
+  }
+  auto render_line = [&](const std::vector<std::string>& line) {
+    return pad_right(line[0], width[0]) + "  " + pad_right(line[1], width[1]) + "  " + pad_left(line[2], width[2]) + "  " +
+           pad_left(line[3], width[3]) + "\n";
+  };
+  const std::size_t total = width[0] + width[1] + width[2] + width[3] + 6;
+  std::string out = render_line(header) + std::string(total, '-') + "\n";
+  for (std::size_t i = 0; i < cells.size(); ++i) {
+    // A rule between settings, as the paper's tables group rows by bit width.
+    if (i > 0 && rows[i].setting != rows[i - 1].setting) out += std::string(total, '-') + "\n";
+    out += render_line(cells[i]);
+  }
+  return out;
+}
+
+std::string render_sweep_csv(const std::vector<SweepRow>& rows) {
+  std::string out = "setting,method,scheme,quant_method,activation,alpha,perplexity,kernel_percent,windows,seconds\n";
+  for (const auto& row : rows)
+    out += fmt::format("{},{},{},{},{},{},{},{},{},{:.3f}\n", csv_field(row.setting), csv_field(row.method),
+                       csv_field(row.scheme), csv_field(row.quant_method), csv_field(row.activation),
+                       row.alpha >= 0 ? fmt::format("{:g}", row.alpha) : "", fmt::format("{:.6g}", row.perplexity),
+                       row.kernel_fraction >= 0 ? fmt::format("{:.6g}", 100 * row.kernel_fraction) : "", row.windows,
+                       row.seconds);
+  return out;
+}
+
+nlohmann::json sweep_json(const std::vector<SweepRow>& rows) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& row : rows) {
+    nlohmann::json item = {{"setting", row.setting},       {"method", row.method},
+                           {"scheme", row.scheme},         {"quant_method", row.quant_method},
+                           {"activation", row.activation}, {"windows", row.windows},
+                           {"seconds", row.seconds},       {"description", row.description}};
+    item["alpha"] = row.alpha >= 0 ? nlohmann::json(row.alpha) : nlohmann::json(nullptr);
+    item["perplexity"] = std::isfinite(row.perplexity) ? nlohmann::json(row.perplexity) : nlohmann::json(nullptr);
+    item["kernel_percent"] = row.kernel_fraction >= 0 ? nlohmann::json(100 * row.kernel_fraction) : nlohmann::json(nullptr);
+    out.push_back(std::move(item));
+  }
+  return out;
+}
+
+std::string render_sweep_svg(const std::vector<SweepRow>& rows, const std::string& title) {
+  // Series: CrossQuant rows per (scheme, --method); baselines: other quantized rows.
+  bool several_methods = false;
+  for (const auto& row : rows)
+    if (!row.quant_method.empty() && row.quant_method != rows.back().quant_method) several_methods = true;
+  struct Series {
+    std::string key, label;
+    std::vector<const SweepRow*> points;     // CrossQuant, sorted by α
+    std::vector<const SweepRow*> baselines;  // same setting, other activations
+  };
+  std::vector<Series> series;
+  auto series_key = [&](const SweepRow& row) { return row.setting + (several_methods ? " " + row.quant_method : ""); };
+  for (const auto& row : rows)
+    if (row.activation == "crossquant" && row.alpha >= 0) {
+      const std::string key = series_key(row);
+      auto it = std::find_if(series.begin(), series.end(), [&](const Series& s) { return s.key == key; });
+      if (it == series.end()) {
+        const std::string label = row.setting + (several_methods ? " --method " + row.quant_method : "") + " CrossQuant";
+        series.push_back({key, label, {}, {}});
+        it = series.end() - 1;
+      }
+      it->points.push_back(&row);
+    }
+  for (const auto& row : rows)
+    if (!row.scheme.empty() && row.activation != "crossquant")
+      for (auto& s : series)
+        if (s.key == series_key(row)) s.baselines.push_back(&row);
+  for (auto& s : series)
+    std::stable_sort(s.points.begin(), s.points.end(), [](const SweepRow* a, const SweepRow* b) { return a->alpha < b->alpha; });
+  const SweepRow* fp32 = nullptr;
+  for (const auto& row : rows)
+    if (row.scheme.empty()) fp32 = &row;
+
+  std::vector<double> ppl_values, kernel_values;
+  for (const auto& s : series) {
+    for (const auto* p : s.points) ppl_values.push_back(p->perplexity), kernel_values.push_back(100 * p->kernel_fraction);
+    for (const auto* b : s.baselines) {
+      ppl_values.push_back(b->perplexity);
+      if (b->kernel_fraction >= 0) kernel_values.push_back(100 * b->kernel_fraction);
+    }
+  }
+  if (fp32) ppl_values.push_back(fp32->perplexity);
+  const Axis ppl_axis = perplexity_axis(ppl_values);
+  const Axis kern_axis = kernel_axis(kernel_values);
+  Axis alpha_axis;
+  alpha_axis.ticks = {0, 0.2, 0.4, 0.6, 0.8, 1.0};
+
+  static const char* const kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+                                        "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"};
+  constexpr double kWidth = 980, kPanelWidth = 380, kTop = 60, kPanelHeight = 280;
+  const double panel_left[2] = {80, 560};
+  const double legend_top = kTop + kPanelHeight + 60;
+  const std::size_t legend_lines = series.size() * 2 + (fp32 ? 1 : 0);
+  const double height = legend_top + 20.0 * static_cast<double>((legend_lines + 1) / 2) + 20;
+
+  std::string svg = fmt::format(
+      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
+      "font-family=\"sans-serif\" font-size=\"12\">\n"
+      "<rect x=\"0\" y=\"0\" width=\"{0}\" height=\"{1}\" fill=\"white\"/>\n",
+      kWidth, height);
+  svg += fmt::format("<text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{}</text>\n", kWidth / 2,
+                     xml_escape(title.empty() ? "Perplexity and kernel proportion against CrossQuant α" : title));
+
+  auto x_of = [&](int panel, double alpha) { return panel_left[panel] + alpha_axis.unit(alpha) * kPanelWidth; };
+  auto y_of = [&](const Axis& axis, double v) { return kTop + (1 - axis.unit(v)) * kPanelHeight; };
+  const Axis* axes[2] = {&ppl_axis, &kern_axis};
+  const char* y_labels[2] = {ppl_axis.log ? "perplexity (log scale)" : "perplexity", "kernel proportion (%)"};
+  const char* panel_titles[2] = {"Perplexity", "Kernel proportion"};
+  for (int panel = 0; panel < 2; ++panel) {
+    const double left = panel_left[panel], bottom = kTop + kPanelHeight;
+    const Axis& axis = *axes[panel];
+    svg += fmt::format("<g class=\"panel\" id=\"panel-{}\">\n", panel == 0 ? "perplexity" : "kernel");
+    svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"13\">{}</text>\n",
+                       left + kPanelWidth / 2, kTop - 10, panel_titles[panel]);
+    for (double t : alpha_axis.ticks) {
+      const double x = x_of(panel, t);
+      svg += fmt::format("<line x1=\"{0:.1f}\" y1=\"{1}\" x2=\"{0:.1f}\" y2=\"{2}\" stroke=\"#e5e5e5\"/>\n", x, kTop, bottom);
+      svg += fmt::format("<line x1=\"{0:.1f}\" y1=\"{1}\" x2=\"{0:.1f}\" y2=\"{2}\" stroke=\"black\"/>\n", x, bottom, bottom + 5);
+      svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", x, bottom + 18, tick_label(t));
+    }
+    for (double t : axis.ticks) {
+      if (t < axis.lo || t > axis.hi) continue;
+      const double y = y_of(axis, t);
+      svg += fmt::format("<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#e5e5e5\"/>\n", left, y, left + kPanelWidth);
+      svg += fmt::format("<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"black\"/>\n", left - 5, y, left);
+      svg += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", left - 8, y + 4, tick_label(t));
+    }
+    svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"black\"/>\n", left, kTop,
+                       kPanelWidth, kPanelHeight);
+    svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">α (CrossQuant activations)</text>\n",
+                       left + kPanelWidth / 2, bottom + 38);
+    svg += fmt::format("<text transform=\"translate({},{}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n", left - 55,
+                       kTop + kPanelHeight / 2, y_labels[panel]);
+    auto in_range = [&](double v) { return std::isfinite(v) && v >= axis.lo && v <= axis.hi && (!axis.log || v > 0); };
+    // Reference lines: FP32 perplexity, and each scheme's other activations (per-token).
+    if (panel == 0 && fp32 && in_range(fp32->perplexity))
+      svg += fmt::format("<line class=\"fp32\" x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"black\" "
+                         "stroke-dasharray=\"2,3\"/>\n",
+                         left, y_of(axis, fp32->perplexity), left + kPanelWidth);
+    for (std::size_t s = 0; s < series.size(); ++s) {
+      const char* color = kColors[s % std::size(kColors)];
+      for (const auto* b : series[s].baselines) {
+        const double v = panel == 0 ? b->perplexity : 100 * b->kernel_fraction;
+        if (!in_range(v)) continue;
+        svg += fmt::format("<line class=\"baseline\" x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"{3}\" "
+                           "stroke-dasharray=\"6,4\"/>\n",
+                           left, y_of(axis, v), left + kPanelWidth, color);
+      }
+      std::string points, markers;
+      for (const auto* p : series[s].points) {
+        const double v = panel == 0 ? p->perplexity : 100 * p->kernel_fraction;
+        if (!in_range(v)) continue;
+        const double x = x_of(panel, p->alpha), y = y_of(axis, v);
+        points += fmt::format("{}{:.1f},{:.1f}", points.empty() ? "" : " ", x, y);
+        markers += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"{}\"/>\n", x, y, color);
+      }
+      svg += fmt::format("<polyline class=\"series\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>\n", color, points);
+      svg += markers;
+    }
+    svg += "</g>\n";
+  }
+  // Legend, two columns.
+  svg += "<g class=\"legend\">\n";
+  std::size_t entry = 0;
+  auto legend = [&](const std::string& color, const std::string& dash, const std::string& label) {
+    const double x = 80 + static_cast<double>(entry % 2) * 480, y = legend_top + 20.0 * static_cast<double>(entry / 2);
+    svg += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"2\"{}/>\n", x, y, x + 30, y,
+                       color, dash.empty() ? "" : " stroke-dasharray=\"" + dash + "\"");
+    svg += fmt::format("<text x=\"{}\" y=\"{}\">{}</text>\n", x + 38, y + 4, xml_escape(label));
+    ++entry;
+  };
+  for (std::size_t s = 0; s < series.size(); ++s) {
+    const std::string color = kColors[s % std::size(kColors)];
+    legend(color, "", series[s].label);
+    if (!series[s].baselines.empty()) {
+      std::vector<std::string> names;
+      for (const auto* b : series[s].baselines) names.push_back(b->method);
+      legend(color, "6,4", series[s].key.substr(0, series[s].key.find(' ')) + " " + join(names) + " (dashed)");
+    }
+  }
+  if (fp32) legend("black", "2,3", fmt::format("FP32 ({})", format_ppl(fp32->perplexity)));
+  svg += "</g>\n</svg>\n";
+  return svg;
+}
+
+}  // namespace cq

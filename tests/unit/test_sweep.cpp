@@ -1,0 +1,237 @@
+// `cq sweep`: grid parsing, the report rendering (table, CSV, SVG) and one run end to end.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "eval/sweep_report.h"
+#include "test_support.h"
+#include "util/error.h"
+#include "util/text_file.h"
+
+namespace cq {
+namespace {
+
+std::size_t count_of(const std::string& haystack, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto pos = haystack.find(needle); pos != std::string::npos; pos = haystack.find(needle, pos + needle.size())) ++n;
+  return n;
+}
+
+void expect_error(const std::string& grid, const std::string& must_contain) {
+  try {
+    parse_sweep_grid(grid);
+    ADD_FAILURE() << "no error for " << grid;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(must_contain), std::string::npos) << e.what();
+  }
+}
+
+TEST(Sweep, ParsesTheIssueGrid) {
+  const SweepGrid grid = parse_sweep_grid("scheme=w8a8,w4a8-g128,w4a4;act=per-token,crossquant;alpha=0.15,0.45,0.75");
+  EXPECT_EQ(grid.schemes, (std::vector<std::string>{"w8a8", "w4a8-g128", "w4a4"}));
+  EXPECT_EQ(grid.activations, (std::vector<std::string>{"per-token", "crossquant"}));
+  EXPECT_EQ(grid.alphas, (std::vector<double>{0.15, 0.45, 0.75}));
+  EXPECT_TRUE(grid.methods.empty());
+  // alpha only varies for CrossQuant: per scheme 1 per-token + 3 CrossQuant rows.
+  const auto points = expand_sweep_grid(grid);
+  ASSERT_EQ(points.size(), 12u);
+  EXPECT_EQ(points[0].scheme, "w8a8");
+  EXPECT_EQ(points[0].activation, "per-token");
+  EXPECT_FALSE(points[0].has_alpha);
+  EXPECT_EQ(points[3].activation, "crossquant");
+  EXPECT_DOUBLE_EQ(points[3].alpha, 0.75);
+  EXPECT_EQ(points[4].scheme, "w4a8-g128");
+}
+
+TEST(Sweep, ParsesMethodsSpacesAndDuplicates) {
+  const SweepGrid grid = parse_sweep_grid(" scheme = w8a8 , w8a8 ; method=rtn,awq ; alpha=0.5;");
+  EXPECT_EQ(grid.schemes, (std::vector<std::string>{"w8a8"}));
+  EXPECT_EQ(grid.methods, (std::vector<std::string>{"rtn", "awq"}));
+  // No act key: the method decides (rtn, awq: per-token), so alpha does not multiply rows.
+  EXPECT_EQ(expand_sweep_grid(grid).size(), 2u);
+  const SweepGrid cq = parse_sweep_grid("scheme=w4a4;method=crossquant;alpha=0.1,0.2");
+  EXPECT_EQ(expand_sweep_grid(cq).size(), 2u);
+}
+
+TEST(Sweep, RejectsUnknownKeysAndValues) {
+  expect_error("scheme=w8a8;bits=4", "unknown key 'bits'");
+  expect_error("scheme=w8a8;act=per-channel", "act 'per-channel' is not one of");
+  expect_error("scheme=w3a3", "scheme 'w3a3' is not one of");
+  expect_error("scheme=w8a8;method=gptq", "method 'gptq'");
+  expect_error("act=per-token", "needs a scheme");
+  expect_error("scheme=w8a8;scheme=w4a4", "given twice");
+  expect_error("scheme", "KEY=VALUE");
+  expect_error("", "empty");
+  expect_error("scheme=w8a8,", "empty value");
+}
+
+TEST(Sweep, RejectsBadAlpha) {
+  expect_error("scheme=w8a8;act=crossquant;alpha=abc", "alpha 'abc' is not a number");
+  expect_error("scheme=w8a8;act=crossquant;alpha=0.5x", "not a number");
+  expect_error("scheme=w8a8;act=crossquant;alpha=1.5", "outside [0, 1]");
+  expect_error("scheme=w8a8;act=crossquant;alpha=-0.1", "outside [0, 1]");
+  expect_error("scheme=w8a8;act=crossquant;alpha=nan", "not a number");
+}
+
+std::vector<SweepRow> example_rows() {
+  std::vector<SweepRow> rows;
+  SweepRow fp32;
+  fp32.setting = "FP32";
+  fp32.method = "-";
+  fp32.perplexity = 12.5;
+  rows.push_back(fp32);
+  const double ppl[3][4] = {{13.0, 12.6, 12.7, 12.9}, {14.0, 13.1, 13.3, 13.8}, {9000, 40, 80, 300}};
+  const char* schemes[3] = {"w8a8", "w4a8-g128", "w4a4"};
+  for (int s = 0; s < 3; ++s) {
+    SweepRow row;
+    row.scheme = schemes[s];
+    row.setting = sweep_setting_label(schemes[s]);
+    row.quant_method = "crossquant";
+    row.activation = "per-token";
+    row.method = sweep_method_label("crossquant", "per-token", 0);
+    row.perplexity = ppl[s][0];
+    row.kernel_fraction = 0.1 + 0.1 * s;
+    row.windows = 2;
+    rows.push_back(row);
+    const double alphas[3] = {0.15, 0.45, 0.75};
+    for (int a = 0; a < 3; ++a) {
+      row.activation = "crossquant";
+      row.alpha = alphas[a];
+      row.method = sweep_method_label("crossquant", "crossquant", alphas[a]);
+      row.perplexity = ppl[s][a + 1];
+      row.kernel_fraction = 0.01 * (a + 1) * (s + 1);
+      rows.push_back(row);
+    }
+  }
+  rows.back().perplexity = INFINITY;  // a diverged configuration must not break the report
+  return rows;
+}
+
+TEST(Sweep, LabelsFollowThePaper) {
+  EXPECT_EQ(sweep_setting_label("w4a8-g128"), "W4A8-g128");
+  EXPECT_EQ(sweep_setting_label("w8a8"), "W8A8");
+  EXPECT_EQ(sweep_method_label("crossquant", "crossquant", 0.15), "CrossQuant α=0.15");
+  EXPECT_EQ(sweep_method_label("awq", "per-token", 0), "AWQ + per-token");
+  EXPECT_EQ(sweep_method_label("smoothquant", "crossquant", 0.45), "SmoothQuant + CrossQuant α=0.45");
+}
+
+TEST(Sweep, TableContainsEveryRowAligned) {
+  const auto rows = example_rows();
+  const std::string table = render_sweep_table(rows);
+  EXPECT_NE(table.find("Setting"), std::string::npos);
+  EXPECT_NE(table.find("Kernel %"), std::string::npos);
+  for (const auto& row : rows) {
+    // Every row is a line with its setting and method.
+    const std::regex line("(^|\n)" + row.setting + " +" + std::regex_replace(row.method, std::regex(R"([.+])"), R"(\$&)") + " ");
+    EXPECT_TRUE(std::regex_search(table, line)) << row.setting << " " << row.method << "\n" << table;
+  }
+  EXPECT_NE(table.find("9000.00"), std::string::npos);
+  EXPECT_NE(table.find("inf"), std::string::npos);
+  EXPECT_NE(table.find("10.000"), std::string::npos);  // kernel 0.1 -> 10.000 %
+  // Aligned: every data line ends at the same column (the numbers are right-aligned).
+  std::vector<std::size_t> widths;
+  std::size_t start = 0;
+  while (start < table.size()) {
+    const auto end = table.find('\n', start);
+    std::string l = table.substr(start, end - start);
+    std::size_t w = 0;
+    for (unsigned char c : l) w += (c & 0xC0) != 0x80;
+    widths.push_back(w);
+    start = end + 1;
+  }
+  for (std::size_t w : widths) EXPECT_EQ(w, widths.front()) << table;
+}
+
+TEST(Sweep, CsvHasAHeaderAndOneLinePerRow) {
+  const auto rows = example_rows();
+  const std::string csv = render_sweep_csv(rows);
+  EXPECT_EQ(count_of(csv, "\n"), rows.size() + 1);
+  EXPECT_EQ(csv.rfind("setting,method,scheme,", 0), 0u);
+  EXPECT_NE(csv.find("W8A8,CrossQuant α=0.15,w8a8,crossquant,crossquant,0.15,12.6,1,2,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("FP32,-,,,,,12.5,,0,"), std::string::npos) << csv;
+  const nlohmann::json json = sweep_json(rows);
+  ASSERT_EQ(json.size(), rows.size());
+  EXPECT_TRUE(json[0]["kernel_percent"].is_null());
+  EXPECT_TRUE(json.back()["perplexity"].is_null());
+  EXPECT_DOUBLE_EQ(json[2]["alpha"].get<double>(), 0.15);
+}
+
+TEST(Sweep, SvgIsWellFormedWithOnePolylinePerScheme) {
+  const auto rows = example_rows();
+  const std::string svg = render_sweep_svg(rows, "a <title> & more");
+  EXPECT_EQ(svg.rfind("<?xml", 0), 0u);
+  EXPECT_NE(svg.find("<svg xmlns=\"http://www.w3.org/2000/svg\""), std::string::npos);
+  EXPECT_NE(svg.find("</svg>"), std::string::npos);
+  EXPECT_NE(svg.find("a &lt;title&gt; &amp; more"), std::string::npos);
+  // Two panels, each with one polyline per scheme.
+  EXPECT_EQ(count_of(svg, "<polyline"), 2u * 3u);
+  EXPECT_EQ(count_of(svg, "class=\"panel\""), 2u);
+  // Axis labels and a legend naming every scheme.
+  EXPECT_NE(svg.find("kernel proportion (%)"), std::string::npos);
+  EXPECT_NE(svg.find("perplexity (log scale)"), std::string::npos);  // 12 .. 9000
+  for (const char* name : {"W8A8 CrossQuant", "W4A8-g128 CrossQuant", "W4A4 CrossQuant", "FP32"})
+    EXPECT_NE(svg.find(name), std::string::npos) << name;
+  // XML-ish well-formedness: tags balance, every element opened is closed or self-closed.
+  std::vector<std::string> stack;
+  const std::regex tag(R"(<(/?)([a-zA-Z?][a-zA-Z0-9]*)[^<>]*?(/?)>)");
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), tag); it != std::sregex_iterator(); ++it) {
+    const std::string name = (*it)[2];
+    if (name[0] == '?' || (*it)[3] == "/") continue;
+    if ((*it)[1] == "/") {
+      ASSERT_FALSE(stack.empty()) << name;
+      EXPECT_EQ(stack.back(), name);
+      stack.pop_back();
+    } else {
+      stack.push_back(name);
+    }
+  }
+  EXPECT_TRUE(stack.empty());
+  EXPECT_EQ(svg.find("nan"), std::string::npos);
+  EXPECT_EQ(svg.find("inf"), std::string::npos);
+}
+
+TEST(Sweep, EndToEndOnTinyopt) {
+  CQ_NEED_SHARED("models/tinyopt");
+  CQ_NEED_SHARED("data/tinystories/TinyStories-valid.first100.txt");
+  const auto model = test::shared_dir() / "models/tinyopt";
+  const auto text = test::shared_dir() / "data/tinystories/TinyStories-valid.first100.txt";
+  const auto dir = test::scratch_dir("sweep-e2e");
+  const auto result = test::run_cq("sweep --model '" + model.string() + "' --text '" + text.string() +
+                                   "' --grid 'scheme=w8a8,w4a4;act=per-token,crossquant;alpha=0.15,0.75' "
+                                   "--seqlen 128 --max-windows 2 --json '" + (dir / "s.json").string() + "' --csv '" +
+                                   (dir / "s.csv").string() + "' --svg '" + (dir / "s.svg").string() + "'");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  // Progress: one line per combination (FP32 + 2 schemes x (per-token + 2 α)).
+  EXPECT_EQ(count_of(result.output, "] "), 7u) << result.output;
+  EXPECT_NE(result.output.find("[7/7]"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("CrossQuant α=0.75"), std::string::npos) << result.output;
+  const auto json = nlohmann::json::parse(read_text_file((dir / "s.json").string()));
+  ASSERT_EQ(json["rows"].size(), 7u);
+  EXPECT_EQ(json["rows"][0]["setting"], "FP32");
+  for (const auto& row : json["rows"]) {
+    ASSERT_TRUE(row["perplexity"].is_number()) << row;
+    EXPECT_GT(row["perplexity"].get<double>(), 1.0);
+    EXPECT_EQ(row["windows"], 2);
+  }
+  // Same windows, more quantization noise: W4A4 per-token is no better than FP32, and
+  // CrossQuant shrinks the kernel of per-token.
+  EXPECT_GE(json["rows"][4]["perplexity"].get<double>(), json["rows"][0]["perplexity"].get<double>() * 0.99);
+  EXPECT_LT(json["rows"][5]["kernel_percent"].get<double>(), json["rows"][4]["kernel_percent"].get<double>());
+  EXPECT_EQ(count_of(read_text_file((dir / "s.csv").string()), "\n"), 8u);
+  EXPECT_EQ(count_of(read_text_file((dir / "s.svg").string()), "<polyline"), 4u);
+}
+
+TEST(Sweep, GridAndFlagConflictIsAClearError) {
+  CQ_NEED_SHARED("models/tinyopt");
+  const auto model = test::shared_dir() / "models/tinyopt";
+  const auto result = test::run_cq("sweep --model '" + model.string() + "' --text /dev/null --grid 'scheme=w8a8' --scheme w4a4");
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_NE(result.output.find("--scheme is also set by --grid"), std::string::npos) << result.output;
+  const auto bad = test::run_cq("sweep --model '" + model.string() + "' --text /dev/null --grid 'scheme=w8a8;colour=red'");
+  EXPECT_EQ(bad.exit_code, 1) << bad.output;
+  EXPECT_NE(bad.output.find("unknown key 'colour'"), std::string::npos) << bad.output;
+}
+
+}  // namespace
+}  // namespace cq
