@@ -5,7 +5,6 @@
 //      layers, relative to the file size.
 // Usage: bench_model [--windows N] [--skip-torch] [--skip-memory]
 #include <sys/resource.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <chrono>
@@ -65,35 +64,43 @@ void bench_ppl_throughput(int64_t windows, bool with_torch) {
   }
   const double ours = median(rates);
   fmt::print("ppl throughput, OPT-125m shape, seqlen 512, {} windows: crossquant {:.0f} tokens/s (ppl {:.3f})\n", windows, ours, ppl);
+  std::fflush(stdout);
   if (!with_torch) return;
   const std::string output = run_command(fmt::format(
       "/usr/bin/python3 bench/torch_ppl_throughput.py {} --seqlen 512 --windows {} --threads 2 --repeats 3 2>/dev/null", dir.string(), windows));
   try {
     const auto json = nlohmann::json::parse(output.substr(output.find('{')));
-    const double theirs = json.at("tokens_per_second").get<double>();
-    fmt::print("ppl throughput, PyTorch reference (2 threads): {:.0f} tokens/s; ratio crossquant / PyTorch = {:.2f}x\n", theirs,
-               ours / theirs);
+    const double theirs = json.at("tokens_per_s").get<double>();
+    fmt::print("ppl throughput, PyTorch reference (2 threads): {:.0f} tokens/s (ppl {:.3f}); ratio crossquant / PyTorch = {:.2f}x\n",
+               theirs, json.value("ppl", 0.0), ours / theirs);
   } catch (const std::exception& e) {
     fmt::print("PyTorch reference unavailable ({}): {}\n", e.what(), output.substr(0, 200));
   }
 }
 
+// Loads and runs the BF16 model; the parent measures this process's peak RSS.
+void memory_child(const std::filesystem::path& dir) {
+  cq::Transformer model(dir);
+  const auto tokens = cq::random_tokens(model.config().vocab_size, 64, 3);
+  std::vector<float> logits(static_cast<size_t>(64 * model.config().vocab_size));
+  model.forward(tokens, 1, 64, logits);
+  struct rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  fmt::print("peak_rss_kb {}\n", usage.ru_maxrss);
+}
+
 void bench_bf16_memory() {
   const auto dir = model_dir("llama2-7b-2layers-bf16");
-  // Measured in a child process so the peak RSS is that of loading + running alone.
-  const pid_t child = ::fork();
-  if (child == 0) {
-    cq::Transformer model(dir);
-    const auto tokens = cq::random_tokens(model.config().vocab_size, 64, 3);
-    std::vector<float> logits(static_cast<size_t>(64 * model.config().vocab_size));
-    model.forward(tokens, 1, 64, logits);
-    std::_Exit(0);
+  // A fresh process (not fork(): OpenMP's thread pool does not survive a fork), so the
+  // peak RSS is that of loading + running alone.
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  const std::string output = run_command("'" + self + "' --memory-child '" + dir.string() + "'");
+  const auto at = output.find("peak_rss_kb ");
+  if (at == std::string::npos) {
+    fmt::print("memory child failed: {}\n", output);
+    return;
   }
-  int status = 0;
-  ::waitpid(child, &status, 0);
-  struct rusage usage{};
-  ::getrusage(RUSAGE_CHILDREN, &usage);
-  const double peak = static_cast<double>(usage.ru_maxrss) * 1024.0;
+  const double peak = std::stod(output.substr(at + 12)) * 1024.0;
   const double file = static_cast<double>(std::filesystem::file_size(dir / "model.safetensors"));
   fmt::print("BF16 LLaMA-2-7B-shaped (2 layers): file {:.2f} GB, peak RSS {:.2f} GB, ratio {:.2f}x (target <= 1.3x)\n", file / 1e9,
              peak / 1e9, peak / file);
@@ -104,6 +111,10 @@ void bench_bf16_memory() {
 int main(int argc, char** argv) {
   int64_t windows = 8;
   bool with_torch = true, memory = true;
+  if (argc == 3 && std::string(argv[1]) == "--memory-child") {
+    memory_child(argv[2]);
+    return 0;
+  }
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--windows" && i + 1 < argc) windows = std::stoll(argv[++i]);

@@ -39,8 +39,26 @@ std::vector<std::string> given_quant_arguments(CLI::App& command, const std::vec
   return arguments;
 }
 
-QuantConfig resolve_point(const std::vector<std::string>& base_arguments, const SweepPoint& point) {
-  std::vector<std::string> arguments = base_arguments;
+// Drops `--calib FILE` from the arguments: in a sweep the calibration text feeds the methods
+// that calibrate (smoothquant, awq); it makes other rows' activations static only with
+// --static-activations (in `cq ppl`, --calib alone does that, which would reject per-token rows).
+std::vector<std::string> without_calib(const std::vector<std::string>& arguments) {
+  std::vector<std::string> kept;
+  for (std::size_t i = 0; i < arguments.size(); ++i) {
+    if (arguments[i] == "--calib" && i + 1 < arguments.size()) {
+      ++i;
+      continue;
+    }
+    kept.push_back(arguments[i]);
+  }
+  return kept;
+}
+
+QuantConfig resolve_point(const std::vector<std::string>& base_arguments, const SweepPoint& point,
+                          const std::string& flag_method, bool static_activations) {
+  const std::string method = point.method.empty() ? flag_method : point.method;
+  const bool calibrated = method == "smoothquant" || method == "awq";
+  std::vector<std::string> arguments = calibrated || static_activations ? base_arguments : without_calib(base_arguments);
   auto add = [&](const char* flag, const std::string& value) {
     arguments.push_back(flag);
     arguments.push_back(value);
@@ -53,12 +71,17 @@ QuantConfig resolve_point(const std::vector<std::string>& base_arguments, const 
   QuantOptions options;
   add_quant_options(parser, options);
   std::reverse(arguments.begin(), arguments.end());  // CLI11 parses a reversed vector
+  const std::string where = fmt::format("sweep: scheme={}{}{}{}", point.scheme, point.method.empty() ? "" : " method=" + point.method,
+                                        point.activation.empty() ? "" : " act=" + point.activation,
+                                        point.has_alpha ? fmt::format(" alpha={}", point.alpha) : "");
   try {
     parser.parse(arguments);
+    return options.resolve();
   } catch (const CLI::ParseError& e) {
-    fail("sweep: {}", e.what());
+    fail("{}: {}", where, e.what());
+  } catch (const Error& e) {
+    fail("{}: {}", where, e.what());
   }
-  return options.resolve();
 }
 
 }  // namespace
@@ -101,7 +124,8 @@ void add_sweep_command(CLI::App& app) {
     const std::vector<SweepPoint> points = expand_sweep_grid(grid);
     // Resolve every configuration before the first model run, so a bad combination fails fast.
     std::vector<QuantConfig> configs;
-    for (const SweepPoint& point : points) configs.push_back(resolve_point(base_arguments, point));
+    for (const SweepPoint& point : points)
+      configs.push_back(resolve_point(base_arguments, point, options->quant.config.method, options->quant.static_activations));
 
     const auto tokenizer = load_tokenizer(options->model);
     const std::vector<int32_t> tokens = tokenizer->encode(read_text_file(options->text), true);

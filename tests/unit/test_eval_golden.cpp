@@ -30,6 +30,8 @@ struct GoldenCase {
   std::string model, task;
 };
 
+void PrintTo(const GoldenCase& c, std::ostream* os) { *os << c.model << "/" << c.task; }
+
 std::string case_name(const testing::TestParamInfo<GoldenCase>& info) {
   return info.param.model + "_" + info.param.task;
 }
