@@ -1,5 +1,5 @@
 // Fuzz target: the `cq` command-line parser (CLI11 app with every subcommand registered
-// exactly as src/cli/main.cpp does), on fuzzed argv. Subcommand callbacks are replaced by
+// by cq::cli::configure_app, as src/cli/main.cpp does), on fuzzed argv. Subcommand callbacks are replaced by
 // no-ops, so only parsing and option validation run (no model is loaded, no file written).
 // Input: arguments separated by NUL bytes. CLI::ParseError (including --help/--version)
 // and cq::Error are expected outcomes.
@@ -10,17 +10,7 @@
 
 CQ_FUZZ_TARGET(cli) {
   CLI::App app{"cq"};
-  app.require_subcommand(1);
-  app.set_version_flag("--version", "cq 0.1.0");
-  cq::cli::add_info_command(app);
-  cq::cli::add_ppl_command(app);
-  cq::cli::add_generate_command(app);
-  cq::cli::add_tokenize_command(app);
-  cq::cli::add_kernel_command(app);
-  cq::cli::add_synth_command(app);
-  cq::cli::add_demo_command(app);
-  cq::cli::add_eval_command(app);
-  cq::cli::add_quantize_command(app);
+  cq::cli::configure_app(app);
   for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) sub->callback([] {});
   std::vector<std::string> args;
   std::string_view rest = input;

@@ -4,6 +4,9 @@
 
 namespace cq::cli {
 
+// The whole `cq` command line: every subcommand registered (main.cpp and the CLI fuzzer).
+void configure_app(CLI::App& app);
+
 void add_info_command(CLI::App& app);
 void add_ppl_command(CLI::App& app);
 void add_generate_command(CLI::App& app);

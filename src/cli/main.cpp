@@ -20,19 +20,7 @@ int main(int argc, char** argv) {
   // SIGINT/SIGTERM/SIGHUP: remove the temporaries of outputs being written, say so, exit.
   cq::install_interrupt_handler();
   CLI::App app{"crossquant: post-training quantization of OPT and LLaMA models (CrossQuant, SmoothQuant, AWQ)"};
-  app.require_subcommand(1);
-  app.set_version_flag("--version", "cq 0.1.0");
-  cq::cli::add_info_command(app);
-  cq::cli::add_ppl_command(app);
-  cq::cli::add_generate_command(app);
-  cq::cli::add_tokenize_command(app);
-  cq::cli::add_kernel_command(app);
-  cq::cli::add_synth_command(app);
-  cq::cli::add_demo_command(app);
-  cq::cli::add_eval_command(app);
-  cq::cli::add_quantize_command(app);
-  cq::cli::add_bench_command(app);
-  cq::cli::add_sweep_command(app);
+  cq::cli::configure_app(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -30,7 +30,7 @@ std::vector<JsonRecord> read_jsonl(const fs::path& path, int64_t limit) {
     record.line = line;
     try {
       record.value = nlohmann::json::parse(row);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse errors, and numbers out of range
       fail_record(path, line, fmt::format("not a JSON record ({})", e.what()));
     }
     if (!record.value.is_object()) fail_record(path, line, "not a JSON object");
