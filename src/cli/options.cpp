@@ -38,6 +38,8 @@ void add_quant_options(CLI::App& command, QuantOptions& o) {
                     "activation scales static (CrossQuant c_j, per-tensor Δ)");
   group->add_flag("--static-activations", o.static_activations,
                   "static activation scales from --calib (CrossQuant c_j or per-tensor Δ), with any --method");
+  group->add_flag("--quantize-bmm-input", o.config.quantize_attention_inputs,
+                  "also quantize q, k, v (the inputs of the attention matrix products) with the activation quantizer");
   group->add_option("--calib-samples", o.config.calib_samples, "calibration windows")->capture_default_str();
   group->add_option("--calib-seqlen", o.config.calib_seqlen, "tokens per calibration window")->capture_default_str();
   group->add_option("--engine", o.config.engine,

@@ -432,6 +432,11 @@ void Transformer::attention_sublayer(int64_t l, const float* input, int64_t batc
   run_linear(block.q, quantized, rows, length, q.data());
   run_linear(block.k, quantized, rows, length, k.data());
   run_linear(block.v, quantized, rows, length, v.data());
+  if (attention_input_quantizer_) {
+    for (auto [data, width] : {std::pair{q.data(), q_width}, std::pair{k.data(), kv_width}, std::pair{v.data(), kv_width}})
+      for (int64_t b = 0; b < batch; ++b)
+        attention_input_quantizer_->fake_quantize(MatrixView{data + b * length * width, length, width, width}, nullptr);
+  }
   if (c.family == Family::OPT) {
     const float scaling = 1.f / std::sqrt(static_cast<float>(c.head_dim));
     for (float& value : q) value *= scaling;

@@ -83,6 +83,9 @@ class Transformer {
   // Activations: one quantizer per (layer, site); nullptr leaves that input unquantized.
   void set_activation_quantizer(int64_t layer, InputSite site, std::shared_ptr<const Quantizer> quantizer);
   void set_activation_quantizer_everywhere(std::shared_ptr<const Quantizer> quantizer);
+  // Inputs of the two attention matrix products (q, k and v, as SmoothQuant's
+  // quantize_bmm_input: the outputs of q/k/v_proj, per sequence); nullptr = off (default).
+  void set_attention_input_quantizer(std::shared_ptr<const Quantizer> quantizer) { attention_input_quantizer_ = std::move(quantizer); }
   void set_observer(ActivationObserver observer) { observer_ = std::move(observer); }
   // Replaces the FP32 (fake-quant) computation of linear layer `index`; nullptr restores it.
   // A site whose linears all have backends skips its fake activation quantization.
@@ -154,6 +157,7 @@ class Transformer {
   std::vector<float> rope_inv_freq_;
   std::vector<std::shared_ptr<const Quantizer>> activation_quantizers_;  // [layer * 4 + site]
   std::vector<KernelStats> stats_;
+  std::shared_ptr<const Quantizer> attention_input_quantizer_;
   std::vector<std::shared_ptr<LinearBackend>> backends_;  // per linear; nullptr = FP32 GEMM
   ActivationObserver observer_;
   std::vector<float> quantized_input_;

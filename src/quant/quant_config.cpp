@@ -30,6 +30,8 @@ void QuantConfig::validate() const {
   };
   check_bits(weight_bits, "--wbits");
   check_bits(activation_bits, "--abits");
+  if (quantize_attention_inputs && !quantizes_activations())
+    fail("--quantize-bmm-input quantizes with the activation quantizer: give --abits < 16 (or a --scheme)");
   if (weight_method != "per-channel" && weight_method != "group" && weight_method != "crossquant")
     fail("--weight-quant '{}' is not one of per-channel, group, crossquant", weight_method);
   if (activation_method != "per-token" && activation_method != "per-tensor" && activation_method != "crossquant" &&
@@ -80,6 +82,7 @@ nlohmann::json QuantConfig::to_json() const {
   }
   if (quantizes_activations()) {
     json["activation_method"] = activation_method;
+    if (quantize_attention_inputs) json["quantize_bmm_input"] = true;
     if (activation_method == "crossquant") {
       json["alpha"] = alpha;
       json["crossquant_columns"] = static_columns ? "static (calibrated)" : "dynamic (per window)";
@@ -166,6 +169,11 @@ void install_activation_quantizers(Transformer& model, const QuantConfig& config
   spec.method = config.activation_method;
   spec.alpha = config.alpha;
   spec.kernel_target = config.kernel_target;
+  if (config.quantize_attention_inputs) {
+    QuantizerSpec bmm = spec;
+    if (bmm.method == "remove-kernel") fail("--quantize-bmm-input needs a quantizing --act-quant, not remove-kernel");
+    model.set_attention_input_quantizer(std::shared_ptr<const Quantizer>(make_quantizer(bmm)));
+  }
   const bool is_static = config.static_columns || config.static_tensor_scale;
   if (!is_static) {
     model.set_activation_quantizer_everywhere(std::shared_ptr<const Quantizer>(make_quantizer(spec)));

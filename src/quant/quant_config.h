@@ -40,6 +40,8 @@ struct QuantConfig {
   std::string scheme;                     // the preset named, if any (for reports)
   // Static CrossQuant: c_j from calibration instead of the current window (set by --calib).
   bool static_columns = false;
+  // Also quantize the inputs of the attention matrix products (SmoothQuant's quantize_bmm_input).
+  bool quantize_attention_inputs = false;
   // Static per-tensor (SmoothQuant's static variant): Δ from calibration (set by --calib).
   bool static_tensor_scale = false;
   int64_t calib_samples = 128;
