@@ -12,7 +12,7 @@ namespace cq {
 double mean_next_token_nll(const float* logits, std::span<const int32_t> tokens, int64_t vocab) {
   const auto n = static_cast<int64_t>(tokens.size());
   double total = 0;
-#pragma omp parallel for reduction(+ : total) schedule(static)
+#pragma omp parallel for reduction(+ : total) schedule(static) if (n * vocab > (int64_t{1} << 18))
   for (int64_t t = 0; t < n - 1; ++t) {
     const float* row = logits + t * vocab;
     const float max_logit = *std::max_element(row, row + vocab);

@@ -19,9 +19,29 @@ namespace {
 constexpr int64_t kParallelElements = int64_t{1} << 15;
 
 // C[m x n] = A[m x k] · B[n x k]ᵀ (+ beta·C), all row-major; oneDNN's sgemm is row-major.
+// oneDNN splits even tiny GEMMs over threads, and waking the second thread costs more than
+// the product (64x8x64: 64 µs on two threads, 4 µs on one). Small products run on one.
+constexpr int64_t kSmallGemmMacs = int64_t{1} << 21;
+
+class SingleThreadedIfSmall {
+ public:
+  explicit SingleThreadedIfSmall(int64_t macs) : saved_(macs < kSmallGemmMacs ? omp_get_max_threads() : 0) {
+    if (saved_ > 1) omp_set_num_threads(1);
+  }
+  ~SingleThreadedIfSmall() {
+    if (saved_ > 1) omp_set_num_threads(saved_);
+  }
+  SingleThreadedIfSmall(const SingleThreadedIfSmall&) = delete;
+  SingleThreadedIfSmall& operator=(const SingleThreadedIfSmall&) = delete;
+
+ private:
+  int saved_;
+};
+
 void matmul_abt(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t m, int64_t n,
                 int64_t k, float alpha = 1.f, float beta = 0.f) {
   if (m == 0 || n == 0) return;
+  const SingleThreadedIfSmall threads(m * n * k);
   if (dnnl_sgemm('N', 'T', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) != dnnl_success)
     fail("internal error: dnnl_sgemm failed for {}x{}x{}", m, n, k);
 }
@@ -30,6 +50,7 @@ void matmul_abt(const float* a, int64_t lda, const float* b, int64_t ldb, float*
 void matmul_ab(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t m, int64_t n,
                int64_t k) {
   if (m == 0 || n == 0) return;
+  const SingleThreadedIfSmall threads(m * n * k);
   if (dnnl_sgemm('N', 'N', m, n, k, 1.f, a, lda, b, ldb, 0.f, c, ldc) != dnnl_success)
     fail("internal error: dnnl_sgemm failed for {}x{}x{}", m, n, k);
 }
