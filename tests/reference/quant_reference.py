@@ -8,8 +8,8 @@ float32. It builds deterministic random matrices with planted outliers (a few co
 every method, and writes tests/golden/quant/:
 
   manifest.json          every input and case: method, parameters, file names, counts
-  inputs/<name>.bin      the input matrices (raw little-endian float32, row-major)
-  outputs/<case>.bin     fake-quantized output (float32)
+  inputs/<name>.f32      the input matrices (raw little-endian float32, row-major)
+  outputs/<case>.f32     fake-quantized output (float32)
   outputs/<case>.codes   integer codes (int8; uint8 for asymmetric group-wise)
   outputs/<case>.row / .col   CrossQuant's scale_t (t^a/qmax) and scale_c (c^(1-a)),
                          as torch computed them (float32)
@@ -213,8 +213,8 @@ def main():
     inputs = make_inputs()
     manifest = {"seed": SEED, "torch": torch.__version__, "inputs": {}, "cases": []}
     for name, tensor in inputs.items():
-        write_floats(OUT / "inputs" / f"{name}.bin", tensor)
-        manifest["inputs"][name] = {"file": f"inputs/{name}.bin", "rows": tensor.shape[0],
+        write_floats(OUT / "inputs" / f"{name}.f32", tensor)
+        manifest["inputs"][name] = {"file": f"inputs/{name}.f32", "rows": tensor.shape[0],
                                     "cols": tensor.shape[1]}
 
     def add(method, input_name, bits, alpha=None, group_size=None, asymmetric=False,
@@ -247,7 +247,7 @@ def main():
         if static:
             name += "_static"
         case = {"name": name, "method": method, "input": input_name, "bits": bits,
-                "output": f"outputs/{name}.bin",
+                "output": f"outputs/{name}.f32",
                 "stats": stats_for(method, x, out, codes, extra, alpha if alpha is not None else 1.0,
                                    extra.get("zero_point"))}
         write_floats(OUT / case["output"], out)
