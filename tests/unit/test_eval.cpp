@@ -28,14 +28,7 @@ fs::path write_file(const std::string& dir, const std::string& name, const std::
   return path;
 }
 
-std::string error_of(const std::function<void()>& run) {
-  try {
-    run();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 // One id per byte, plus "xy" as one merged token (id 1000): enough to see how the context
 // and continuation are split.

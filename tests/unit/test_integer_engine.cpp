@@ -93,6 +93,19 @@ std::vector<float> fake_weights(const Quantizer& weight, std::vector<float> w, i
   return w;
 }
 
+// Runs the backend of `options` on `layer` and compares it with x̂·ŵᵀ + b of the fake path
+// (up to float sums), kernel statistics included.
+KernelStats expect_backend_matches_fake(const RandomLayer& layer, const IntegerLinearOptions& options) {
+  IntegerLinear backend(options, layer.w, layer.out, layer.in, layer.bias);
+  std::vector<float> y(static_cast<size_t>(layer.rows * layer.out));
+  KernelStats stats, want_stats;
+  backend.run(layer.x.data(), layer.rows, layer.sequence_length, y.data(), stats);
+  const auto w_hat = fake_weights(*options.weight, layer.w, layer.out, layer.in);
+  expect_close(y, reference_output(layer, *options.activation, w_hat, want_stats), 1e-5);
+  expect_same_stats(stats, want_stats);
+  return stats;
+}
+
 // Per-token / per-channel: the backend equals x̂·ŵᵀ + b of the fake path (up to float sums).
 TEST(IntegerEngine, PerTokenBackendEqualsFakeComputation) {
   for (int wbits : {8, 4}) {
@@ -100,13 +113,7 @@ TEST(IntegerEngine, PerTokenBackendEqualsFakeComputation) {
     IntegerLinearOptions options;
     options.activation = quantizer("per-token", 8);
     options.weight = quantizer("per-channel", wbits);
-    IntegerLinear backend(options, layer.w, layer.out, layer.in, layer.bias);
-    std::vector<float> y(static_cast<size_t>(layer.rows * layer.out));
-    KernelStats stats, want_stats;
-    backend.run(layer.x.data(), layer.rows, layer.sequence_length, y.data(), stats);
-    const auto w_hat = fake_weights(*options.weight, layer.w, layer.out, layer.in);
-    expect_close(y, reference_output(layer, *options.activation, w_hat, want_stats), 1e-5);
-    expect_same_stats(stats, want_stats);
+    const KernelStats stats = expect_backend_matches_fake(layer, options);
     EXPECT_EQ(stats.elements, layer.rows * layer.in);
   }
 }
@@ -117,13 +124,7 @@ TEST(IntegerEngine, GroupWiseInt4BackendEqualsFakeComputation) {
     IntegerLinearOptions options;
     options.activation = quantizer("per-token", abits);
     options.weight = quantizer("group", 4, 128);
-    IntegerLinear backend(options, layer.w, layer.out, layer.in, layer.bias);
-    std::vector<float> y(static_cast<size_t>(layer.rows * layer.out));
-    KernelStats stats, want_stats;
-    backend.run(layer.x.data(), layer.rows, layer.sequence_length, y.data(), stats);
-    const auto w_hat = fake_weights(*options.weight, layer.w, layer.out, layer.in);
-    expect_close(y, reference_output(layer, *options.activation, w_hat, want_stats), 1e-5);
-    expect_same_stats(stats, want_stats);
+    expect_backend_matches_fake(layer, options);
   }
 }
 

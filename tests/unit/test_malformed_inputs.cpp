@@ -182,7 +182,7 @@ TEST_P(MalformedInput, IsRefusedWithItsMessage) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Table, MalformedInput, testing::ValuesIn(table()),
-                         [](const auto& info) { return std::string(info.param.label); });
+                         [](const auto& test_info) { return std::string(test_info.param.label); });
 
 // Every prefix of a valid file is refused with a cq::Error (never a crash or another exception).
 void expect_every_prefix_refused(Entry entry, const std::string& name, const std::string& bytes, const char* label) {

@@ -13,14 +13,7 @@
 namespace cq {
 namespace {
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 void write_raw(const std::filesystem::path& path, const std::string& header, const std::string& data) {
   std::ofstream out(path, std::ios::binary);

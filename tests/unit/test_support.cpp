@@ -7,10 +7,20 @@
 #include <mutex>
 
 #include "model/synthetic.h"
+#include "util/error.h"
 
 namespace cq::test {
 
 std::filesystem::path source_dir() { return CQ_SOURCE_DIR; }
+
+std::string error_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 std::filesystem::path shared_dir() {
   if (const char* env = std::getenv("CQ_SHARED"); env && *env) return env;

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <string>
 
 namespace cq::test {
@@ -25,6 +26,8 @@ struct CommandResult {
 CommandResult run_cq(const std::string& arguments);
 
 std::filesystem::path source_dir();
+// The message of the cq::Error that `action` throws; "" when it throws none.
+std::string error_of(const std::function<void()>& action);
 std::filesystem::path scratch_dir(const std::string& name);  // fresh, under the build tree
 
 }  // namespace cq::test
