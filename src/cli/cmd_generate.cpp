@@ -63,7 +63,7 @@ void add_generate_command(CLI::App& app) {
       if (next == tokenizer->eos_id()) break;
       step = {next};
     }
-    fmt::print("{}{}\n", options->prompt, tokenizer->decode(generated, true).substr(0));
+    fmt::print("{}{}\n", options->prompt, tokenizer->decode(generated, true));
     if (options->ids) fmt::print("ids: {}\n", fmt::join(generated, " "));
   });
 }

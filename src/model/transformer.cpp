@@ -543,9 +543,7 @@ void Transformer::forward(std::span<const int32_t> tokens, int64_t batch, int64_
   if (cache->batch != batch) fail("forward: cache holds {} sequences, batch has {}", cache->batch, batch);
   if (cache->length + length > cache->capacity) fail("forward: KV cache capacity {} exceeded", cache->capacity);
   const int64_t past = cache->length;
-  if (c.positions == PositionKind::Rotary && past + length > c.max_position_embeddings && c.rope_scaling.type == "none") {
-    // HF computes RoPE for any position; warn-free extrapolation as HF does.
-  }
+  // Rotary positions beyond max_position_embeddings are computed as HF does (no limit).
 
   const int64_t rows = batch * length;
   const int64_t hidden = c.hidden_size;
