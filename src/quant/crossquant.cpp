@@ -86,7 +86,7 @@ void CrossQuantQuantizer::fake_quantize(MatrixView x, KernelStats* stats) const 
                                    [](int64_t, float) { return quant_kernels::RowCounts{}; });
     const std::vector<float> divisors = column_divisors(pass.column_absmax);
     const std::vector<float> reciprocals = quant_kernels::reciprocals_for(divisors);
-    counts = quant_detail::for_each_row(x, [&](int64_t i) {
+    counts = quant_detail::for_each_row_after_scan(x, [&](int64_t i) {
       return quant_kernels::fake_quantize_row_cross(x.row(i), x.cols,
                                                     row_divisor(pass.row_absmax[static_cast<size_t>(i)]),
                                                     divisors.data(), reciprocals.data(), qmax_);
@@ -125,7 +125,7 @@ QuantizedMatrix CrossQuantQuantizer::quantize(MatrixView x, KernelStats* stats) 
                                    [](int64_t, float) { return quant_kernels::RowCounts{}; });
     quantized.column_factors = column_divisors(pass.column_absmax);
     const std::vector<float> reciprocals = quant_kernels::reciprocals_for(quantized.column_factors);
-    counts = quant_detail::for_each_row(x, [&](int64_t i) {
+    counts = quant_detail::for_each_row_after_scan(x, [&](int64_t i) {
       const float divisor = row_divisor(pass.row_absmax[static_cast<size_t>(i)]);
       quantized.row_scales[static_cast<size_t>(i)] = divisor;
       return quant_kernels::quantize_row_cross_codes(x.row(i), x.cols, divisor, quantized.column_factors.data(),

@@ -100,6 +100,25 @@ quant_kernels::RowCounts for_each_row(const MatrixView& x, QuantizeRow&& quantiz
   return {kernel, clipped};
 }
 
+// Like for_each_row, but each thread walks the rows of its scan_rows block last to first:
+// after a scan pass the most recently read rows are the ones still in cache (a 2048 x 4096
+// window is as large as the L3), so the second pass starts where the first left off.
+template <typename QuantizeRow>
+quant_kernels::RowCounts for_each_row_after_scan(const MatrixView& x, QuantizeRow&& quantize_row) {
+  int64_t kernel = 0;
+  int64_t clipped = 0;
+#pragma omp parallel if (worth_parallel(x)) reduction(+ : kernel, clipped)
+  {
+    const RowBlock block = rows_of_this_thread(x.rows);
+    for (int64_t i = block.end - 1; i >= block.begin; --i) {
+      const quant_kernels::RowCounts counts = quantize_row(i);
+      kernel += counts.kernel;
+      clipped += counts.clipped;
+    }
+  }
+  return {kernel, clipped};
+}
+
 // Table 1 of the paper over all (i, j): c_j >= t_i, and B̃_ij < B_ij. B̃ < B means
 // t^α c^(1−α) < t, which for t > 0 and α < 1 is exactly c < t (paper §4.2, case I); the
 // count is taken in that exact form so float rounding of the powers never decides it.
