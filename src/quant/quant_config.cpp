@@ -4,6 +4,7 @@
 
 #include "model/transformer.h"
 #include "quant/calibration.h"
+#include "quant/crossquant.h"
 #include "quant/integer_linear.h"
 #include "quant/quantized_checkpoint.h"
 #include "quant/quantizer.h"
@@ -198,6 +199,33 @@ void install_activation_quantizers(Transformer& model, const QuantConfig& config
   }
 }
 
+bool folds_static_columns(const QuantConfig& config) {
+  return config.static_columns && config.quantizes_activations() && config.quantizes_weights() &&
+         (config.weight_method == "per-channel" || config.weight_method == "group");
+}
+
+void quantize_weights_with_folded_columns(Transformer& model, const Quantizer& weight_quantizer, double alpha,
+                                          const std::vector<std::vector<float>>& static_absmax) {
+  QuantizerSpec cross;
+  cross.method = "crossquant";
+  cross.alpha = alpha;
+  const CrossQuantQuantizer column_factors(cross);
+  for (LinearLayer& linear : model.linear_layers()) {
+    const auto site = static_cast<size_t>(linear.layer * kInputSites + static_cast<int>(linear.site));
+    if (site >= static_absmax.size()) fail("static CrossQuant: no calibrated column maxima for linear layer {}", linear.name);
+    const std::vector<float> f = column_factors.column_divisors(static_absmax[site]);
+    if (static_cast<int64_t>(f.size()) != linear.in_features)
+      fail("static CrossQuant: {} column maxima for {} with {} inputs", f.size(), linear.name, linear.in_features);
+    std::span<float> w = linear.mutable_weight();
+    const auto in = static_cast<size_t>(linear.in_features);
+    for (size_t k = 0; k < static_cast<size_t>(linear.out_features); ++k)
+      for (size_t j = 0; j < in; ++j) w[k * in + j] *= f[j];
+    weight_quantizer.fake_quantize(MatrixView{w.data(), linear.out_features, linear.in_features, linear.in_features}, nullptr);
+    for (size_t k = 0; k < static_cast<size_t>(linear.out_features); ++k)
+      for (size_t j = 0; j < in; ++j) w[k * in + j] /= f[j];
+  }
+}
+
 QuantizationRecord apply_quantization(Transformer& model, const QuantConfig& config, std::span<const int32_t> calibration_tokens) {
   if (auto stored = read_quantized_checkpoint(model)) {
     if (config.engine == "int") fail("--engine int does not run quantized checkpoints yet; use --engine fake");
@@ -227,7 +255,10 @@ QuantizationRecord apply_quantization(Transformer& model, const QuantConfig& con
   // The integer engine packs the weights before they are fake-quantized (static CrossQuant
   // folds c^(1−α) into them first).
   if (config.engine == "int") install_integer_backends(model, config, static_absmax);
-  if (const auto quantizer = make_weight_quantizer(config)) model.quantize_weights(*quantizer);
+  if (const auto quantizer = make_weight_quantizer(config)) {
+    if (folds_static_columns(config)) quantize_weights_with_folded_columns(model, *quantizer, config.alpha, static_absmax);
+    else model.quantize_weights(*quantizer);
+  }
   install_activation_quantizers(model, config, static_absmax);
   return record;
 }

@@ -82,6 +82,13 @@ QuantizationRecord apply_transformation(Transformer& model, const QuantConfig& c
                                         std::span<const int32_t> calibration_tokens = {});
 // The weight quantizer the config describes (nullptr when weights stay in full precision).
 std::unique_ptr<Quantizer> make_weight_quantizer(const QuantConfig& config);
+// Static CrossQuant with per-channel or group weights runs on integer kernels as
+// y_ik = r_i Σ_j code_ij · Q(W·diag(f))_kj, f_j = c_j^(1−α): f cannot act inside an integer
+// sum, so it is folded into the weight before weight quantization. Both engines compute that
+// model; the fake path stores ŵ = Q(W·diag(f)) / f (docs/QUANTIZERS.md, "Static CrossQuant").
+bool folds_static_columns(const QuantConfig& config);
+void quantize_weights_with_folded_columns(Transformer& model, const Quantizer& weight_quantizer, double alpha,
+                                          const std::vector<std::vector<float>>& static_absmax);
 // Static activation quantization: per (layer * kInputSites + site) the column maxima of the
 // input on the calibration windows, with the model as it is now (transformed, unquantized).
 std::vector<std::vector<float>> calibrate_static_activations(Transformer& model, const QuantConfig& config,

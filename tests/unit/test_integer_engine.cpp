@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <random>
 
 #include "eval/perplexity.h"
@@ -211,23 +212,33 @@ struct PplCase {
   std::string scheme;
   std::string act;      // per-token | crossquant
   bool calibrated;      // static CrossQuant
-  double tolerance;     // relative
 };
 
 void PrintTo(const PplCase& c, std::ostream* out) {
   *out << c.model << "_" << c.scheme << "_" << c.act << (c.calibrated ? "_static" : "");
 }
 
+// Each model on text of its own domain (stories260k was trained on TinyStories), windows of
+// 256 tokens, 64 for stories260k (24 suffice for tinyopt, whose differences are ten times
+// smaller): the two engines' float roundings differ (exact integer sums
+// against FP32 sums of fake-quantized values), which flips a few codes that sit on a rounding
+// boundary; the effect on perplexity averages out over more tokens (docs/INTEGER_ENGINE.md).
+std::filesystem::path evaluation_text(const std::string& model) {
+  return model == "stories260k" ? "data/tinystories/TinyStories-valid.first100.txt"
+                                : "data/wikitext2/wikitext2_test_joined.prefix.txt";
+}
+
 class IntegerEnginePerplexity : public testing::TestWithParam<PplCase> {};
 
-TEST_P(IntegerEnginePerplexity, EqualsFakePath) {
+// The bar: the integer path's perplexity equals the fake path's to 0.1 %. Static
+// CrossQuant folds c^(1−α) into the weights in both engines (folds_static_columns).
+TEST_P(IntegerEnginePerplexity, EqualsFakePathWithinATenthOfAPercent) {
   const PplCase& c = GetParam();
   CQ_NEED_SHARED("models/" + c.model);
-  CQ_NEED_SHARED("data/wikitext2/wikitext2_test_joined.prefix.txt");
+  CQ_NEED_SHARED(evaluation_text(c.model));
   const auto model_dir = test::shared_dir() / "models" / c.model;
   const auto tokenizer = load_tokenizer(model_dir);
-  const auto tokens =
-      tokenizer->encode(read_text_file(test::shared_dir() / "data/wikitext2/wikitext2_test_joined.prefix.txt"), true);
+  const auto tokens = tokenizer->encode(read_text_file(test::shared_dir() / evaluation_text(c.model)), true);
   QuantConfig config;
   config.apply_scheme(c.scheme);
   config.activation_method = c.act;
@@ -238,7 +249,7 @@ TEST_P(IntegerEnginePerplexity, EqualsFakePath) {
   if (c.calibrated) calibration = tokens;
   PerplexityOptions options;
   options.seqlen = 256;
-  options.max_windows = 12;
+  options.max_windows = c.model == "stories260k" ? 64 : 24;
   options.show_progress = false;
   double ppl[2];
   KernelStats stats[2];
@@ -252,53 +263,25 @@ TEST_P(IntegerEnginePerplexity, EqualsFakePath) {
   const double relative = std::abs(ppl[1] - ppl[0]) / ppl[0];
   RecordProperty("relative_difference", std::to_string(relative));
   std::cout << "[ perplexity ] fake " << ppl[0] << " int " << ppl[1] << " relative difference " << relative << "\n";
-  if (!c.calibrated) {
-    EXPECT_LE(relative, c.tolerance) << "fake " << ppl[0] << " int " << ppl[1];
-  } else {
-    // Static CrossQuant: the integer engine quantizes W·diag(c^(1−α)), the fake path W
-    // (docs/INTEGER_ENGINE.md). The same fake path with the folded weight quantization,
-    // ŵ = Q(W·diag(f)) / f, must equal the integer engine to the tolerance; the standard
-    // fake path differs by the (measured, documented) weight-quantization change.
-    config.engine = "fake";
-    Transformer model(model_dir);
-    const auto absmax = calibrate_static_activations(model, config, calibration);
-    const auto weight = make_weight_quantizer(config);
-    for (auto& linear : model.linear_layers()) {
-      const auto& column_max = absmax[static_cast<size_t>(linear.layer * kInputSites + static_cast<int>(linear.site))];
-      QuantizerSpec spec;
-      spec.method = "crossquant";
-      spec.alpha = config.alpha;
-      const auto f = CrossQuantQuantizer(spec).column_divisors(column_max);
-      std::span<float> w = linear.mutable_weight();
-      for (int64_t k = 0; k < linear.out_features; ++k)
-        for (int64_t j = 0; j < linear.in_features; ++j) w[static_cast<size_t>(k * linear.in_features + j)] *= f[static_cast<size_t>(j)];
-      weight->fake_quantize(MatrixView{w.data(), linear.out_features, linear.in_features, linear.in_features}, nullptr);
-      for (int64_t k = 0; k < linear.out_features; ++k)
-        for (int64_t j = 0; j < linear.in_features; ++j) w[static_cast<size_t>(k * linear.in_features + j)] /= f[static_cast<size_t>(j)];
-    }
-    install_activation_quantizers(model, config, absmax);
-    const double folded = evaluate_perplexity(model, tokens, options).perplexity;
-    const double relative_folded = std::abs(ppl[1] - folded) / folded;
-    std::cout << "[ perplexity ] fake with folded weights " << folded << " relative difference to int " << relative_folded << "\n";
-    EXPECT_LE(relative_folded, c.tolerance) << "folded fake " << folded << " int " << ppl[1];
-    EXPECT_LE(relative, 0.01) << "fake " << ppl[0] << " int " << ppl[1];
-  }
+  EXPECT_LE(relative, 1e-3) << "fake " << ppl[0] << " int " << ppl[1];
   EXPECT_EQ(stats[0].elements, stats[1].elements);
   EXPECT_GT(stats[1].kernel, 0);
-  // The inputs differ slightly between the engines (different weights upstream), so the
-  // kernel counts agree closely rather than exactly.
+  // The inputs differ slightly between the engines (the flipped codes above), so the kernel
+  // counts agree closely rather than exactly.
   EXPECT_NEAR(static_cast<double>(stats[1].kernel), static_cast<double>(stats[0].kernel), 0.01 * static_cast<double>(stats[0].kernel) + 10);
 }
 
 INSTANTIATE_TEST_SUITE_P(IntegerEngine, IntegerEnginePerplexity,
-                         testing::Values(PplCase{"stories260k", "w8a8", "per-token", false, 1e-3},
-                                         PplCase{"stories260k", "w8a8", "crossquant", true, 1e-3},
-                                         PplCase{"stories260k", "w4a8-g128", "per-token", false, 2e-2},
-                                         PplCase{"stories260k", "w4a4", "per-token", false, 2e-2},
-                                         PplCase{"tinyopt", "w8a8", "per-token", false, 1e-3},
-                                         PplCase{"tinyopt", "w8a8", "crossquant", true, 1e-3},
-                                         PplCase{"tinyopt", "w4a8-g128", "per-token", false, 2e-2},
-                                         PplCase{"tinyopt", "w4a4", "per-token", false, 2e-2}),
+                         testing::Values(PplCase{"stories260k", "w8a8", "per-token", false},
+                                         PplCase{"stories260k", "w8a8", "crossquant", true},
+                                         PplCase{"stories260k", "w4a8-g128", "per-token", false},
+                                         PplCase{"stories260k", "w4a8-g128", "crossquant", true},
+                                         PplCase{"stories260k", "w4a4", "per-token", false},
+                                         PplCase{"tinyopt", "w8a8", "per-token", false},
+                                         PplCase{"tinyopt", "w8a8", "crossquant", true},
+                                         PplCase{"tinyopt", "w4a8-g128", "per-token", false},
+                                         PplCase{"tinyopt", "w4a8-g128", "crossquant", true},
+                                         PplCase{"tinyopt", "w4a4", "per-token", false}),
                          [](const testing::TestParamInfo<PplCase>& param_info) {
                            std::string name = param_info.param.model + "_" + param_info.param.scheme + "_" + param_info.param.act +
                                               (param_info.param.calibrated ? "_static" : "");
