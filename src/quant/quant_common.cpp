@@ -37,10 +37,20 @@ RowBlock rows_of_this_thread(int64_t rows) {
 
 ColumnRowRelation count_column_row_relation(const std::vector<float>& row_absmax,
                                             const std::vector<float>& column_absmax, double alpha) {
+  const auto columns = static_cast<int64_t>(column_absmax.size());
+  ColumnRowRelation relation;
+  // A few rows (decoding: one token): count directly, O(rows·cols), rather than sort.
+  if (row_absmax.size() <= 16) {
+    for (const float row_max : row_absmax) {
+      int64_t at_least = 0;
+      for (const float column_max : column_absmax) at_least += column_max >= row_max ? 1 : 0;
+      relation.column_max_ge_row_max += at_least;
+      if (alpha < 1.0 && row_max > 0.f) relation.bound_below_per_token += columns - at_least;
+    }
+    return relation;
+  }
   std::vector<float> sorted_columns = column_absmax;
   std::sort(sorted_columns.begin(), sorted_columns.end());
-  const auto columns = static_cast<int64_t>(sorted_columns.size());
-  ColumnRowRelation relation;
   for (const float row_max : row_absmax) {
     const auto below = static_cast<int64_t>(
         std::lower_bound(sorted_columns.begin(), sorted_columns.end(), row_max) - sorted_columns.begin());

@@ -235,6 +235,27 @@ TEST(QuantStaticCrossQuant, CalibratedColumnsMatchDynamicOnTheSameMatrix) {
   EXPECT_EQ(static_stats.clipped, 0);
 }
 
+// The Table 1 counts are taken by sorting the column maxima for many rows and directly for
+// a few (decoding): with static c, quantizing token by token must count what one call counts.
+TEST(QuantStaticCrossQuant, TokenByTokenStatisticsEqualOneCall) {
+  Matrix x = activations_with_outliers(40, 90, 33);
+  std::vector<float> column_absmax;
+  cq::CrossQuantQuantizer::accumulate_column_absmax(x.view(), column_absmax);
+  for (float& value : column_absmax) value *= 0.7f;  // some tokens exceed c: c_j < t_i occurs
+  cq::CrossQuantQuantizer quantizer(make_spec("crossquant", 8, 0.15));
+  quantizer.set_static_column_absmax(column_absmax);
+  cq::KernelStats whole, by_token;
+  (void)quantizer.quantize(x.view(), &whole);
+  for (int64_t i = 0; i < x.rows; ++i)
+    (void)quantizer.quantize(cq::MatrixView{x.values.data() + i * x.cols, 1, x.cols, x.cols}, &by_token);
+  EXPECT_GT(whole.column_max_ge_row_max, 0);
+  EXPECT_GT(whole.bound_below_per_token, 0);
+  EXPECT_EQ(by_token.column_max_ge_row_max, whole.column_max_ge_row_max);
+  EXPECT_EQ(by_token.bound_below_per_token, whole.bound_below_per_token);
+  EXPECT_EQ(by_token.kernel, whole.kernel);
+  EXPECT_EQ(by_token.clipped, whole.clipped);
+}
+
 TEST(QuantStaticCrossQuant, ValuesBeyondCalibrationClipAndCount) {
   Matrix calibration = activations_with_outliers(40, 90, 21);
   std::vector<float> column_absmax;
