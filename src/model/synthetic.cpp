@@ -136,6 +136,8 @@ std::map<std::string, Preset> make_presets() {
     x.vocab = 32000, x.hidden = 4096, x.intermediate = 11008, x.layers = 2, x.heads = 32, x.kv_heads = 32;
     x.max_positions = 4096, x.weight_std = 0.02, x.embed_std = 0.02, x.dtype = DType::BF16;
     p["llama2-7b-2layers-bf16"] = x;
+    x.dtype = DType::F32;  // the FP32 baseline of bench_engine reads FP32 weights, no conversion
+    p["llama2-7b-2layers"] = x;
   }
   // `make run`: an OPT model whose LayerNorm outputs carry a few massive outlier channels.
   {
