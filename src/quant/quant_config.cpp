@@ -49,7 +49,9 @@ void QuantConfig::validate() const {
   if (static_columns && activation_method != "crossquant") fail("static columns are a CrossQuant setting");
   if (static_tensor_scale && activation_method != "per-tensor") fail("a static tensor scale is a per-tensor setting");
   if (engine != "fake" && engine != "int") fail("--engine '{}' is not one of int, fake", engine);
-  if (engine == "int")
+  // Without quantized weights the weights may come from a quantized checkpoint, known only
+  // once the model is loaded; apply_quantization checks the configuration it runs.
+  if (engine == "int" && quantizes_weights())
     if (const std::string reason = integer_engine_unsupported_reason(*this); !reason.empty()) fail("--engine int: {}", reason);
 }
 
@@ -198,29 +200,50 @@ void install_activation_quantizers(Transformer& model, const QuantConfig& config
   }
 }
 
+namespace {
+
+// A quantized checkpoint: the weights are final (dequantized on load). Activation flags given
+// here override the stored activation setting; without them the stored one is used.
+QuantConfig apply_stored_quantization(Transformer& model, const StoredQuantization& stored, const QuantConfig& config,
+                                      std::span<const int32_t> calibration_tokens) {
+  if (config.quantizes_weights() || config.method == "smoothquant" || config.method == "awq")
+    fail("{} is already quantized ({}); drop the weight flags (--scheme/--wbits/--method), activation flags may be given",
+         model.directory().string(), stored.config.describe());
+  QuantConfig effective = stored.config;
+  effective.engine = config.engine;
+  std::vector<std::vector<float>> static_absmax;
+  if (config.quantizes_activations()) {
+    effective.activation_bits = config.activation_bits;
+    effective.activation_method = config.activation_method;
+    effective.alpha = config.alpha;
+    effective.kernel_target = config.kernel_target;
+    effective.static_columns = config.static_columns;
+    effective.static_tensor_scale = config.static_tensor_scale;
+    effective.quantize_attention_inputs = config.quantize_attention_inputs;
+    effective.calib_source = config.calib_source;
+    effective.calib_samples = config.calib_samples;
+    effective.calib_seqlen = config.calib_seqlen;
+    effective.validate();
+    static_absmax = calibrate_static_activations(model, effective, calibration_tokens);
+  } else {
+    static_absmax = read_static_absmax(model);
+  }
+  if (effective.engine == "int") install_integer_backends(model, effective, static_absmax);
+  install_activation_quantizers(model, effective, static_absmax);
+  return effective;
+}
+
+}  // namespace
+
 QuantizationRecord apply_quantization(Transformer& model, const QuantConfig& config, std::span<const int32_t> calibration_tokens) {
-  if (auto stored = read_quantized_checkpoint(model)) {
-    if (config.engine == "int") fail("--engine int does not run quantized checkpoints yet; use --engine fake");
-    // Written by `cq quantize`: the weights are final. Activation flags given here override
-    // the stored activation setting; without them the stored one is used.
-    if (config.quantizes_weights() || config.method == "smoothquant" || config.method == "awq")
-      fail("{} is already quantized ({}); drop the weight flags (--scheme/--wbits/--method), activation flags may be given",
-           model.directory().string(), stored->config.describe());
+  if (const StoredQuantization* stored = model.stored_quantization()) {
     QuantizationRecord record;
-    if (!config.quantizes_activations()) {
-      install_activation_quantizers(model, stored->config, stored->static_absmax);
-      return record;
-    }
-    QuantConfig activations = stored->config;
-    activations.activation_bits = config.activation_bits;
-    activations.activation_method = config.activation_method;
-    activations.alpha = config.alpha;
-    activations.kernel_target = config.kernel_target;
-    activations.static_columns = config.static_columns;
-    activations.static_tensor_scale = config.static_tensor_scale;
-    install_activation_quantizers(model, activations, calibrate_static_activations(model, activations, calibration_tokens));
+    record.applied = apply_stored_quantization(model, *stored, config, calibration_tokens);
     return record;
   }
+  // Before any calibration: validate() leaves the engine of unquantized weights to here.
+  if (config.engine == "int")
+    if (const std::string reason = integer_engine_unsupported_reason(config); !reason.empty()) fail("--engine int: {}", reason);
   QuantizationRecord record = apply_transformation(model, config, calibration_tokens);
   // Static scales describe the transformed, still unquantized model.
   const auto static_absmax = calibrate_static_activations(model, config, calibration_tokens);
@@ -229,6 +252,7 @@ QuantizationRecord apply_quantization(Transformer& model, const QuantConfig& con
   if (config.engine == "int") install_integer_backends(model, config, static_absmax);
   if (const auto quantizer = make_weight_quantizer(config)) model.quantize_weights(*quantizer);
   install_activation_quantizers(model, config, static_absmax);
+  record.applied = config;
   return record;
 }
 

@@ -63,6 +63,9 @@ struct QuantConfig {
 
 // What apply_quantization computed on the calibration data (for reports and checkpoints).
 struct QuantizationRecord {
+  // The setting the model runs: the config given, or for a quantized checkpoint its stored
+  // setting with the activation flags given applied (what reports should describe).
+  QuantConfig applied;
   double migration_strength = 0;          // SmoothQuant α used
   std::vector<SmoothingFactors> smoothing;
   AwqResult awq;
@@ -74,6 +77,9 @@ struct QuantizationRecord {
 // once and installs the activation quantizer at every linear input. Embeddings and lm_head
 // stay in full precision. Methods that calibrate use `calibration_tokens` with the
 // unquantized model; static activation scales are calibrated after the transformation.
+// A quantized checkpoint (model.stored_quantization()) keeps its weights; weight flags are
+// refused, activation flags override the stored activation setting, and `--engine int`
+// runs its stored codes.
 QuantizationRecord apply_quantization(Transformer& model, const QuantConfig& config,
                                       std::span<const int32_t> calibration_tokens = {});
 // The same, without quantizing the weights (the weights are transformed only): for
