@@ -30,7 +30,7 @@ def safetensors(tensors, metadata=None):
     if metadata:
         header["__metadata__"] = metadata
     for name, dtype, shape in tensors:
-        size = {"F32": 4, "F16": 2, "BF16": 2}[dtype]
+        size = {"F32": 4, "F16": 2, "BF16": 2, "I32": 4, "I8": 1, "U8": 1}[dtype]
         n = 1
         for s in shape:
             n *= s
@@ -52,6 +52,9 @@ def read(path):
 small = safetensors([("a", "F32", [2, 3]), ("b", "F16", [4]), ("c", "BF16", [1, 1, 2]), ("e", "F32", [0])], {"format": "pt"})
 seed("fuzz_safetensors", small)
 seed("fuzz_safetensors", safetensors([]))
+# A quantized checkpoint's tensor kinds: I8 codes, U8 packed codes and zero points, I32 shape.
+seed("fuzz_safetensors", safetensors([("w.weight_shape", "I32", [2]), ("w.weight_scale", "F32", [4, 1]),
+                                      ("w.weight", "U8", [4, 3]), ("v.weight", "I8", [2, 5]), ("w.weight_zero", "U8", [4, 1])]))
 index = json.dumps({"metadata": {"total_size": 40}, "weight_map": {"a": "model-00001-of-00001.safetensors",
                                                                    "b": "model-00001-of-00001.safetensors"}})
 seed("fuzz_safetensors_index", index.encode() + b"\0" + safetensors([("a", "F32", [2]), ("b", "BF16", [3])]))

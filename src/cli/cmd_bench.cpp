@@ -52,7 +52,7 @@ void add_bench_command(CLI::App& app) {
     std::vector<int32_t> calibration;
     if (!options->quant.calib.empty()) calibration = options->quant.calibration_tokens(*load_tokenizer(options->model));
     const auto setup_start = std::chrono::steady_clock::now();
-    apply_quantization(model, quant, calibration);
+    const QuantConfig applied = apply_quantization(model, quant, calibration).applied;
     const double setup_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - setup_start).count();
     const ModelConfig& config = model.config();
     const int64_t total = options->prompt_tokens + options->gen_tokens;
@@ -81,8 +81,8 @@ void add_bench_command(CLI::App& app) {
     const double pp_tps = static_cast<double>(options->prompt_tokens) / prefill;
     const double tg_tps = options->gen_tokens > 0 ? static_cast<double>(options->gen_tokens) / decode : 0.0;
     if (options->json) {
-      nlohmann::json out = {{"model", options->model},          {"quantization", quant.to_json()},
-                            {"engine", quant.engine},           {"prompt_tokens", options->prompt_tokens},
+      nlohmann::json out = {{"model", options->model},          {"quantization", applied.to_json()},
+                            {"engine", applied.engine},           {"prompt_tokens", options->prompt_tokens},
                             {"gen_tokens", options->gen_tokens}, {"repeats", options->repeats},
                             {"prefill_seconds", prefill},       {"prefill_tokens_per_second", pp_tps},
                             {"decode_seconds", decode},         {"decode_tokens_per_second", tg_tps},
@@ -90,8 +90,8 @@ void add_bench_command(CLI::App& app) {
       fmt::print("{}\n", out.dump(2));
       return;
     }
-    fmt::print("model {}\nsetting {} (engine {})\nsetup (quantize + pack) {:.3f} s\n", options->model, quant.describe(),
-               quant.engine, setup_s);
+    fmt::print("model {}\nsetting {} (engine {})\nsetup (quantize + pack) {:.3f} s\n", options->model, applied.describe(),
+               applied.engine, setup_s);
     fmt::print("prompt processing: {} tokens in {:.4f} s = {:.1f} tokens/s (median of {})\n", options->prompt_tokens,
                prefill, pp_tps, options->repeats);
     if (options->gen_tokens > 0)

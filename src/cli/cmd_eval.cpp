@@ -67,16 +67,16 @@ void add_eval_command(CLI::App& app) {
     for (const auto& name : names) tasks.push_back(load_task(name, options->data_dir, options->limit));
     Transformer model(options->model);
     const auto tokenizer = load_tokenizer(options->model);
-    apply_quantization(model, quant, options->quant.calibration_tokens(*tokenizer));
+    const QuantConfig applied = apply_quantization(model, quant, options->quant.calibration_tokens(*tokenizer)).applied;
     LoglikelihoodOptions engine_options;
     engine_options.add_bos = options->add_bos;
     engine_options.max_length = options->max_length;
-    engine_options.shared_prefix = !options->no_shared_prefix && activations_are_per_row(quant);
+    engine_options.shared_prefix = !options->no_shared_prefix && activations_are_per_row(applied);
     LoglikelihoodEngine engine(model, *tokenizer, engine_options);
 
     std::vector<TaskResult> results;
     for (const Task& task : tasks) results.push_back(run_task(engine, task));
-    fmt::print("{} | {} | add_bos={} | max_length={}{}\n", options->model, quant.describe(), options->add_bos,
+    fmt::print("{} | {} | add_bos={} | max_length={}{}\n", options->model, applied.describe(), options->add_bos,
                engine.options().max_length, options->limit > 0 ? fmt::format(" | limit={}", options->limit) : "");
     fmt::print("{}", format_results_table(results, options->all_subjects));
     for (const auto& result : results)
@@ -93,7 +93,7 @@ void add_eval_command(CLI::App& app) {
                                {"limit", options->limit},
                                {"shared_prefix", engine.options().shared_prefix},
                                {"num_fewshot", {{"mmlu", 5}}}}},
-                             {"quantization", quant.to_json()}};
+                             {"quantization", applied.to_json()}};
       nlohmann::json task_json = nlohmann::json::object();
       for (size_t i = 0; i < results.size(); ++i) {
         task_json[results[i].task] = results_json(results[i], options->requests);

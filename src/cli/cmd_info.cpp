@@ -1,4 +1,4 @@
-// `cq info --model DIR`: family, sizes, parameter count, dtype, tokenizer kind.
+// `cq info --model DIR`: family, sizes, parameter count, dtype, quantization, tokenizer kind.
 #include <fmt/format.h>
 
 #include <filesystem>
@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "model/transformer.h"
+#include "quant/quantized_checkpoint.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -43,6 +44,8 @@ void add_info_command(CLI::App& app) {
                c.positions == PositionKind::Rotary ? fmt::format(", theta {}, scaling {}", c.rope_theta, c.rope_scaling.type) : "");
     fmt::print("parameters   {} ({:.2f} M)\n", params, static_cast<double>(params) / 1e6);
     fmt::print("dtype        {}\n", dtype_name(model.checkpoint().dominant_dtype()));
+    const StoredQuantization* stored = model.stored_quantization();
+    if (stored) fmt::print("quantized    {} (cq quantize, format version {})\n", stored->config.describe(), kQuantizedCheckpointVersion);
     fmt::print("file size    {:.1f} MB\n", static_cast<double>(model.checkpoint().file_bytes()) / 1e6);
     fmt::print("tied lm_head {}\n", c.tie_word_embeddings ? "yes" : "no");
     fmt::print("tokenizer    {}\n", tokenizer_kind);
@@ -53,6 +56,7 @@ void add_info_command(CLI::App& app) {
                              {"vocab_size", c.vocab_size}, {"parameters", params},
                              {"dtype", dtype_name(model.checkpoint().dominant_dtype())},
                              {"tie_word_embeddings", c.tie_word_embeddings}, {"tokenizer", tokenizer_kind}};
+      if (stored) json["quantization"] = stored->config.describe();
       write_output(options->json, json.dump(2) + "\n");
     }
   });

@@ -75,24 +75,24 @@ void add_kernel_command(CLI::App& app) {
                                       "c>=t %", "B~<B %", "ppl");
     for (const QuantConfig& config : configs) {
       Transformer model(options->model);
-      apply_quantization(model, config, calibration_tokens);
+      const QuantConfig applied = apply_quantization(model, config, calibration_tokens).applied;
       PerplexityOptions ppl;
       ppl.seqlen = options->seqlen > 0 ? options->seqlen : std::min<int64_t>(2048, model.config().max_position_embeddings);
       ppl.max_windows = options->max_windows;
       const PerplexityResult result = evaluate_perplexity(model, tokens, ppl);
       const KernelStats total = model.total_kernel_stats();
       if (configs.size() == 1) fmt::print("{}\n", kernel_report_table(model));
-      summary += fmt::format("{:<44} {:>9.3f} {:>9.3f} {:>9.3f} {:>9.3f} {:>10.4f}\n", config.describe(),
+      summary += fmt::format("{:<44} {:>9.3f} {:>9.3f} {:>9.3f} {:>9.3f} {:>10.4f}\n", applied.describe(),
                              100 * total.kernel_fraction(), 100 * KernelStats::share(total.exact_zeros, total.elements),
                              100 * KernelStats::share(total.column_max_ge_row_max, total.elements),
                              100 * KernelStats::share(total.bound_below_per_token, total.elements), result.perplexity);
       nlohmann::json entry = kernel_report_json(model);
-      entry["quantization"] = config.to_json();
+      entry["quantization"] = applied.to_json();
       entry["perplexity"] = result.perplexity;
       entry["windows"] = result.windows;
       entry["seqlen"] = ppl.seqlen;
       results.push_back(std::move(entry));
-      csv += kernel_report_csv(model, config.describe());
+      csv += kernel_report_csv(model, applied.describe());
     }
     fmt::print("{}", summary);
     if (!options->json.empty())

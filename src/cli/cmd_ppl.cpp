@@ -49,7 +49,7 @@ void add_ppl_command(CLI::App& app) {
                              : options->dataset == "c4"      ? c4_eval_string(options->data)
                                                              : read_text_file(options->text);
     const std::vector<int32_t> tokens = tokenizer->encode(text, true);
-    apply_quantization(model, quant, options->quant.calibration_tokens(*tokenizer));
+    const QuantConfig applied = apply_quantization(model, quant, options->quant.calibration_tokens(*tokenizer)).applied;
     PerplexityOptions ppl_options;
     ppl_options.seqlen = options->seqlen > 0 ? options->seqlen : std::min<int64_t>(2048, model.config().max_position_embeddings);
     ppl_options.max_windows = options->max_windows;
@@ -60,9 +60,9 @@ void add_ppl_command(CLI::App& app) {
     const PerplexityResult result = evaluate_perplexity(model, tokens, ppl_options);
     const KernelStats kernel = model.total_kernel_stats();
     fmt::print("perplexity: {:.4f}\n", result.perplexity);
-    fmt::print(stderr, "{} | {} windows x {} tokens | {:.0f} tokens/s{}\n", quant.describe(), result.windows,
+    fmt::print(stderr, "{} | {} windows x {} tokens | {:.0f} tokens/s{}\n", applied.describe(), result.windows,
                ppl_options.seqlen, static_cast<double>(result.windows * ppl_options.seqlen) / result.seconds,
-               quant.quantizes_activations() ? fmt::format(" | kernel {:.3f} %", 100 * kernel.kernel_fraction()) : "");
+               applied.quantizes_activations() ? fmt::format(" | kernel {:.3f} %", 100 * kernel.kernel_fraction()) : "");
     if (!options->json.empty()) {
       nlohmann::json json = {{"model", options->model},
                              {"text", options->text},
@@ -75,8 +75,8 @@ void add_ppl_command(CLI::App& app) {
                              {"mean_nll", result.mean_nll},
                              {"window_nll", result.window_nll},
                              {"seconds", result.seconds},
-                             {"quantization", quant.to_json()}};
-      if (quant.quantizes_activations()) json["kernel"] = kernel_report_json(model);
+                             {"quantization", applied.to_json()}};
+      if (applied.quantizes_activations()) json["kernel"] = kernel_report_json(model);
       write_output(options->json, json.dump(2) + "\n");
     }
   });

@@ -25,11 +25,26 @@ const char* dtype_name(DType dtype) {
     case DType::F32: return "F32";
     case DType::F16: return "F16";
     case DType::BF16: return "BF16";
+    case DType::I8: return "I8";
+    case DType::U8: return "U8";
+    case DType::I32: return "I32";
   }
   return "?";
 }
 
-size_t dtype_size(DType dtype) { return dtype == DType::F32 ? 4 : 2; }
+size_t dtype_size(DType dtype) {
+  switch (dtype) {
+    case DType::F32:
+    case DType::I32: return 4;
+    case DType::F16:
+    case DType::BF16: return 2;
+    case DType::I8:
+    case DType::U8: return 1;
+  }
+  return 0;
+}
+
+bool is_integer(DType dtype) { return dtype == DType::I8 || dtype == DType::U8 || dtype == DType::I32; }
 
 int64_t TensorInfo::numel() const {
   int64_t n = 1;
@@ -63,11 +78,20 @@ MappedFile::~MappedFile() {
 
 namespace {
 
+constexpr DType kDTypes[] = {DType::F32, DType::F16, DType::BF16, DType::I8, DType::U8, DType::I32};
+// The overflow check of a header's shape assumes no element is wider than this.
+constexpr uint64_t kWidestDTypeBytes = 4;
+
 DType parse_dtype(const std::string& text, const std::filesystem::path& file, const std::string& name) {
-  if (text == "F32") return DType::F32;
-  if (text == "F16") return DType::F16;
-  if (text == "BF16") return DType::BF16;
-  fail("{}: tensor '{}' has dtype '{}'; supported dtypes are F32, F16 and BF16", file.string(), name, text);
+  for (DType dtype : kDTypes)
+    if (text == dtype_name(dtype)) return dtype;
+  fail("{}: tensor '{}' has dtype '{}'; supported dtypes are F32, F16, BF16, I8, U8 and I32", file.string(), name, text);
+}
+
+void check_dtype(const TensorInfo& tensor, DType expected) {
+  if (tensor.dtype != expected)
+    fail("{}: tensor '{}' has dtype {}, expected {}", tensor.file.string(), tensor.name, dtype_name(tensor.dtype),
+         dtype_name(expected));
 }
 
 uint64_t read_u64_le(const std::byte* p) {
@@ -171,7 +195,7 @@ void SafetensorsCheckpoint::add_file(const std::filesystem::path& file) {
       if (!dim.is_number_integer() || dim.get<int64_t>() < 0)
         fail("{}: tensor '{}': shape {} has a negative or non-integer dimension", where, name, entry["shape"].dump());
       const auto d = dim.get<uint64_t>();
-      if (d != 0 && numel > std::numeric_limits<uint64_t>::max() / 4 / d)
+      if (d != 0 && numel > std::numeric_limits<uint64_t>::max() / kWidestDTypeBytes / d)
         fail("{}: tensor '{}': shape {} overflows", where, name, entry["shape"].dump());
       numel *= d;
       info.shape.push_back(static_cast<int64_t>(d));
@@ -280,6 +304,9 @@ uint16_t f32_to_f16(float f) {
 }
 
 void convert_to_f32(const TensorInfo& tensor, int64_t offset, int64_t count, float* out) {
+  if (is_integer(tensor.dtype))
+    fail("{}: tensor '{}' holds {} integers, not floating-point values (quantization codes are read with their scales)",
+         tensor.file.string(), tensor.name, dtype_name(tensor.dtype));
   if (count <= 0) return;  // out may be null for an empty tensor (memcpy(nullptr, ..., 0) is UB)
   switch (tensor.dtype) {
     case DType::F32:
@@ -296,6 +323,9 @@ void convert_to_f32(const TensorInfo& tensor, int64_t offset, int64_t count, flo
       }
       return;
     }
+    case DType::I8:
+    case DType::U8:
+    case DType::I32: return;  // refused above
   }
 }
 
@@ -305,14 +335,43 @@ std::vector<float> to_f32(const TensorInfo& tensor) {
   return out;
 }
 
+std::span<const int8_t> i8_values(const TensorInfo& tensor) {
+  check_dtype(tensor, DType::I8);
+  return {reinterpret_cast<const int8_t*>(tensor.data), tensor.bytes};
+}
+
+std::span<const uint8_t> u8_values(const TensorInfo& tensor) {
+  check_dtype(tensor, DType::U8);
+  return {reinterpret_cast<const uint8_t*>(tensor.data), tensor.bytes};
+}
+
+std::vector<int32_t> i32_values(const TensorInfo& tensor) {
+  check_dtype(tensor, DType::I32);
+  std::vector<int32_t> values(tensor.bytes / sizeof(int32_t));
+  if (!values.empty()) std::memcpy(values.data(), tensor.data, tensor.bytes);
+  return values;
+}
+
 void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,
                        const std::map<std::string, std::string>& metadata) {
+  // Wider dtypes first: every tensor's size is a multiple of its element size, so each
+  // starts aligned to it when the section is in order of decreasing element size.
+  std::vector<const TensorToWrite*> order;
+  for (const auto& t : tensors) {
+    int64_t numel = 1;
+    for (int64_t d : t.shape) numel *= d;
+    if (t.bytes.size() != static_cast<uint64_t>(numel) * dtype_size(t.dtype))
+      fail("{}: tensor '{}': {} bytes for {} elements of {}", path.string(), t.name, t.bytes.size(), numel, dtype_name(t.dtype));
+    order.push_back(&t);
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [](const TensorToWrite* a, const TensorToWrite* b) { return dtype_size(a->dtype) > dtype_size(b->dtype); });
   nlohmann::json header = nlohmann::json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
-  for (const auto& t : tensors) {
-    header[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.bytes.size()}}};
-    offset += t.bytes.size();
+  for (const TensorToWrite* t : order) {
+    header[t->name] = {{"dtype", dtype_name(t->dtype)}, {"shape", t->shape}, {"data_offsets", {offset, offset + t->bytes.size()}}};
+    offset += t->bytes.size();
   }
   std::string header_text = header.dump();
   while ((8 + header_text.size()) % 8 != 0) header_text.push_back(' ');  // align the data section
@@ -324,8 +383,8 @@ void write_safetensors(const std::filesystem::path& path, const std::vector<Tens
   uint64_t header_length = header_text.size();
   bool ok = std::fwrite(&header_length, 8, 1, file) == 1 &&
             std::fwrite(header_text.data(), 1, header_text.size(), file) == header_text.size();
-  for (const auto& t : tensors)
-    ok = ok && (t.bytes.empty() || std::fwrite(t.bytes.data(), 1, t.bytes.size(), file) == t.bytes.size());
+  for (const TensorToWrite* t : order)
+    ok = ok && (t->bytes.empty() || std::fwrite(t->bytes.data(), 1, t->bytes.size(), file) == t->bytes.size());
   ok = ok && std::fflush(file) == 0;
   ok = (std::fclose(file) == 0) && ok;
   if (!ok) {

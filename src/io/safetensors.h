@@ -1,7 +1,9 @@
 #pragma once
 // Read-only, memory-mapped safetensors checkpoints (single file or sharded through
 // model.safetensors.index.json). Tensors stay in their stored dtype in the mapping;
-// callers convert what they need, when they need it.
+// callers convert what they need, when they need it. Floating-point tensors (F32, F16,
+// BF16) are model values; integer tensors (I8, U8, I32) are what quantized checkpoints
+// store beside them (codes, zero points, shapes) and are read as integers only.
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -12,9 +14,10 @@
 
 namespace cq {
 
-enum class DType { F32, F16, BF16 };
+enum class DType { F32, F16, BF16, I8, U8, I32 };
 const char* dtype_name(DType dtype);
 size_t dtype_size(DType dtype);
+bool is_integer(DType dtype);
 
 struct TensorInfo {
   std::string name;
@@ -66,15 +69,24 @@ class SafetensorsCheckpoint {
   std::map<std::string, TensorInfo> tensors_;
 };
 
-// Converts `count` elements of a stored tensor (from element `offset`) to float32.
+// Converts `count` elements of a stored floating-point tensor (from element `offset`) to
+// float32. Integer tensors are refused (cq::Error naming file and tensor): codes mean
+// nothing without their scales, so they never pass for weights.
 void convert_to_f32(const TensorInfo& tensor, int64_t offset, int64_t count, float* out);
 std::vector<float> to_f32(const TensorInfo& tensor);
+// The values of an integer tensor; cq::Error naming file and tensor for any other dtype.
+// I8/U8 are views into the mapping; I32 is copied (the mapping need not be aligned).
+std::span<const int8_t> i8_values(const TensorInfo& tensor);
+std::span<const uint8_t> u8_values(const TensorInfo& tensor);
+std::vector<int32_t> i32_values(const TensorInfo& tensor);
 
 // Limits on what a header may claim, so a corrupt or hostile file is refused early.
 inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100ull << 20;  // 100 MB
 inline constexpr size_t kMaxTensorsPerFile = 1'000'000;
 
 // Writes tensors (already in the given dtype's bytes) as one safetensors file, atomically.
+// The data section holds them without gaps (as the safetensors format requires), wider
+// dtypes first so that every F32 / I32 tensor starts 4-byte aligned.
 struct TensorToWrite {
   std::string name;
   DType dtype = DType::F32;

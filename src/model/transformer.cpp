@@ -9,6 +9,7 @@
 #include <numbers>
 #include <oneapi/dnnl/dnnl.h>
 
+#include "quant/quantized_checkpoint.h"
 #include "util/error.h"
 
 namespace cq {
@@ -100,7 +101,16 @@ std::span<float> LinearLayer::mutable_weight() {
 Transformer::Transformer(const std::filesystem::path& model_dir)
     : directory_(model_dir), config_(load_model_config(model_dir)), names_(tensor_names(config_)) {
   checkpoint_ = std::make_unique<SafetensorsCheckpoint>(model_dir);
+  stored_quantization_ = read_stored_quantization(model_dir);
   load_weights();
+}
+
+const TensorInfo& Transformer::value_tensor(const std::string& name, const std::vector<int64_t>& shape) const {
+  const TensorInfo& tensor = checkpoint_->tensor(name, shape);
+  if (is_integer(tensor.dtype))
+    fail("{}: tensor '{}' holds {} integers; model values must be F32, F16 or BF16", tensor.file.string(), name,
+         dtype_name(tensor.dtype));
+  return tensor;
 }
 
 int64_t Transformer::add_linear(const std::string& module, int64_t layer, InputSite site, int64_t in, int64_t out,
@@ -111,28 +121,34 @@ int64_t Transformer::add_linear(const std::string& module, int64_t layer, InputS
   linear.site = site;
   linear.in_features = in;
   linear.out_features = out;
-  linear.stored_weight = &checkpoint_->tensor(module + ".weight", {out, in});
-  if (bias) linear.bias = to_f32(checkpoint_->tensor(module + ".bias", {out}));
+  if (stored_quantization_) {
+    // Codes, scales and zero points from the mapping; the only FP32 copy is the result.
+    linear.stored_weight = &checkpoint_->tensor(module + ".weight");
+    linear.owned_weight = read_stored_weight_values(*checkpoint_, *stored_quantization_, module, out, in);
+  } else {
+    linear.stored_weight = &value_tensor(module + ".weight", {out, in});
+  }
+  if (bias) linear.bias = to_f32(value_tensor(module + ".bias", {out}));
   linears_.push_back(std::move(linear));
   return static_cast<int64_t>(linears_.size()) - 1;
 }
 
 Transformer::Norm Transformer::load_norm(const std::string& module, int64_t width) const {
   Norm norm;
-  norm.weight = to_f32(checkpoint_->tensor(module + ".weight", {width}));
-  if (config_.norm == NormKind::LayerNorm) norm.bias = to_f32(checkpoint_->tensor(module + ".bias", {width}));
+  norm.weight = to_f32(value_tensor(module + ".weight", {width}));
+  if (config_.norm == NormKind::LayerNorm) norm.bias = to_f32(value_tensor(module + ".bias", {width}));
   return norm;
 }
 
 void Transformer::load_weights() {
   const ModelConfig& c = config_;
   const int64_t embed_dim = c.word_embed_proj_dim;
-  embed_tokens_ = &checkpoint_->tensor(names_.embed_tokens, {c.vocab_size, embed_dim});
+  embed_tokens_ = &value_tensor(names_.embed_tokens, {c.vocab_size, embed_dim});
   if (c.positions == PositionKind::Learned)
-    embed_positions_ = &checkpoint_->tensor(names_.embed_positions, {c.max_position_embeddings + c.position_offset, c.hidden_size});
+    embed_positions_ = &value_tensor(names_.embed_positions, {c.max_position_embeddings + c.position_offset, c.hidden_size});
   if (c.has_projections()) {
-    project_in_ = &checkpoint_->tensor(names_.project_in, {c.hidden_size, embed_dim});
-    project_out_ = &checkpoint_->tensor(names_.project_out, {embed_dim, c.hidden_size});
+    project_in_ = &value_tensor(names_.project_in, {c.hidden_size, embed_dim});
+    project_out_ = &value_tensor(names_.project_out, {embed_dim, c.hidden_size});
   }
   // Tied embeddings use embed_tokens even when a copy of lm_head is stored (as HF does).
   if (c.tie_word_embeddings || !checkpoint_->contains(names_.lm_head)) {
@@ -140,7 +156,7 @@ void Transformer::load_weights() {
       fail("{}: missing tensor '{}' and tie_word_embeddings is false", checkpoint_->source().string(), names_.lm_head);
     lm_head_ = embed_tokens_;
   } else {
-    lm_head_ = &checkpoint_->tensor(names_.lm_head, {c.vocab_size, embed_dim});
+    lm_head_ = &value_tensor(names_.lm_head, {c.vocab_size, embed_dim});
   }
   const int64_t q_width = c.num_heads * c.head_dim;
   const int64_t kv_width = c.num_kv_heads * c.head_dim;
@@ -193,7 +209,11 @@ void Transformer::load_weights() {
 
 int64_t Transformer::parameter_count() const {
   int64_t total = 0;
-  for (const auto& [name, info] : checkpoint_->tensors()) total += info.numel();
+  for (const auto& [name, info] : checkpoint_->tensors())
+    if (!stored_quantization_ || (!is_integer(info.dtype) && !is_quantization_metadata(name))) total += info.numel();
+  // A quantized checkpoint's linear weights count by their logical shape, not their codes.
+  if (stored_quantization_)
+    for (const auto& linear : linears_) total += linear.out_features * linear.in_features;
   // A stored copy of a tied lm_head is not a parameter of its own.
   if (config_.tie_word_embeddings && checkpoint_->contains(names_.lm_head)) total -= checkpoint_->tensor(names_.lm_head).numel();
   return total;

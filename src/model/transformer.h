@@ -2,6 +2,8 @@
 // One decoder for every family: ModelConfig says what differs (norm, positions, MLP,
 // biases, GQA). Weights stay in the checkpoint's mapping in their stored dtype; F16/BF16
 // layers are converted to FP32 one layer at a time, so memory stays near the file size.
+// A quantized checkpoint (`cq quantize`, quant/quantized_checkpoint.h) is verified on load
+// and its linear weights dequantized from their integer codes, one tensor at a time.
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -17,6 +19,8 @@
 
 namespace cq {
 
+struct StoredQuantization;
+
 // The four places inside a block where a linear layer reads its input. Linear layers that
 // share an input (q/k/v, gate/up) share its activation quantization.
 enum class InputSite { AttentionIn, AttentionOut, MlpIn, MlpDown };
@@ -29,8 +33,9 @@ struct LinearLayer {
   int64_t layer = 0;
   int64_t in_features = 0;
   int64_t out_features = 0;
-  const TensorInfo* stored_weight = nullptr;  // in the mapping
-  std::vector<float> owned_weight;            // FP32 copy once transformed (quantized, smoothed)
+  const TensorInfo* stored_weight = nullptr;  // in the mapping (a quantized checkpoint's integer codes)
+  std::vector<float> owned_weight;            // FP32 copy once transformed (quantized, smoothed), or
+                                              // dequantized from a quantized checkpoint
   std::vector<float> bias;                    // empty: no bias
 
   // Makes an owned FP32 copy (if not yet) and returns it for in-place transformation.
@@ -66,6 +71,8 @@ class Transformer {
   const ModelConfig& config() const { return config_; }
   const SafetensorsCheckpoint& checkpoint() const { return *checkpoint_; }
   const std::filesystem::path& directory() const { return directory_; }
+  // What a quantized checkpoint stores about its quantization; nullptr for an ordinary one.
+  const StoredQuantization* stored_quantization() const { return stored_quantization_.get(); }
   int64_t parameter_count() const;
 
   KVCache make_cache(int64_t batch, int64_t capacity) const;
@@ -127,6 +134,8 @@ class Transformer {
   };
 
   void load_weights();
+  // A tensor holding model values (floating point) with the shape config.json implies.
+  const TensorInfo& value_tensor(const std::string& name, const std::vector<int64_t>& shape) const;
   int64_t add_linear(const std::string& module, int64_t layer, InputSite site, int64_t in, int64_t out, bool bias);
   Norm load_norm(const std::string& module, int64_t width) const;
   void apply_norm(const Norm& norm, const float* x, float* y, int64_t rows, int64_t width) const;
@@ -146,6 +155,7 @@ class Transformer {
   ModelConfig config_;
   TensorNames names_;
   std::unique_ptr<SafetensorsCheckpoint> checkpoint_;
+  std::shared_ptr<const StoredQuantization> stored_quantization_;
   std::vector<LinearLayer> linears_;
   std::vector<Block> blocks_;
   Norm final_norm_;

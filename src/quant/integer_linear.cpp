@@ -6,6 +6,7 @@
 #include "kernels/gemm_int4.h"
 #include "kernels/gemm_int8.h"
 #include "quant/crossquant.h"
+#include "quant/quantized_checkpoint.h"
 #include "quant/smoothquant.h"
 #include "util/error.h"
 
@@ -34,40 +35,44 @@ int64_t PackedLinearWeights::in_features() const { return impl_ ? impl_->in : 0;
 PackedLinearWeights PackedLinearWeights::quantize(const Quantizer& quantizer, const float* weight, int64_t out,
                                                   int64_t in) {
   const QuantizerSpec& spec = quantizer.spec();
-  const bool group = spec.method == "group";
-  if (spec.method != "per-channel" && spec.method != "per-token" && !group)
+  if (spec.method != "per-channel" && spec.method != "per-token" && spec.method != "group")
     fail("integer engine: weight quantization '{}' has no integer kernel (per-channel or group only)", spec.method);
-  if (group && spec.bits > 4)
-    fail("integer engine: group-wise weights need bits <= 4 (the INT4 kernel); got {} bits", spec.bits);
-  if (group && spec.group_size % 8 != 0)
-    fail("integer engine: the INT4 kernel needs a group size that is a multiple of 8 (got {})", spec.group_size);
-  const QuantizedMatrix q =
-      quantizer.quantize(MatrixView{const_cast<float*>(weight), out, in, in}, nullptr);
+  // Fail before quantizing when no kernel takes the result.
+  if (spec.method == "group") check_group_kernel(spec.bits, spec.group_size);
+  return from_codes(quantizer.quantize(MatrixView{const_cast<float*>(weight), out, in, in}, nullptr));
+}
+
+void PackedLinearWeights::check_group_kernel(int bits, int64_t group_size) {
+  if (bits > 4) fail("integer engine: group-wise weights need bits <= 4 (the INT4 kernel); got {} bits", bits);
+  if (group_size % 8 != 0)
+    fail("integer engine: the INT4 kernel needs a group size that is a multiple of 8 (got {})", group_size);
+}
+
+PackedLinearWeights PackedLinearWeights::from_codes(const QuantizedMatrix& q) {
+  const bool group = q.group_size > 0;
+  if (!q.column_factors.empty() || q.tensor_scale != 0.f)
+    fail("integer engine: weights with column factors or a tensor scale have no integer kernel (per-channel or group only)");
+  if (group) check_group_kernel(q.bits, q.group_size);
+  else if (static_cast<int64_t>(q.row_scales.size()) != q.rows)
+    fail("integer engine: the weight codes come without per-channel scales");
   PackedLinearWeights packed;
   packed.impl_ = std::make_unique<Impl>();
   Impl& impl = *packed.impl_;
-  impl.out = out;
-  impl.in = in;
-  impl.int4 = spec.bits <= 4;
-  std::vector<int8_t> codes(q.codes.size());
-  for (size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<int8_t>(q.codes[i]);
+  impl.out = q.rows;
+  impl.in = q.cols;
+  impl.int4 = q.bits <= 4;
+  const std::vector<int8_t> codes(q.codes.begin(), q.codes.end());
   if (!impl.int4) {
-    impl.w8 = kernels::pack_int8_weights(codes.data(), out, in, in);
+    impl.w8 = kernels::pack_int8_weights(codes.data(), q.rows, q.cols, q.cols);
     impl.col_scales = q.row_scales;  // per-channel Δ_k
-    if (static_cast<int64_t>(impl.col_scales.size()) != out)
-      fail("integer engine: the weight quantizer gave no per-channel scales");
     return packed;
   }
   if (group) {
-    std::vector<int8_t> zeros;
-    if (!q.group_zeros.empty()) {
-      zeros.resize(q.group_zeros.size());
-      for (size_t i = 0; i < zeros.size(); ++i) zeros[i] = static_cast<int8_t>(q.group_zeros[i]);
-    }
-    impl.w4 = kernels::pack_int4_weights(codes.data(), out, in, in, q.group_scales.data(), q.group_size,
+    const std::vector<int8_t> zeros(q.group_zeros.begin(), q.group_zeros.end());
+    impl.w4 = kernels::pack_int4_weights(codes.data(), q.rows, q.cols, q.cols, q.group_scales.data(), q.group_size,
                                          zeros.empty() ? nullptr : zeros.data());
   } else {
-    impl.w4 = kernels::pack_int4_weights(codes.data(), out, in, in, q.row_scales.data(), 0, nullptr);
+    impl.w4 = kernels::pack_int4_weights(codes.data(), q.rows, q.cols, q.cols, q.row_scales.data(), 0, nullptr);
   }
   return packed;
 }
@@ -158,6 +163,24 @@ IntegerLinear::IntegerLinear(const IntegerLinearOptions& options, std::span<cons
   }
 }
 
+IntegerLinear::IntegerLinear(const IntegerLinearOptions& options, PackedLinearWeights weights, std::vector<float> bias)
+    : mode_(Mode::Fixed),
+      options_(options),
+      out_(weights.out_features()),
+      in_(weights.in_features()),
+      bias_(std::move(bias)),
+      packed_(std::move(weights)) {
+  if (!options_.activation || !options_.weight) fail("integer engine: a linear layer needs activation and weight quantizers");
+  if (!bias_.empty() && static_cast<int64_t>(bias_.size()) != out_)
+    fail("integer engine: bias has {} values, expected {}", bias_.size(), out_);
+  check_activation(*options_.activation);
+  // Static CrossQuant: the caller hands codes of Q(W·diag(c^(1−α))) with this quantizer's c.
+  if (is_static_crossquant(*options_.activation)) mode_ = Mode::StaticCross;
+  else if (options_.activation->spec().method == "crossquant")
+    fail("integer engine: dynamic CrossQuant activations need the FP32 weights (c^(1−α) of each window is folded in "
+         "before they are quantized)");
+}
+
 IntegerLinear::~IntegerLinear() = default;
 
 std::string IntegerLinear::describe() const {
@@ -215,7 +238,7 @@ void IntegerLinear::run(const float* x, int64_t rows, int64_t sequence_length, f
 // ---------------------------------------------------------------------------------------
 // Configuration
 
-std::string integer_engine_unsupported_reason(const QuantConfig& config) {
+std::string integer_engine_unsupported_reason(const QuantConfig& config, bool from_stored_codes) {
   if (!config.quantizes_weights() || !config.quantizes_activations())
     return fmt::format("the integer engine needs quantized weights and activations (got W{}A{})", config.weight_bits,
                        config.activation_bits);
@@ -229,12 +252,17 @@ std::string integer_engine_unsupported_reason(const QuantConfig& config) {
   if (config.activation_method != "per-token" && config.activation_method != "per-tensor" &&
       config.activation_method != "crossquant")
     return fmt::format("--act-quant {} has no integer path (per-token, per-tensor, crossquant)", config.activation_method);
+  if (from_stored_codes && config.activation_method == "crossquant" && !config.static_columns)
+    return "dynamic CrossQuant folds each window's c^(1−α) into the FP32 weights before quantizing them "
+           "(docs/INTEGER_ENGINE.md), and a quantized checkpoint holds only the quantized weights: quantize with "
+           "static CrossQuant (--calib), or give --act-quant per-token or per-tensor (with --abits), or --engine fake";
   return {};
 }
 
 void install_integer_backends(Transformer& model, const QuantConfig& config,
                               const std::vector<std::vector<float>>& static_absmax) {
-  if (const std::string reason = integer_engine_unsupported_reason(config); !reason.empty())
+  const StoredQuantization* stored = model.stored_quantization();
+  if (const std::string reason = integer_engine_unsupported_reason(config, stored != nullptr); !reason.empty())
     fail("--engine int: {}", reason);
   std::shared_ptr<const Quantizer> weight = make_weight_quantizer(config);
   QuantizerSpec spec;
@@ -272,9 +300,31 @@ void install_integer_backends(Transformer& model, const QuantConfig& config,
       }
       options.activation = site_quantizers[slot];
     }
-    const std::span<const float> w = linear.mutable_weight();
-    model.set_linear_backend(static_cast<int64_t>(index),
-                             std::make_shared<IntegerLinear>(options, w, linear.out_features, linear.in_features, linear.bias));
+    std::shared_ptr<IntegerLinear> backend;
+    if (stored) {
+      if (is_static_crossquant(*options.activation)) {
+        // The stored codes are Q(W·diag(f)) for the checkpoint's calibrated c; other c would
+        // need the FP32 weights.
+        const std::vector<float> stored_divisors =
+            read_stored_column_divisors(model.checkpoint(), *stored, linear.name, linear.in_features);
+        if (stored_divisors != static_column_divisors(config.alpha, static_absmax[slot]))
+          fail("--engine int: {} was not quantized for static CrossQuant with these column maxima and alpha {} "
+               "(its weights fold the calibrated c^(1-alpha) of `cq quantize --calib`); run it without --calib/--alpha, "
+               "or with --engine fake",
+               stored->weights_file.string(), config.alpha);
+      }
+      // The checkpoint's codes and scales as they are; the dequantized FP32 copy is not needed.
+      backend = std::make_shared<IntegerLinear>(
+          options,
+          PackedLinearWeights::from_codes(
+              read_stored_weight(model.checkpoint(), *stored, linear.name, linear.out_features, linear.in_features)),
+          linear.bias);
+      std::vector<float>().swap(linear.owned_weight);
+    } else {
+      backend = std::make_shared<IntegerLinear>(options, linear.mutable_weight(), linear.out_features, linear.in_features,
+                                                linear.bias);
+    }
+    model.set_linear_backend(static_cast<int64_t>(index), std::move(backend));
   }
 }
 

@@ -44,6 +44,9 @@ class PackedLinearWeights {
   // Quantizes weight (out × in, row-major FP32) with `quantizer` and packs the codes.
   // Throws cq::Error when no kernel takes the result (e.g. group-wise with bits > 4).
   static PackedLinearWeights quantize(const Quantizer& quantizer, const float* weight, int64_t out, int64_t in);
+  // Packs codes as they are (a quantized checkpoint's, say): per-channel (row_scales) or
+  // group-wise with bits <= 4 (group_scales, group_zeros). Throws cq::Error otherwise.
+  static PackedLinearWeights from_codes(const QuantizedMatrix& codes);
   // y (rows × out) = dequantized codes · Wᵀ (+ bias). codes: rows × in int8, row_scales: rows.
   void gemm(const int8_t* codes, int64_t rows, const float* row_scales, const float* bias, float* y) const;
   bool is_int4() const;
@@ -51,6 +54,7 @@ class PackedLinearWeights {
   int64_t in_features() const;
 
  private:
+  static void check_group_kernel(int bits, int64_t group_size);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
@@ -70,6 +74,10 @@ class IntegerLinear final : public LinearBackend {
  public:
   IntegerLinear(const IntegerLinearOptions& options, std::span<const float> weight, int64_t out, int64_t in,
                 std::vector<float> bias);
+  // Weights already quantized and packed (a quantized checkpoint's codes): per-token or
+  // per-tensor activations only, since CrossQuant folds c^(1−α) into the weights before they
+  // are quantized. options.weight describes how they were quantized (for describe()).
+  IntegerLinear(const IntegerLinearOptions& options, PackedLinearWeights weights, std::vector<float> bias);
   ~IntegerLinear() override;
   void run(const float* x, int64_t rows, int64_t sequence_length, float* y, KernelStats& stats) override;
 
@@ -95,13 +103,16 @@ class IntegerLinear final : public LinearBackend {
 };
 
 // Empty when the integer engine runs `config`, else why not (for a clear error).
-std::string integer_engine_unsupported_reason(const QuantConfig& config);
+// from_stored_codes: the weights are a quantized checkpoint's codes, not FP32 weights.
+std::string integer_engine_unsupported_reason(const QuantConfig& config, bool from_stored_codes = false);
 
 // Installs an IntegerLinear on every decoder linear layer of `model`, from its current
-// (transformed, not yet fake-quantized) weights. static_absmax: per (layer * kInputSites +
-// site) calibrated column maxima when config.static_columns (as install_activation_quantizers
-// takes them); for dynamic CrossQuant, when given, they serve decoding. Throws cq::Error
-// when the configuration is unsupported.
+// (transformed, not yet fake-quantized) weights, or for a quantized checkpoint from its
+// stored codes and scales as they are (no re-quantization; the FP32 copies of the weights
+// are then released). static_absmax: per (layer * kInputSites + site) calibrated column
+// maxima when config.static_columns (as install_activation_quantizers takes them); for
+// dynamic CrossQuant, when given, they serve decoding. Throws cq::Error when the
+// configuration is unsupported.
 void install_integer_backends(Transformer& model, const QuantConfig& config,
                               const std::vector<std::vector<float>>& static_absmax);
 

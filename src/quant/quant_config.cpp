@@ -50,7 +50,9 @@ void QuantConfig::validate() const {
   if (static_columns && activation_method != "crossquant") fail("static columns are a CrossQuant setting");
   if (static_tensor_scale && activation_method != "per-tensor") fail("a static tensor scale is a per-tensor setting");
   if (engine != "fake" && engine != "int") fail("--engine '{}' is not one of int, fake", engine);
-  if (engine == "int")
+  // Without quantized weights the weights may come from a quantized checkpoint, known only
+  // once the model is loaded; apply_quantization checks the configuration it runs.
+  if (engine == "int" && quantizes_weights())
     if (const std::string reason = integer_engine_unsupported_reason(*this); !reason.empty()) fail("--engine int: {}", reason);
 }
 
@@ -204,51 +206,81 @@ bool folds_static_columns(const QuantConfig& config) {
          (config.weight_method == "per-channel" || config.weight_method == "group");
 }
 
-void quantize_weights_with_folded_columns(Transformer& model, const Quantizer& weight_quantizer, double alpha,
-                                          const std::vector<std::vector<float>>& static_absmax) {
+std::vector<float> static_column_divisors(double alpha, const std::vector<float>& column_absmax) {
   QuantizerSpec cross;
   cross.method = "crossquant";
   cross.alpha = alpha;
-  const CrossQuantQuantizer column_factors(cross);
+  return CrossQuantQuantizer(cross).column_divisors(column_absmax);
+}
+
+void scale_weight_columns(std::span<float> weight, int64_t in, const std::vector<float>& factors, bool divide) {
+  if (static_cast<int64_t>(factors.size()) != in || in <= 0 || weight.size() % static_cast<size_t>(in) != 0)
+    fail("column factors: {} factors for a weight of {} values with {} inputs", factors.size(), weight.size(), in);
+  const auto columns = static_cast<size_t>(in);
+  for (size_t start = 0; start < weight.size(); start += columns)
+    for (size_t j = 0; j < columns; ++j) {
+      if (divide) weight[start + j] /= factors[j];
+      else weight[start + j] *= factors[j];
+    }
+}
+
+void quantize_weights_with_folded_columns(Transformer& model, const Quantizer& weight_quantizer, double alpha,
+                                          const std::vector<std::vector<float>>& static_absmax) {
   for (LinearLayer& linear : model.linear_layers()) {
     const auto site = static_cast<size_t>(linear.layer * kInputSites + static_cast<int>(linear.site));
     if (site >= static_absmax.size()) fail("static CrossQuant: no calibrated column maxima for linear layer {}", linear.name);
-    const std::vector<float> f = column_factors.column_divisors(static_absmax[site]);
-    if (static_cast<int64_t>(f.size()) != linear.in_features)
-      fail("static CrossQuant: {} column maxima for {} with {} inputs", f.size(), linear.name, linear.in_features);
+    const std::vector<float> f = static_column_divisors(alpha, static_absmax[site]);
     std::span<float> w = linear.mutable_weight();
-    const auto in = static_cast<size_t>(linear.in_features);
-    for (size_t k = 0; k < static_cast<size_t>(linear.out_features); ++k)
-      for (size_t j = 0; j < in; ++j) w[k * in + j] *= f[j];
+    scale_weight_columns(w, linear.in_features, f, /*divide=*/false);
     weight_quantizer.fake_quantize(MatrixView{w.data(), linear.out_features, linear.in_features, linear.in_features}, nullptr);
-    for (size_t k = 0; k < static_cast<size_t>(linear.out_features); ++k)
-      for (size_t j = 0; j < in; ++j) w[k * in + j] /= f[j];
+    scale_weight_columns(w, linear.in_features, f, /*divide=*/true);
   }
 }
 
+namespace {
+
+// A quantized checkpoint: the weights are final (dequantized on load). Activation flags given
+// here override the stored activation setting; without them the stored one is used.
+QuantConfig apply_stored_quantization(Transformer& model, const StoredQuantization& stored, const QuantConfig& config,
+                                      std::span<const int32_t> calibration_tokens) {
+  if (config.quantizes_weights() || config.method == "smoothquant" || config.method == "awq")
+    fail("{} is already quantized ({}); drop the weight flags (--scheme/--wbits/--method), activation flags may be given",
+         model.directory().string(), stored.config.describe());
+  QuantConfig effective = stored.config;
+  effective.engine = config.engine;
+  std::vector<std::vector<float>> static_absmax;
+  if (config.quantizes_activations()) {
+    effective.activation_bits = config.activation_bits;
+    effective.activation_method = config.activation_method;
+    effective.alpha = config.alpha;
+    effective.kernel_target = config.kernel_target;
+    effective.static_columns = config.static_columns;
+    effective.static_tensor_scale = config.static_tensor_scale;
+    effective.quantize_attention_inputs = config.quantize_attention_inputs;
+    effective.calib_source = config.calib_source;
+    effective.calib_samples = config.calib_samples;
+    effective.calib_seqlen = config.calib_seqlen;
+    effective.validate();
+    static_absmax = calibrate_static_activations(model, effective, calibration_tokens);
+  } else {
+    static_absmax = read_static_absmax(model);
+  }
+  if (effective.engine == "int") install_integer_backends(model, effective, static_absmax);
+  install_activation_quantizers(model, effective, static_absmax);
+  return effective;
+}
+
+}  // namespace
+
 QuantizationRecord apply_quantization(Transformer& model, const QuantConfig& config, std::span<const int32_t> calibration_tokens) {
-  if (auto stored = read_quantized_checkpoint(model)) {
-    if (config.engine == "int") fail("--engine int does not run quantized checkpoints yet; use --engine fake");
-    // Written by `cq quantize`: the weights are final. Activation flags given here override
-    // the stored activation setting; without them the stored one is used.
-    if (config.quantizes_weights() || config.method == "smoothquant" || config.method == "awq")
-      fail("{} is already quantized ({}); drop the weight flags (--scheme/--wbits/--method), activation flags may be given",
-           model.directory().string(), stored->config.describe());
+  if (const StoredQuantization* stored = model.stored_quantization()) {
     QuantizationRecord record;
-    if (!config.quantizes_activations()) {
-      install_activation_quantizers(model, stored->config, stored->static_absmax);
-      return record;
-    }
-    QuantConfig activations = stored->config;
-    activations.activation_bits = config.activation_bits;
-    activations.activation_method = config.activation_method;
-    activations.alpha = config.alpha;
-    activations.kernel_target = config.kernel_target;
-    activations.static_columns = config.static_columns;
-    activations.static_tensor_scale = config.static_tensor_scale;
-    install_activation_quantizers(model, activations, calibrate_static_activations(model, activations, calibration_tokens));
+    record.applied = apply_stored_quantization(model, *stored, config, calibration_tokens);
     return record;
   }
+  // Before any calibration: validate() leaves the engine of unquantized weights to here.
+  if (config.engine == "int")
+    if (const std::string reason = integer_engine_unsupported_reason(config); !reason.empty()) fail("--engine int: {}", reason);
   QuantizationRecord record = apply_transformation(model, config, calibration_tokens);
   // Static scales describe the transformed, still unquantized model.
   const auto static_absmax = calibrate_static_activations(model, config, calibration_tokens);
@@ -260,6 +292,7 @@ QuantizationRecord apply_quantization(Transformer& model, const QuantConfig& con
     else model.quantize_weights(*quantizer);
   }
   install_activation_quantizers(model, config, static_absmax);
+  record.applied = config;
   return record;
 }
 

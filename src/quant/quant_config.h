@@ -63,6 +63,9 @@ struct QuantConfig {
 
 // What apply_quantization computed on the calibration data (for reports and checkpoints).
 struct QuantizationRecord {
+  // The setting the model runs: the config given, or for a quantized checkpoint its stored
+  // setting with the activation flags given applied (what reports should describe).
+  QuantConfig applied;
   double migration_strength = 0;          // SmoothQuant α used
   std::vector<SmoothingFactors> smoothing;
   AwqResult awq;
@@ -74,6 +77,9 @@ struct QuantizationRecord {
 // once and installs the activation quantizer at every linear input. Embeddings and lm_head
 // stay in full precision. Methods that calibrate use `calibration_tokens` with the
 // unquantized model; static activation scales are calibrated after the transformation.
+// A quantized checkpoint (model.stored_quantization()) keeps its weights; weight flags are
+// refused, activation flags override the stored activation setting, and `--engine int`
+// runs its stored codes.
 QuantizationRecord apply_quantization(Transformer& model, const QuantConfig& config,
                                       std::span<const int32_t> calibration_tokens = {});
 // The same, without quantizing the weights (the weights are transformed only): for
@@ -87,6 +93,10 @@ std::unique_ptr<Quantizer> make_weight_quantizer(const QuantConfig& config);
 // sum, so it is folded into the weight before weight quantization. Both engines compute that
 // model; the fake path stores ŵ = Q(W·diag(f)) / f (docs/QUANTIZERS.md, "Static CrossQuant").
 bool folds_static_columns(const QuantConfig& config);
+// f_j = c_j^(1−α) of static CrossQuant (CrossQuantQuantizer::column_divisors).
+std::vector<float> static_column_divisors(double alpha, const std::vector<float>& column_absmax);
+// weight (rows × in, row-major) column j multiplied (or divided) by factors[j].
+void scale_weight_columns(std::span<float> weight, int64_t in, const std::vector<float>& factors, bool divide);
 void quantize_weights_with_folded_columns(Transformer& model, const Quantizer& weight_quantizer, double alpha,
                                           const std::vector<std::vector<float>>& static_absmax);
 // Static activation quantization: per (layer * kInputSites + site) the column maxima of the

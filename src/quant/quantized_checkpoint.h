@@ -1,39 +1,87 @@
 #pragma once
-// Quantized checkpoints written by `cq quantize`: a Hugging Face model directory that any
-// `cq` command loads directly.
+// Quantized checkpoints written by `cq quantize`: a Hugging Face model directory that every
+// `cq` command loads directly (format "crossquant-quantized", version 2; docs/BASELINES.md).
 //
-// Format (docs/BASELINES.md): model.safetensors holds every tensor of the source model in
-// FP32 with the transformation folded in (SmoothQuant / AWQ scales in the norms and
-// linears, AWQ clipping), and each decoder linear weight stored as its dequantized grid
-// values (codes − zero)·scale. Beside each such weight, `<module>.weight_scale` [out][groups]
-// and, for asymmetric group-wise weights, `<module>.weight_zero` [out][groups] hold the
-// quantizer's scales and zero points, so the integer codes are exactly round(w / scale) + zero
-// (checked on load). Static activation scales, when used, are stored as
-// `quantization.layers.<l>.<site>.input_absmax`. config.json carries `quantization_config`
-// (method, bits, group size, α values, calibration, the SmoothQuant/AWQ settings and the
-// sha256 of model.safetensors, verified on load). Files are written atomically.
+// model.safetensors holds, for each decoder linear layer `<m>` (out × in):
+//   <m>.weight               integer codes: I8 [out][in] (symmetric, bits 5..8), U8 [out][in]
+//                            (asymmetric, bits 5..8), or U8 [out][ceil(in/2)] (bits <= 4: two
+//                            codes a byte, see pack_nibbles)
+//   <m>.weight_shape         I32 [2] = {out, in}, the logical shape (packed codes only)
+//   <m>.weight_scale         F32 [out][groups] (group-wise) or [out][1] (per-channel, CrossQuant)
+//   <m>.weight_zero          U8 [out][groups] (asymmetric group-wise only)
+//   <m>.weight_column_factor F32 [in] (CrossQuant weights: c_j^(1−α_W))
+// Everything else in F32 with the transformation folded in (SmoothQuant / AWQ scales in
+// norms, biases and embeddings as they are), and static activation maxima, when used, as
+// `quantization.layers.<l>.<site>.input_absmax`. config.json carries quantization_config
+// (method, bits, granularity, group size, symmetry, packing, α values, activation scheme,
+// calibration, format version, FNV-1a-64 checksum of model.safetensors). Every file is
+// written atomically.
+#include <cstdint>
 #include <filesystem>
-#include <optional>
+#include <memory>
+#include <span>
+#include <string>
 #include <vector>
 
-#include "model/transformer.h"
+#include "io/safetensors.h"
 #include "quant/quant_config.h"
+#include "quant/quantizer.h"
 
 namespace cq {
 
+class Transformer;
+
+inline constexpr const char* kQuantizedCheckpointFormat = "crossquant-quantized";
+inline constexpr int kQuantizedCheckpointVersion = 2;
+
 // `model` has been transformed (apply_transformation) but its weights not quantized.
-// Quantizes them with the config's weight quantizer and writes out_dir/{model.safetensors,
-// config.json} plus the source directory's tokenizer and generation files.
+// Quantizes them with the config's weight quantizer (the model keeps the dequantized values)
+// and writes out_dir/{model.safetensors, config.json} plus the source directory's tokenizer
+// and generation files.
 void write_quantized_checkpoint(Transformer& model, const QuantConfig& config, const QuantizationRecord& record,
                                 const std::vector<std::vector<float>>& static_absmax, const std::filesystem::path& out_dir);
 
 struct StoredQuantization {
-  QuantConfig config;
-  std::vector<std::vector<float>> static_absmax;  // empty unless static activation scales
+  QuantConfig config;                  // as `cq quantize` was given it (engine "fake")
+  std::filesystem::path weights_file;  // model_dir/model.safetensors, for messages
 };
 
-// The quantization stored in a model directory written by write_quantized_checkpoint, or
-// nullopt for an ordinary checkpoint. Throws cq::Error for a tampered or inconsistent one.
-std::optional<StoredQuantization> read_quantized_checkpoint(const Transformer& model);
+// The quantization_config of model_dir/config.json, or nullptr for an ordinary checkpoint.
+// Throws cq::Error for another format or version, a malformed config, or weights whose
+// checksum differs from the recorded one (modified or corrupted after `cq quantize`).
+std::shared_ptr<const StoredQuantization> read_stored_quantization(const std::filesystem::path& model_dir);
+
+// The codes and scales of the quantized weight `module`.weight (out × in), validated:
+// dtypes and shapes, codes within the range of the stored bits, scales finite and positive.
+// dequantized() gives the values the fake-quantization path computes, bit for bit. Errors
+// name the file and the tensor.
+QuantizedMatrix read_stored_weight(const SafetensorsCheckpoint& checkpoint, const StoredQuantization& stored,
+                                   const std::string& module, int64_t out, int64_t in);
+
+// Static CrossQuant checkpoints (folds_static_columns): the f_j = c_j^(1−α) that `module`'s
+// codes were quantized with, Q(W·diag(f)); empty for other checkpoints (and then refused if
+// present).
+std::vector<float> read_stored_column_divisors(const SafetensorsCheckpoint& checkpoint, const StoredQuantization& stored,
+                                               const std::string& module, int64_t in);
+// The FP32 weight the fake path computes with: dequantized codes, divided by the column
+// divisors of a static CrossQuant checkpoint.
+std::vector<float> read_stored_weight_values(const SafetensorsCheckpoint& checkpoint, const StoredQuantization& stored,
+                                             const std::string& module, int64_t out, int64_t in);
+
+// Static activation maxima of a quantized checkpoint's model, per (layer * kInputSites +
+// site); empty unless its activation scales are static.
+std::vector<std::vector<float>> read_static_absmax(const Transformer& model);
+
+// Tensors that describe quantized weights rather than being parameters (scales, zeros,
+// shapes, column factors, activation maxima).
+bool is_quantization_metadata(const std::string& name);
+
+// Codes of <= 4 bits, two a byte, row by row: byte b of row i holds column 2b in its low
+// nibble and column 2b + 1 in its high nibble; an odd column count leaves the last high
+// nibble 0. Nibble = code + offset (offset 8 for symmetric codes, 0 for asymmetric ones).
+std::vector<uint8_t> pack_nibbles(std::span<const int16_t> codes, int64_t rows, int64_t cols, int offset);
+
+// FNV-1a, 64 bits, of a file, as quantization_config's weights_checksum records it.
+std::string file_checksum(const std::filesystem::path& path);
 
 }  // namespace cq

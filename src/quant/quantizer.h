@@ -36,6 +36,11 @@ struct QuantizedMatrix {
   std::vector<int16_t> group_zeros;    // asymmetric group-wise zero points
   float tensor_scale = 0.f;            // per-tensor Δ (0 when unused)
   float dequantize(int64_t i, int64_t j) const;
+  // Every element, row-major: dequantize(i, j) for all (i, j), in one pass.
+  std::vector<float> dequantized() const;
+
+ private:
+  float dequantize_unchecked(int64_t i, int64_t j, int64_t groups_per_row) const;
 };
 
 struct QuantizerSpec {

@@ -64,6 +64,41 @@ TEST(Safetensors, WriteThenReadEveryDtype) {
   EXPECT_FALSE(std::filesystem::exists(dir / "model.safetensors.tmp"));
 }
 
+// Integer tensors (quantized checkpoints' codes, zero points, shapes) keep their values; the
+// writer puts 4-byte dtypes first so each starts aligned; they never pass for float values.
+TEST(Safetensors, IntegerDtypesRoundTripAndStayIntegers) {
+  const auto dir = test::scratch_dir("safetensors-integers");
+  const std::vector<int8_t> i8 = {-128, -1, 0, 7, 127};
+  const std::vector<uint8_t> u8 = {0, 1, 0x69, 255, 16, 8, 9};
+  const std::vector<int32_t> i32 = {2048, -3, 2147483647};
+  const std::vector<float> f32 = {0.5f, -4.f};
+  write_safetensors(dir / "model.safetensors", {{"codes", DType::U8, {7}, std::as_bytes(std::span(u8))},
+                                                {"signed", DType::I8, {5}, std::as_bytes(std::span(i8))},
+                                                {"shape", DType::I32, {3}, std::as_bytes(std::span(i32))},
+                                                {"scale", DType::F32, {2}, std::as_bytes(std::span(f32))}});
+  SafetensorsCheckpoint checkpoint(dir);
+  const auto& signed_codes = checkpoint.tensor("signed");
+  EXPECT_EQ(signed_codes.dtype, DType::I8);
+  EXPECT_EQ(std::vector<int8_t>(i8_values(signed_codes).begin(), i8_values(signed_codes).end()), i8);
+  EXPECT_EQ(std::vector<uint8_t>(u8_values(checkpoint.tensor("codes")).begin(), u8_values(checkpoint.tensor("codes")).end()), u8);
+  EXPECT_EQ(i32_values(checkpoint.tensor("shape")), i32);
+  EXPECT_EQ(to_f32(checkpoint.tensor("scale")), f32);
+  // 8-byte length + header padded to 8: the data section is 8-aligned, and so are the I32
+  // and F32 tensors written before the 1-byte ones.
+  for (const char* name : {"shape", "scale"})
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(checkpoint.tensor(name).data) % 4, 0u) << name;
+  const std::string refused = error_of([&] { (void)to_f32(signed_codes); });
+  EXPECT_NE(refused.find("model.safetensors: tensor 'signed' holds I8 integers"), std::string::npos) << refused;
+  const std::string wrong = error_of([&] { (void)i8_values(checkpoint.tensor("codes")); });
+  EXPECT_NE(wrong.find("tensor 'codes' has dtype U8, expected I8"), std::string::npos) << wrong;
+  EXPECT_NE(error_of([&] { (void)i32_values(checkpoint.tensor("scale")); }).find("expected I32"), std::string::npos);
+  // The writer refuses bytes that do not match the shape.
+  EXPECT_NE(error_of([&] {
+              write_safetensors(dir / "bad.safetensors", {{"x", DType::I32, {2}, std::as_bytes(std::span(i8))}});
+            }).find("5 bytes for 2 elements of I32"),
+            std::string::npos);
+}
+
 TEST(Safetensors, ShardedIndexIsFollowed) {
   const auto dir = test::synthetic_model("llama-bf16-sharded");
   SafetensorsCheckpoint checkpoint(dir);
@@ -97,6 +132,9 @@ INSTANTIATE_TEST_SUITE_P(
     testing::Values(
         BadFile{"offsets-outside", R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", std::string(8, '\0'), "outside the data section"},
         BadFile{"wrong-dtype", R"({"w":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})", std::string(8, '\0'), "dtype 'I64'"},
+        BadFile{"i32-size", R"({"w":{"dtype":"I32","shape":[3],"data_offsets":[0,8]}})", std::string(8, '\0'), "expected 12"},
+        BadFile{"u8-size", R"({"w":{"dtype":"U8","shape":[2,3],"data_offsets":[0,8]}})", std::string(8, '\0'), "expected 6"},
+        BadFile{"i8-outside", R"({"w":{"dtype":"I8","shape":[9],"data_offsets":[0,9]}})", std::string(8, '\0'), "outside the data section"},
         BadFile{"size-mismatch", R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, '\0'), "expected 12"},
         BadFile{"negative-shape", R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", std::string(4, '\0'), "negative"},
         BadFile{"not-json", R"({"w":)", "", "malformed"},
