@@ -71,6 +71,11 @@ QuantConfig QuantOptions::resolve() const {
     if (weight_quant->count()) resolved.weight_method = config.weight_method;
     if (resolved.weight_method == "group" && config.group_size != 128) resolved.group_size = config.group_size;
   }
+  // A flag that would silently do nothing is an error (also on a quantized checkpoint: give
+  // the activation bits with the method that overrides the stored one).
+  if (act_quant->count() && !resolved.quantizes_activations())
+    fail("--act-quant {} has no effect: activations are not quantized (A{}); give --abits N (2..8) or --scheme",
+         resolved.activation_method, resolved.activation_bits);
   // AWQ's own weight setting: asymmetric group-wise with zero points.
   if (config.method == "awq" && resolved.weight_method == "group") resolved.weight_asymmetric = true;
   const bool calibrated_method = config.method == "smoothquant" || config.method == "awq";

@@ -33,6 +33,15 @@ TEST(Cli, InfoDescribesAGeneratedModel) {
   EXPECT_NE(result.output.find("kv heads 2"), std::string::npos) << result.output;
 }
 
+// A flag that would do nothing is refused rather than ignored.
+TEST(Cli, ActivationMethodWithoutActivationBitsIsAnError) {
+  const auto dir = test::synthetic_model("llama-gqa");
+  const auto text = test::scratch_dir("cli-act-quant") / "text.txt";
+  std::ofstream(text) << "one two three four five six seven eight nine ten\n";
+  expect_clean_failure(test::run_cq("ppl --model '" + dir.string() + "' --text '" + text.string() + "' --act-quant crossquant"),
+                       "--act-quant crossquant has no effect: activations are not quantized (A16)");
+}
+
 TEST(Cli, TruncatedCheckpoint) {
   const auto dir = copy_model("opt-pre", "cli-truncated");
   std::filesystem::resize_file(dir / "model.safetensors", std::filesystem::file_size(dir / "model.safetensors") / 2);
