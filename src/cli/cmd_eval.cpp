@@ -28,11 +28,13 @@ std::vector<std::string> split_tasks(const std::string& list) {
   return names;
 }
 
-// Activation quantizers whose scales depend on other tokens of the sequence (CrossQuant's
-// column maxima, per-tensor) see a different matrix when the context is run apart from the
-// continuation, so those settings score every request as one full sequence.
+// Activation quantizers whose scales depend on other tokens of the window (dynamic
+// CrossQuant's column maxima, per-tensor, remove-kernel's threshold) would see the context
+// and every choice together in a shared tree, so those settings pack each request as a
+// sequence of its own: the same numbers as one forward per request.
 bool activations_are_per_row(const QuantConfig& config) {
-  return !config.quantizes_activations() || config.activation_method == "per-token" || config.static_columns;
+  return !config.quantizes_activations() || config.activation_method == "per-token" || config.static_columns ||
+         config.static_tensor_scale;
 }
 
 }  // namespace
@@ -41,7 +43,9 @@ void add_eval_command(CLI::App& app) {
   struct Options {
     std::string model, tasks, data_dir, json;
     int64_t limit = 0, max_length = 0;
-    bool add_bos = false, no_shared_prefix = false, all_subjects = false, requests = false;
+    std::string scoring = "packed";
+    int64_t packed_tokens = LoglikelihoodOptions{}.packed_tokens;
+    bool add_bos = false, all_subjects = false, requests = false;
     QuantOptions quant;
   };
   auto options = std::make_shared<Options>();
@@ -55,7 +59,14 @@ void add_eval_command(CLI::App& app) {
   command->add_option("--limit", options->limit, "evaluate the first N documents of each task (MMLU: of each subject)");
   command->add_flag("--add-bos", options->add_bos, "prepend BOS to every encoding (newer lm-eval; default: v0.4.x, none)");
   command->add_option("--max-length", options->max_length, "window in tokens (default: the model's max positions)");
-  command->add_flag("--no-shared-prefix", options->no_shared_prefix, "score every request as one full forward pass");
+  command->add_option("--scoring", options->scoring,
+                      "packed: questions packed into forward passes, each context run once (tree attention); "
+                      "per-request: one full forward per request")
+      ->check(CLI::IsMember({"packed", "per-request"}))
+      ->capture_default_str();
+  command->add_option("--packed-tokens", options->packed_tokens, "packed: token positions per forward pass")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   command->add_flag("--all-subjects", options->all_subjects, "list every MMLU subject in the table");
   command->add_option("--json", options->json, "write metrics and configuration as JSON ('-' for stdout)");
   command->add_flag("--requests", options->requests, "include every request's log-likelihood in the JSON");
@@ -71,7 +82,9 @@ void add_eval_command(CLI::App& app) {
     LoglikelihoodOptions engine_options;
     engine_options.add_bos = options->add_bos;
     engine_options.max_length = options->max_length;
-    engine_options.shared_prefix = !options->no_shared_prefix && activations_are_per_row(quant);
+    engine_options.mode = options->scoring == "packed" ? ScoringMode::Packed : ScoringMode::PerRequest;
+    engine_options.packed_tokens = options->packed_tokens;
+    engine_options.share_context = activations_are_per_row(quant);
     LoglikelihoodEngine engine(model, *tokenizer, engine_options);
 
     std::vector<TaskResult> results;
@@ -91,7 +104,9 @@ void add_eval_command(CLI::App& app) {
                               {{"add_bos", options->add_bos},
                                {"max_length", engine.options().max_length},
                                {"limit", options->limit},
-                               {"shared_prefix", engine.options().shared_prefix},
+                               {"scoring", options->scoring},
+                               {"packed_tokens", engine.options().packed_tokens},
+                               {"share_context", engine.options().share_context},
                                {"num_fewshot", {{"mmlu", 5}}}}},
                              {"quantization", quant.to_json()}};
       nlohmann::json task_json = nlohmann::json::object();

@@ -120,29 +120,28 @@ TaskResult run_task(LoglikelihoodEngine& engine, const Task& task, bool show_pro
   result.docs = static_cast<int64_t>(task.docs.size());
   const EngineStats before = engine.stats();
   const auto start = std::chrono::steady_clock::now();
+  std::vector<EncodedQuestion> questions;
+  questions.reserve(task.docs.size());
+  for (const EvalDoc& doc : task.docs) {
+    if (task.kind == TaskKind::Loglikelihood) {
+      const std::string target[] = {doc.target};
+      questions.push_back(engine.encode(doc.context, target));
+    } else {
+      std::vector<std::string> continuations;
+      for (const auto& choice : doc.choices) continuations.push_back(" " + choice);
+      questions.push_back(engine.encode(doc.context, continuations));
+    }
+  }
   {
     ProgressBar progress(task.name, result.docs, "docs");
-    for (const EvalDoc& doc : task.docs) {
-      DocScore score;
-      if (task.kind == TaskKind::Loglikelihood) {
-        const std::string target[] = {doc.target};
-        score.requests = engine.score(doc.context, target);
-      } else {
-        std::vector<std::string> continuations;
-        for (const auto& choice : doc.choices) continuations.push_back(" " + choice);
-        score.requests = engine.score(doc.context, continuations);
-      }
-      result.scores.push_back(std::move(score));
-      if (show_progress) progress.advance();
-    }
+    for (auto& requests : engine.score_questions(questions, [&](int64_t done) {
+           if (show_progress) progress.advance(done);
+         }))
+      result.scores.push_back(DocScore{std::move(requests)});
     if (show_progress) progress.finish();
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const EngineStats& after = engine.stats();
-  result.stats.requests = after.requests - before.requests;
-  result.stats.forward_calls = after.forward_calls - before.forward_calls;
-  result.stats.positions = after.positions - before.positions;
-  result.stats.request_tokens = after.request_tokens - before.request_tokens;
+  result.stats = engine.stats() - before;
   result.metrics = task_metrics(task, result.scores);
   return result;
 }

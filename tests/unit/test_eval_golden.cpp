@@ -117,27 +117,48 @@ std::vector<GoldenCase> golden_cases() {
 
 INSTANTIATE_TEST_SUITE_P(SharedModels, EvalGolden, testing::ValuesIn(golden_cases()), case_name);
 
-// The shared-prefix path (context once, choices batched from a copied KV cache) gives the
-// same numbers as one full forward per request.
-TEST(EvalEngine, SharedPrefixEqualsFullForwards) {
+// Packed scoring (questions packed into few forwards, each context run once as a tree) gives
+// the numbers of one full forward per request, with and without context sharing, and with
+// a budget small enough that every question runs alone.
+TEST(EvalEngine, PackedEqualsOneForwardPerRequest) {
   CQ_NEED_SHARED("models/tinyopt");
   CQ_NEED_SHARED("data/hellaswag");
   for (const char* name : {"tinyopt", "stories260k"}) {
+    SCOPED_TRACE(name);
     const fs::path model_dir = test::shared_dir() / "models" / name;
     Transformer model(model_dir);
     const auto tokenizer = load_tokenizer(model_dir);
-    LoglikelihoodOptions shared_options, full_options;
-    full_options.shared_prefix = false;
-    LoglikelihoodEngine shared(model, *tokenizer, shared_options), full(model, *tokenizer, full_options);
     const Task task = load_task("hellaswag", test::shared_dir() / "data", 10);
-    const TaskResult a = run_task(shared, task, false), b = run_task(full, task, false);
-    for (size_t d = 0; d < a.scores.size(); ++d)
-      for (size_t i = 0; i < a.scores[d].requests.size(); ++i) {
-        EXPECT_NEAR(a.scores[d].requests[i].loglikelihood, b.scores[d].requests[i].loglikelihood, 1e-4);
-        EXPECT_EQ(a.scores[d].requests[i].is_greedy, b.scores[d].requests[i].is_greedy);
+    LoglikelihoodOptions per_request_options;
+    per_request_options.mode = ScoringMode::PerRequest;
+    LoglikelihoodEngine per_request(model, *tokenizer, per_request_options);
+    const TaskResult want = run_task(per_request, task, false);
+    EXPECT_EQ(want.stats.forward_calls, 40);
+    for (const int64_t budget : {int64_t{2048}, int64_t{1}})
+      for (const bool share_context : {true, false}) {
+        SCOPED_TRACE(fmt::format("packed_tokens {} share_context {}", budget, share_context));
+        LoglikelihoodOptions options;
+        options.packed_tokens = budget;
+        options.share_context = share_context;
+        LoglikelihoodEngine packed(model, *tokenizer, options);
+        const TaskResult got = run_task(packed, task, false);
+        for (size_t d = 0; d < got.scores.size(); ++d)
+          for (size_t i = 0; i < got.scores[d].requests.size(); ++i) {
+            EXPECT_NEAR(got.scores[d].requests[i].loglikelihood, want.scores[d].requests[i].loglikelihood, 1e-4);
+            EXPECT_EQ(got.scores[d].requests[i].is_greedy, want.scores[d].requests[i].is_greedy);
+          }
+        EXPECT_EQ(got.stats.request_tokens, want.stats.request_tokens);
+        if (budget == 1) {
+          EXPECT_EQ(got.stats.forward_calls, 10);  // a question larger than the budget runs alone
+        } else {
+          EXPECT_LT(got.stats.forward_calls, 5);
+          EXPECT_LE(got.stats.positions, budget * got.stats.forward_calls);
+        }
+        // Sharing runs each context once: the positions of the contexts plus the continuations
+        // without their last token, against one full sequence per request.
+        if (share_context) EXPECT_LT(got.stats.positions, want.stats.positions * 3 / 4);
+        else EXPECT_EQ(got.stats.positions, want.stats.positions);
       }
-    EXPECT_EQ(a.stats.forward_calls, 20);  // context + one batch of 4 choices per document
-    EXPECT_EQ(b.stats.forward_calls, 40);
   }
 }
 
