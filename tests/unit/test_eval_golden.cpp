@@ -1,8 +1,9 @@
 // `cq eval`'s engine and metrics against the independent PyTorch reference
 // (tests/reference/eval_reference.py, float64, one request per forward): the first 100
 // documents of every task in $CQ_SHARED/data (MMLU: all 114 test rows) on both shared
-// models. Every request's token split and greedy flag match exactly, every log-likelihood
-// to 1e-4 absolute, every accuracy exactly (same number of correct documents).
+// models, and (<model>_bos.json) lambada_openai, arc_easy and hellaswag with BOS prepended
+// (--add-bos). Every request's token split and greedy flag match exactly, every
+// log-likelihood to 1e-4 absolute, every accuracy exactly (same number of correct documents).
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -29,12 +30,14 @@ constexpr double kLoglikelihoodTolerance = 1e-4;
 
 struct GoldenCase {
   std::string model, task;
+  bool add_bos = false;  // tests/golden/eval/<model>_bos.json: BOS prepended to every encoding
+  std::string golden() const { return model + (add_bos ? "_bos" : ""); }
 };
 
-void PrintTo(const GoldenCase& c, std::ostream* os) { *os << c.model << "/" << c.task; }
+void PrintTo(const GoldenCase& c, std::ostream* os) { *os << c.golden() << "/" << c.task; }
 
 std::string case_name(const testing::TestParamInfo<GoldenCase>& info) {
-  return info.param.model + "_" + info.param.task;
+  return info.param.golden() + "_" + info.param.task;
 }
 
 class EvalGolden : public testing::TestWithParam<GoldenCase> {};
@@ -60,16 +63,18 @@ TEST_P(EvalGolden, MatchesTheReference) {
   const GoldenCase& param = GetParam();
   CQ_NEED_SHARED("models/" + param.model);
   CQ_NEED_SHARED("data/mmlu/test");
-  const fs::path golden_path = test::source_dir() / "tests/golden/eval" / (param.model + ".json");
+  const fs::path golden_path = test::source_dir() / "tests/golden/eval" / (param.golden() + ".json");
   ASSERT_TRUE(fs::exists(golden_path)) << golden_path << " (run tests/reference/eval_reference.py)";
   const nlohmann::json all = nlohmann::json::parse(read_text_file(golden_path));
-  ASSERT_FALSE(all["add_bos"].get<bool>());
+  ASSERT_EQ(all["add_bos"].get<bool>(), param.add_bos);
   const nlohmann::json& golden = all["tasks"][param.task];
 
   const fs::path model_dir = test::shared_dir() / "models" / param.model;
   Transformer model(model_dir);
   const auto tokenizer = load_tokenizer(model_dir);
-  LoglikelihoodEngine engine(model, *tokenizer, LoglikelihoodOptions{});
+  LoglikelihoodOptions options;
+  options.add_bos = param.add_bos;
+  LoglikelihoodEngine engine(model, *tokenizer, options);
   ASSERT_EQ(engine.options().max_length, all["max_length"].get<int64_t>());
   const Task task = load_task(param.task, test::shared_dir() / "data", all["limit"].get<int64_t>());
   const TaskResult result = run_task(engine, task, false);
@@ -110,9 +115,12 @@ TEST_P(EvalGolden, MatchesTheReference) {
 
 std::vector<GoldenCase> golden_cases() {
   std::vector<GoldenCase> cases;
-  for (const char* model : {"stories260k", "tinyopt"})
+  for (const char* model : {"stories260k", "tinyopt"}) {
     for (const char* task : {"lambada_openai", "arc_easy", "piqa", "hellaswag", "boolq", "mmlu"})
-      cases.push_back({model, task});
+      cases.push_back({model, task, false});
+    // --add-bos (eval_reference.py --add-bos --tasks lambada_openai,arc_easy,hellaswag)
+    for (const char* task : {"lambada_openai", "arc_easy", "hellaswag"}) cases.push_back({model, task, true});
+  }
   return cases;
 }
 
