@@ -117,7 +117,7 @@ class Transformer {
   void set_activation_quantizer(int64_t layer, InputSite site, std::shared_ptr<const Quantizer> quantizer);
   void set_activation_quantizer_everywhere(std::shared_ptr<const Quantizer> quantizer);
   // Inputs of the two attention matrix products (q, k and v, as SmoothQuant's
-  // quantize_bmm_input: the outputs of q/k/v_proj, per sequence); nullptr = off (default).
+  // quantize_bmm_input: the outputs of q/k/v_proj, per window); nullptr = off (default).
   void set_attention_input_quantizer(std::shared_ptr<const Quantizer> quantizer) { attention_input_quantizer_ = std::move(quantizer); }
   void set_observer(ActivationObserver observer) { observer_ = std::move(observer); }
   // Replaces the FP32 (fake-quant) computation of linear layer `index`; nullptr restores it.
@@ -177,7 +177,7 @@ class Transformer {
   int64_t add_linear(const std::string& module, int64_t layer, InputSite site, int64_t in, int64_t out, bool bias);
   Norm load_norm(const std::string& module, int64_t width) const;
   void apply_norm(const Norm& norm, const float* x, float* y, int64_t rows, int64_t width) const;
-  // Quantizes (a copy of) the site's input per sequence, counts the kernel for each linear
+  // Quantizes (a copy of) the site's input per window, counts the kernel for each linear
   // that reads it, then runs the linears.
   const float* prepare_input(int64_t layer, InputSite site, const float* x, int64_t cols, const RowWindows& windows,
                              std::span<const int64_t> readers);
