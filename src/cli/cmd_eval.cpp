@@ -1,5 +1,6 @@
 // `cq eval`: lm-evaluation-harness v0.4.x zero-shot tasks and MMLU 5-shot (docs/EVAL.md),
-// optionally quantized.
+// optionally quantized; with --compare, several configurations in one table (the paper's
+// zero-shot table layout).
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
@@ -18,33 +19,93 @@ namespace cq::cli {
 
 namespace {
 
-std::vector<std::string> split_tasks(const std::string& list) {
+std::vector<std::string> split_list(const std::string& list, const char* flag) {
   std::vector<std::string> names;
   std::stringstream stream(list);
   std::string name;
   while (std::getline(stream, name, ','))
     if (!name.empty()) names.push_back(name);
-  if (names.empty()) fail("--tasks: no task named");
+  if (names.empty()) fail("{}: nothing named", flag);
   return names;
 }
 
-// Activation quantizers whose scales depend on other tokens of the sequence (CrossQuant's
-// column maxima, per-tensor) see a different matrix when the context is run apart from the
-// continuation, so those settings score every request as one full sequence.
+// Activation quantizers whose scales depend on other tokens of the window (dynamic
+// CrossQuant's column maxima, per-tensor, remove-kernel's threshold) would see the context
+// and every choice together in a shared tree, so those settings pack each request as a
+// sequence of its own: the same numbers as one forward per request.
 bool activations_are_per_row(const QuantConfig& config) {
-  return !config.quantizes_activations() || config.activation_method == "per-token" || config.static_columns;
+  return !config.quantizes_activations() || config.activation_method == "per-token" || config.static_columns ||
+         config.static_tensor_scale;
+}
+
+// A --compare name as quantization flags: "fp32", or <scheme>-<activation> such as
+// w8a8-per-token, w8a8-crossquant, w4a8-g128-crossquant.
+std::vector<std::string> comparison_flags(const std::string& name) {
+  if (name == "fp32") return {"--scheme", "w16a16"};
+  for (const char* activation : {"per-token", "per-tensor", "crossquant", "remove-kernel"}) {
+    const std::string suffix = std::string("-") + activation;
+    if (name.size() > suffix.size() && name.ends_with(suffix))
+      return {"--scheme", name.substr(0, name.size() - suffix.size()), "--act-quant", activation};
+  }
+  fail("--compare: '{}' is not fp32 or <scheme>-<activation> (e.g. w8a8-per-token, w8a8-crossquant)", name);
+}
+
+struct EvalOptions {
+  std::string model, tasks, data_dir, json, compare;
+  int64_t limit = 0, max_length = 0;
+  std::string scoring = "packed";
+  int64_t packed_tokens = LoglikelihoodOptions{}.packed_tokens;
+  bool add_bos = false, all_subjects = false, requests = false;
+  QuantOptions quant;
+};
+
+struct ConfigurationRun {
+  ConfigurationRun(std::string configuration, QuantConfig config) : name(std::move(configuration)), quant(std::move(config)) {}
+  std::string name;
+  QuantConfig quant;
+  LoglikelihoodOptions engine;
+  std::vector<TaskResult> results;
+};
+
+// Loads the model afresh (memory-mapped: cheap), quantizes it as `run.quant` says and scores
+// every task, printing lm-eval's table.
+void run_configuration(const EvalOptions& options, const std::vector<Task>& tasks, const Tokenizer& tokenizer,
+                       ConfigurationRun& run) {
+  Transformer model(options.model);
+  // The setting that runs: on a quantized checkpoint, the stored one (activation flags may override it).
+  run.quant = apply_quantization(model, run.quant, options.quant.calibration_tokens(tokenizer)).applied;
+  run.engine.add_bos = options.add_bos;
+  run.engine.max_length = options.max_length;
+  run.engine.mode = options.scoring == "packed" ? ScoringMode::Packed : ScoringMode::PerRequest;
+  run.engine.packed_tokens = options.packed_tokens;
+  run.engine.share_context = activations_are_per_row(run.quant);
+  LoglikelihoodEngine engine(model, tokenizer, run.engine);
+  run.engine = engine.options();
+  for (const Task& task : tasks) run.results.push_back(run_task(engine, task));
+  fmt::print("{} | {} | add_bos={} | max_length={}{}\n", options.model, run.quant.describe(), options.add_bos,
+             run.engine.max_length, options.limit > 0 ? fmt::format(" | limit={}", options.limit) : "");
+  fmt::print("{}", format_results_table(run.results, options.all_subjects));
+  for (const auto& result : run.results)
+    fmt::print(stderr, "{}: {} docs, {} requests, {} forward passes, {:.1f} s ({:.1f} requests/s)\n", result.task,
+               result.docs, result.stats.requests, result.stats.forward_calls, result.seconds,
+               static_cast<double>(result.stats.requests) / std::max(result.seconds, 1e-9));
+}
+
+nlohmann::json task_results_json(const ConfigurationRun& run, const std::vector<Task>& tasks, bool requests) {
+  nlohmann::json json = nlohmann::json::object();
+  for (size_t i = 0; i < run.results.size(); ++i) {
+    json[run.results[i].task] = results_json(run.results[i], requests);
+    nlohmann::json sources = nlohmann::json::array();
+    for (const auto& source : tasks[i].sources) sources.push_back(source.string());
+    json[run.results[i].task]["sources"] = sources;
+  }
+  return json;
 }
 
 }  // namespace
 
 void add_eval_command(CLI::App& app) {
-  struct Options {
-    std::string model, tasks, data_dir, json;
-    int64_t limit = 0, max_length = 0;
-    bool add_bos = false, no_shared_prefix = false, all_subjects = false, requests = false;
-    QuantOptions quant;
-  };
-  auto options = std::make_shared<Options>();
+  auto options = std::make_shared<EvalOptions>();
   auto* command = app.add_subcommand("eval", "zero-shot / few-shot accuracy as lm-evaluation-harness v0.4.x scores it");
   command->add_option("--model", options->model, "Hugging Face model directory")->required();
   command->add_option("--tasks", options->tasks,
@@ -55,55 +116,77 @@ void add_eval_command(CLI::App& app) {
   command->add_option("--limit", options->limit, "evaluate the first N documents of each task (MMLU: of each subject)");
   command->add_flag("--add-bos", options->add_bos, "prepend BOS to every encoding (newer lm-eval; default: v0.4.x, none)");
   command->add_option("--max-length", options->max_length, "window in tokens (default: the model's max positions)");
-  command->add_flag("--no-shared-prefix", options->no_shared_prefix, "score every request as one full forward pass");
+  command->add_option("--scoring", options->scoring,
+                      "packed: questions packed into forward passes, each context run once (tree attention); "
+                      "per-request: one full forward per request")
+      ->check(CLI::IsMember({"packed", "per-request"}))
+      ->capture_default_str();
+  command->add_option("--packed-tokens", options->packed_tokens, "packed: token positions per forward pass")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command->add_option("--compare", options->compare,
+                      "configurations to run one after the other and report as one table (rows: configurations, "
+                      "columns: tasks and their average): fp32 and <scheme>-<activation>, e.g. "
+                      "fp32,w8a8-per-token,w8a8-crossquant; the other quantization flags apply to every quantized row");
   command->add_flag("--all-subjects", options->all_subjects, "list every MMLU subject in the table");
   command->add_option("--json", options->json, "write metrics and configuration as JSON ('-' for stdout)");
   command->add_flag("--requests", options->requests, "include every request's log-likelihood in the JSON");
   add_quant_options(*command, options->quant);
-  command->callback([options] {
-    const QuantConfig quant = options->quant.resolve();
-    const std::vector<std::string> names = split_tasks(options->tasks);
-    std::vector<Task> tasks;
-    for (const auto& name : names) tasks.push_back(load_task(name, options->data_dir, options->limit));
-    Transformer model(options->model);
-    const auto tokenizer = load_tokenizer(options->model);
-    const QuantConfig applied = apply_quantization(model, quant, options->quant.calibration_tokens(*tokenizer)).applied;
-    LoglikelihoodOptions engine_options;
-    engine_options.add_bos = options->add_bos;
-    engine_options.max_length = options->max_length;
-    engine_options.shared_prefix = !options->no_shared_prefix && activations_are_per_row(applied);
-    LoglikelihoodEngine engine(model, *tokenizer, engine_options);
-
-    std::vector<TaskResult> results;
-    for (const Task& task : tasks) results.push_back(run_task(engine, task));
-    fmt::print("{} | {} | add_bos={} | max_length={}{}\n", options->model, applied.describe(), options->add_bos,
-               engine.options().max_length, options->limit > 0 ? fmt::format(" | limit={}", options->limit) : "");
-    fmt::print("{}", format_results_table(results, options->all_subjects));
-    for (const auto& result : results)
-      fmt::print(stderr, "{}: {} docs, {} requests, {} forward passes, {:.1f} s ({:.1f} requests/s)\n", result.task,
-                 result.docs, result.stats.requests, result.stats.forward_calls, result.seconds,
-                 static_cast<double>(result.stats.requests) / std::max(result.seconds, 1e-9));
-    if (!options->json.empty()) {
-      nlohmann::json json = {{"model", options->model},
-                             {"data_dir", options->data_dir},
-                             {"protocol", "lm-evaluation-harness v0.4.x"},
-                             {"config",
-                              {{"add_bos", options->add_bos},
-                               {"max_length", engine.options().max_length},
-                               {"limit", options->limit},
-                               {"shared_prefix", engine.options().shared_prefix},
-                               {"num_fewshot", {{"mmlu", 5}}}}},
-                             {"quantization", applied.to_json()}};
-      nlohmann::json task_json = nlohmann::json::object();
-      for (size_t i = 0; i < results.size(); ++i) {
-        task_json[results[i].task] = results_json(results[i], options->requests);
-        nlohmann::json sources = nlohmann::json::array();
-        for (const auto& source : tasks[i].sources) sources.push_back(source.string());
-        task_json[results[i].task]["sources"] = sources;
+  command->callback([options, command] {
+    std::vector<ConfigurationRun> runs;
+    if (options->compare.empty()) {
+      runs.emplace_back("", options->quant.resolve());
+    } else {
+      for (const char* flag : {"--scheme", "--act-quant"})
+        if (command->get_option(flag)->count()) fail("eval: {} is set by each --compare configuration; drop it", flag);
+      const std::vector<std::string> base = given_quant_arguments(*command, {});
+      // Resolve every configuration before the first run, so a bad name fails fast.
+      for (const std::string& name : split_list(options->compare, "--compare")) {
+        std::vector<std::string> arguments = comparison_flags(name);
+        if (name != "fp32") arguments.insert(arguments.begin(), base.begin(), base.end());
+        runs.emplace_back(name, resolve_configuration(arguments, "--compare " + name));
       }
-      json["results"] = task_json;
-      write_output(options->json, json.dump(2) + "\n");
     }
+    std::vector<Task> tasks;
+    for (const auto& name : split_list(options->tasks, "--tasks"))
+      tasks.push_back(load_task(name, options->data_dir, options->limit));
+    const auto tokenizer = load_tokenizer(options->model);
+    for (size_t i = 0; i < runs.size(); ++i) {
+      if (runs.size() > 1) fmt::print(stderr, "[{}/{}] {}: {}\n", i + 1, runs.size(), runs[i].name, runs[i].quant.describe());
+      run_configuration(*options, tasks, *tokenizer, runs[i]);
+    }
+    std::vector<ComparisonRow> comparison;
+    if (runs.size() > 1 || !options->compare.empty()) {
+      for (const auto& run : runs) comparison.push_back({run.name, run.quant.describe(), run.results});
+      fmt::print("\n{}", format_comparison_table(comparison));
+    }
+    if (options->json.empty()) return;
+    const LoglikelihoodOptions& engine = runs.front().engine;
+    nlohmann::json json = {{"model", options->model},
+                           {"data_dir", options->data_dir},
+                           {"protocol", "lm-evaluation-harness v0.4.x"},
+                           {"config",
+                            {{"add_bos", options->add_bos},
+                             {"max_length", engine.max_length},
+                             {"limit", options->limit},
+                             {"scoring", options->scoring},
+                             {"packed_tokens", engine.packed_tokens},
+                             {"num_fewshot", {{"mmlu", 5}}}}}};
+    if (comparison.empty()) {
+      json["config"]["share_context"] = engine.share_context;
+      json["quantization"] = runs.front().quant.to_json();
+      json["results"] = task_results_json(runs.front(), tasks, options->requests);
+    } else {
+      json["comparison"] = comparison_json(comparison);
+      nlohmann::json configurations = nlohmann::json::array();
+      for (const auto& run : runs)
+        configurations.push_back({{"configuration", run.name},
+                                  {"quantization", run.quant.to_json()},
+                                  {"share_context", run.engine.share_context},
+                                  {"results", task_results_json(run, tasks, options->requests)}});
+      json["configurations"] = configurations;
+    }
+    write_output(options->json, json.dump(2) + "\n");
   });
 }
 

@@ -21,44 +21,8 @@ namespace cq::cli {
 
 namespace {
 
-// The quantization flags the user gave, as command-line arguments again, except those the
-// grid sets (each combination is resolved by QuantOptions like `cq ppl --...` would be).
-std::vector<std::string> given_quant_arguments(CLI::App& command, const std::vector<std::string>& skipped) {
-  std::vector<std::string> arguments;
-  CLI::App* group = command.get_option_group("Quantization");
-  for (CLI::Option* option : group->get_options()) {
-    if (!option->count()) continue;
-    const std::string name = "--" + option->get_single_name();
-    if (std::find(skipped.begin(), skipped.end(), name) != skipped.end()) continue;
-    if (option->get_type_size_max() == 0) {  // a flag
-      arguments.push_back(name);
-      continue;
-    }
-    for (const std::string& value : option->results()) arguments.push_back(name), arguments.push_back(value);
-  }
-  return arguments;
-}
-
-// Drops `--calib FILE` from the arguments: in a sweep the calibration text feeds the methods
-// that calibrate (smoothquant, awq); it makes other rows' activations static only with
-// --static-activations (in `cq ppl`, --calib alone does that, which would reject per-token rows).
-std::vector<std::string> without_calib(const std::vector<std::string>& arguments) {
-  std::vector<std::string> kept;
-  for (std::size_t i = 0; i < arguments.size(); ++i) {
-    if (arguments[i] == "--calib" && i + 1 < arguments.size()) {
-      ++i;
-      continue;
-    }
-    kept.push_back(arguments[i]);
-  }
-  return kept;
-}
-
-QuantConfig resolve_point(const std::vector<std::string>& base_arguments, const SweepPoint& point,
-                          const std::string& flag_method, bool static_activations) {
-  const std::string method = point.method.empty() ? flag_method : point.method;
-  const bool calibrated = method == "smoothquant" || method == "awq";
-  std::vector<std::string> arguments = calibrated || static_activations ? base_arguments : without_calib(base_arguments);
+QuantConfig resolve_point(const std::vector<std::string>& base_arguments, const SweepPoint& point) {
+  std::vector<std::string> arguments = base_arguments;
   auto add = [&](const char* flag, const std::string& value) {
     arguments.push_back(flag);
     arguments.push_back(value);
@@ -67,21 +31,10 @@ QuantConfig resolve_point(const std::vector<std::string>& base_arguments, const 
   if (!point.method.empty()) add("--method", point.method);
   if (!point.activation.empty()) add("--act-quant", point.activation);
   if (point.has_alpha) add("--alpha", fmt::format("{}", point.alpha));
-  CLI::App parser{"sweep point"};
-  QuantOptions options;
-  add_quant_options(parser, options);
-  std::reverse(arguments.begin(), arguments.end());  // CLI11 parses a reversed vector
   const std::string where = fmt::format("sweep: scheme={}{}{}{}", point.scheme, point.method.empty() ? "" : " method=" + point.method,
                                         point.activation.empty() ? "" : " act=" + point.activation,
                                         point.has_alpha ? fmt::format(" alpha={}", point.alpha) : "");
-  try {
-    parser.parse(arguments);
-    return options.resolve();
-  } catch (const CLI::ParseError& e) {
-    fail("{}: {}", where, e.what());
-  } catch (const Error& e) {
-    fail("{}: {}", where, e.what());
-  }
+  return resolve_configuration(arguments, where);
 }
 
 }  // namespace
@@ -125,7 +78,7 @@ void add_sweep_command(CLI::App& app) {
     // Resolve every configuration before the first model run, so a bad combination fails fast.
     std::vector<QuantConfig> configs;
     for (const SweepPoint& point : points)
-      configs.push_back(resolve_point(base_arguments, point, options->quant.config.method, options->quant.static_activations));
+      configs.push_back(resolve_point(base_arguments, point));
 
     const auto tokenizer = load_tokenizer(options->model);
     const std::vector<int32_t> tokens = tokenizer->encode(read_text_file(options->text), true);

@@ -1,5 +1,6 @@
 #include "cli/options.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "tokenizer/tokenizer.h"
@@ -96,6 +97,46 @@ QuantConfig QuantOptions::resolve() const {
   }
   resolved.validate();
   return resolved;
+}
+
+std::vector<std::string> given_quant_arguments(CLI::App& command, const std::vector<std::string>& skipped) {
+  std::vector<std::string> arguments;
+  CLI::App* group = command.get_option_group("Quantization");
+  for (CLI::Option* option : group->get_options()) {
+    if (!option->count()) continue;
+    const std::string name = "--" + option->get_single_name();
+    if (std::find(skipped.begin(), skipped.end(), name) != skipped.end()) continue;
+    if (option->get_type_size_max() == 0) {  // a flag
+      arguments.push_back(name);
+      continue;
+    }
+    for (const std::string& value : option->results()) arguments.push_back(name), arguments.push_back(value);
+  }
+  return arguments;
+}
+
+QuantConfig resolve_configuration(std::vector<std::string> arguments, const std::string& where) {
+  std::string method = QuantConfig{}.method;
+  for (std::size_t i = 0; i + 1 < arguments.size(); ++i)
+    if (arguments[i] == "--method") method = arguments[i + 1];
+  const bool calibrated = method == "smoothquant" || method == "awq";
+  const bool static_activations =
+      std::find(arguments.begin(), arguments.end(), "--static-activations") != arguments.end();
+  if (!calibrated && !static_activations)
+    for (auto it = arguments.begin(); it != arguments.end();)
+      it = *it == "--calib" && it + 1 != arguments.end() ? arguments.erase(it, it + 2) : it + 1;
+  CLI::App parser{"configuration"};
+  QuantOptions options;
+  add_quant_options(parser, options);
+  std::reverse(arguments.begin(), arguments.end());  // CLI11 parses a reversed vector
+  try {
+    parser.parse(arguments);
+    return options.resolve();
+  } catch (const CLI::ParseError& e) {
+    fail("{}: {}", where, e.what());
+  } catch (const Error& e) {
+    fail("{}: {}", where, e.what());
+  }
 }
 
 void write_output(const std::string& path, const std::string& text) {

@@ -30,6 +30,14 @@ struct QuantOptions {
 
 void add_quant_options(CLI::App& command, QuantOptions& options);
 
+// Commands that run several configurations (cq sweep, cq eval --compare) resolve each one as
+// a command line: the quantization flags the user gave (given_quant_arguments, without those
+// the configurations set) followed by the configuration's own flags. --calib is kept only
+// where every row has a use for it: a calibrating --method (smoothquant, awq) or
+// --static-activations (alone, it would make per-token rows an error). Errors start with `where`.
+std::vector<std::string> given_quant_arguments(CLI::App& command, const std::vector<std::string>& skipped);
+QuantConfig resolve_configuration(std::vector<std::string> arguments, const std::string& where);
+
 // Writes `text` to `path` atomically (temporary file, then rename), or to stdout for "-".
 void write_output(const std::string& path, const std::string& text);
 

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "eval/eval_data.h"
+#include "util/error.h"
 #include "util/progress.h"
 
 namespace cq {
@@ -120,29 +121,28 @@ TaskResult run_task(LoglikelihoodEngine& engine, const Task& task, bool show_pro
   result.docs = static_cast<int64_t>(task.docs.size());
   const EngineStats before = engine.stats();
   const auto start = std::chrono::steady_clock::now();
+  std::vector<EncodedQuestion> questions;
+  questions.reserve(task.docs.size());
+  for (const EvalDoc& doc : task.docs) {
+    if (task.kind == TaskKind::Loglikelihood) {
+      const std::string target[] = {doc.target};
+      questions.push_back(engine.encode(doc.context, target));
+    } else {
+      std::vector<std::string> continuations;
+      for (const auto& choice : doc.choices) continuations.push_back(" " + choice);
+      questions.push_back(engine.encode(doc.context, continuations));
+    }
+  }
   {
     ProgressBar progress(task.name, result.docs, "docs");
-    for (const EvalDoc& doc : task.docs) {
-      DocScore score;
-      if (task.kind == TaskKind::Loglikelihood) {
-        const std::string target[] = {doc.target};
-        score.requests = engine.score(doc.context, target);
-      } else {
-        std::vector<std::string> continuations;
-        for (const auto& choice : doc.choices) continuations.push_back(" " + choice);
-        score.requests = engine.score(doc.context, continuations);
-      }
-      result.scores.push_back(std::move(score));
-      if (show_progress) progress.advance();
-    }
+    for (auto& requests : engine.score_questions(questions, [&](int64_t done) {
+           if (show_progress) progress.advance(done);
+         }))
+      result.scores.push_back(DocScore{std::move(requests)});
     if (show_progress) progress.finish();
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const EngineStats& after = engine.stats();
-  result.stats.requests = after.requests - before.requests;
-  result.stats.forward_calls = after.forward_calls - before.forward_calls;
-  result.stats.positions = after.positions - before.positions;
-  result.stats.request_tokens = after.request_tokens - before.request_tokens;
+  result.stats = engine.stats() - before;
   result.metrics = task_metrics(task, result.scores);
   return result;
 }
@@ -172,6 +172,67 @@ std::string format_results_table(const std::vector<TaskResult>& results, bool al
                      width[3], "", width[4]);
   for (size_t i = 1; i < cells.size(); ++i) line(cells[i]);
   return out;
+}
+
+std::string headline_metric(const std::string& task) {
+  return task == "hellaswag" || task == "arc_challenge" ? "acc_norm" : "acc";
+}
+
+double headline_value(const TaskResult& result) {
+  const std::string metric = headline_metric(result.task);
+  for (const MetricRow& row : result.metrics)
+    if (row.task == result.task && row.metric == metric) return row.value;
+  fail("task {} has no {} metric", result.task, metric);
+}
+
+double comparison_average(const ComparisonRow& row) {
+  double sum = 0;
+  for (const TaskResult& result : row.results) sum += headline_value(result);
+  return row.results.empty() ? NAN : sum / static_cast<double>(row.results.size());
+}
+
+std::string format_comparison_table(const std::vector<ComparisonRow>& rows) {
+  std::vector<std::vector<std::string>> cells = {{"Configuration", "Setting"}};
+  if (!rows.empty())
+    for (const TaskResult& result : rows.front().results)
+      cells[0].push_back(fmt::format("{} {}", result.task, headline_metric(result.task)));
+  cells[0].push_back("Average");
+  for (const ComparisonRow& row : rows) {
+    std::vector<std::string> line = {row.configuration, row.description};
+    for (const TaskResult& result : row.results) line.push_back(fmt::format("{:.2f}", 100 * headline_value(result)));
+    line.push_back(fmt::format("{:.2f}", 100 * comparison_average(row)));
+    cells.push_back(std::move(line));
+  }
+  std::vector<int64_t> width(cells[0].size());
+  for (const auto& line : cells)
+    for (size_t i = 0; i < line.size(); ++i) width[i] = std::max(width[i], python_length(line[i]));
+  std::string out;
+  for (size_t r = 0; r < cells.size(); ++r) {
+    for (size_t i = 0; i < cells[r].size(); ++i)
+      out += i < 2 ? fmt::format("| {:<{}} ", cells[r][i], width[i]) : fmt::format("| {:>{}} ", cells[r][i], width[i]);
+    out += "|\n";
+    if (r == 0) {
+      for (size_t i = 0; i < width.size(); ++i) out += fmt::format("|{:-<{}}{}", "", width[i] + 1, i < 2 ? '-' : ':');
+      out += "|\n";
+    }
+  }
+  return out;
+}
+
+nlohmann::json comparison_json(const std::vector<ComparisonRow>& rows) {
+  nlohmann::json tasks = nlohmann::json::array(), lines = nlohmann::json::array();
+  if (!rows.empty())
+    for (const TaskResult& result : rows.front().results)
+      tasks.push_back({{"task", result.task}, {"metric", headline_metric(result.task)}});
+  for (const ComparisonRow& row : rows) {
+    nlohmann::json values = nlohmann::json::object();
+    for (const TaskResult& result : row.results) values[result.task] = headline_value(result);
+    lines.push_back({{"configuration", row.configuration},
+                     {"description", row.description},
+                     {"values", values},
+                     {"average", comparison_average(row)}});
+  }
+  return {{"tasks", tasks}, {"rows", lines}};
 }
 
 nlohmann::json results_json(const TaskResult& result, bool with_requests) {

@@ -52,4 +52,22 @@ std::vector<MetricRow> task_metrics(const Task& task, const std::vector<DocScore
 std::string format_results_table(const std::vector<TaskResult>& results, bool all_subjects = false);
 nlohmann::json results_json(const TaskResult& result, bool with_requests);
 
+// The paper's zero-shot table (FP32 vs W8A8 per-token vs W8A8 CrossQuant, ...): one row per
+// configuration, one column per task with its headline metric, and their average.
+struct ComparisonRow {
+  std::string configuration;        // as named, e.g. "w8a8-per-token"
+  std::string description;          // QuantConfig::describe()
+  std::vector<TaskResult> results;  // one per task, the same tasks in the same order in every row
+};
+
+// The metric a task's column shows: acc_norm for hellaswag and arc_challenge (as quantization
+// papers quote them), acc otherwise (lambada_openai: greedy acc; mmlu: overall acc).
+std::string headline_metric(const std::string& task);
+double headline_value(const TaskResult& result);
+double comparison_average(const ComparisonRow& row);  // mean of the row's task columns
+// | Configuration | Setting | <task> <metric> ... | Average |, values in percent.
+std::string format_comparison_table(const std::vector<ComparisonRow>& rows);
+// {"tasks": [{task, metric}], "rows": [{configuration, description, values {task: v}, average}]}
+nlohmann::json comparison_json(const std::vector<ComparisonRow>& rows);
+
 }  // namespace cq

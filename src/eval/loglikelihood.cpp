@@ -48,26 +48,167 @@ LoglikelihoodEngine::LoglikelihoodEngine(Transformer& model, const Tokenizer& to
   options_.max_length = std::min<int64_t>(options_.max_length, model_.config().max_position_embeddings);
 }
 
-std::vector<RequestScore> LoglikelihoodEngine::score(std::string_view context, std::span<const std::string> continuations) {
-  std::vector<EncodedRequest> requests;
-  requests.reserve(continuations.size());
+// One question laid out for a packed forward: its tokens as segments (parents counted from
+// the question's first segment), the rows whose logits are read, and for each request and
+// continuation token the index of the logit row that predicts it.
+struct LoglikelihoodEngine::PackedQuestion {
+  std::vector<int32_t> tokens;
+  std::vector<PackedSegment> segments;
+  std::vector<int64_t> logit_rows;
+  std::vector<std::vector<int64_t>> request_logits;
+  int64_t request_tokens = 0;
+};
+
+EncodedQuestion LoglikelihoodEngine::encode(std::string_view context, std::span<const std::string> continuations) const {
+  EncodedQuestion question;
+  question.reserve(continuations.size());
   for (const auto& continuation : continuations)
-    requests.push_back(encode_request(tokenizer_, context, continuation, options_.add_bos));
-  return score_encoded(requests);
+    question.push_back(encode_request(tokenizer_, context, continuation, options_.add_bos));
+  return question;
+}
+
+std::vector<RequestScore> LoglikelihoodEngine::score(std::string_view context, std::span<const std::string> continuations) {
+  return score_encoded(encode(context, continuations));
 }
 
 std::vector<RequestScore> LoglikelihoodEngine::score_encoded(std::span<const EncodedRequest> requests) {
-  stats_.requests += static_cast<int64_t>(requests.size());
-  bool shareable = options_.shared_prefix && requests.size() > 1;
-  for (const auto& request : requests) {
-    const int64_t total = static_cast<int64_t>(request.context.size() + request.continuation.size());
-    if (request.context != requests[0].context || request.continuation.empty() || total > options_.max_length + 1)
-      shareable = false;
+  const EncodedQuestion question[] = {EncodedQuestion(requests.begin(), requests.end())};
+  return std::move(score_questions(question).front());
+}
+
+std::vector<std::vector<RequestScore>> LoglikelihoodEngine::score_questions(std::span<const EncodedQuestion> questions,
+                                                                            const std::function<void(int64_t)>& on_scored) {
+  std::vector<std::vector<RequestScore>> scores(questions.size());
+  for (const auto& question : questions) stats_.requests += static_cast<int64_t>(question.size());
+  if (options_.mode == ScoringMode::PerRequest) {
+    for (size_t q = 0; q < questions.size(); ++q) {
+      for (const auto& request : questions[q]) scores[q].push_back(score_alone(request));
+      if (on_scored) on_scored(1);
+    }
+    return scores;
   }
-  if (shareable) return score_shared(requests);
-  std::vector<RequestScore> scores;
-  for (const auto& request : requests) scores.push_back(score_alone(request));
+  // Greedy packing in order: a question joins the current forward while the positions fit.
+  std::vector<PackedQuestion> batch;
+  size_t first = 0;
+  int64_t batch_tokens = 0;
+  const auto flush = [&] {
+    score_packed(batch, questions.subspan(first, batch.size()), std::span(scores).subspan(first, batch.size()));
+    if (on_scored) on_scored(static_cast<int64_t>(batch.size()));
+    first += batch.size();
+    batch.clear();
+    batch_tokens = 0;
+  };
+  for (const auto& question : questions) {
+    PackedQuestion packed = pack(question);
+    const auto tokens = static_cast<int64_t>(packed.tokens.size());
+    if (!batch.empty() && batch_tokens + tokens > options_.packed_tokens) flush();
+    batch_tokens += tokens;
+    batch.push_back(std::move(packed));
+  }
+  if (!batch.empty()) flush();
   return scores;
+}
+
+std::vector<int32_t> LoglikelihoodEngine::truncated_input(const EncodedRequest& request) const {
+  std::vector<int32_t> all = request.context;
+  all.insert(all.end(), request.continuation.begin(), request.continuation.end());
+  const int64_t start = std::max<int64_t>(0, static_cast<int64_t>(all.size()) - (options_.max_length + 1));
+  std::vector<int32_t> input(all.begin() + start, all.end() - 1);
+  const auto k = static_cast<int64_t>(request.continuation.size());
+  if (k > static_cast<int64_t>(input.size()))
+    fail("a continuation of {} tokens does not fit the window of {}", k, options_.max_length);
+  return input;
+}
+
+LoglikelihoodEngine::PackedQuestion LoglikelihoodEngine::pack(const EncodedQuestion& question) const {
+  PackedQuestion packed;
+  packed.request_logits.resize(question.size());
+  // Shared: the context once (its last row predicts every first continuation token), then
+  // each continuation but its last token as a child segment. Requests that need truncation
+  // or differ in context make every request a sequence of its own.
+  bool shared = options_.share_context && question.size() > 1 && !question[0].context.empty();
+  for (const auto& request : question)
+    if (request.context != question[0].context ||
+        static_cast<int64_t>(request.context.size() + request.continuation.size()) > options_.max_length + 1)
+      shared = false;
+  const auto add_logit_row = [&](size_t request, int64_t row) {
+    packed.logit_rows.push_back(row);
+    packed.request_logits[request].push_back(static_cast<int64_t>(packed.logit_rows.size()) - 1);
+  };
+  if (shared) {
+    const std::vector<int32_t>& context = question[0].context;
+    const auto c = static_cast<int64_t>(context.size());
+    packed.tokens = context;
+    packed.segments.push_back({c, -1});
+    packed.logit_rows.push_back(c - 1);
+    for (size_t i = 0; i < question.size(); ++i) {
+      const std::vector<int32_t>& continuation = question[i].continuation;
+      const auto k = static_cast<int64_t>(continuation.size());
+      if (k == 0) continue;
+      packed.request_logits[i].push_back(0);
+      packed.request_tokens += c + k - 1;
+      if (k == 1) continue;
+      const auto start = static_cast<int64_t>(packed.tokens.size());
+      packed.tokens.insert(packed.tokens.end(), continuation.begin(), continuation.end() - 1);
+      packed.segments.push_back({k - 1, 0});
+      for (int64_t j = 0; j + 1 < k; ++j) add_logit_row(i, start + j);
+    }
+    return packed;
+  }
+  for (size_t i = 0; i < question.size(); ++i) {
+    const auto k = static_cast<int64_t>(question[i].continuation.size());
+    if (k == 0) continue;
+    const std::vector<int32_t> input = truncated_input(question[i]);
+    const auto length = static_cast<int64_t>(input.size());
+    const auto start = static_cast<int64_t>(packed.tokens.size());
+    packed.tokens.insert(packed.tokens.end(), input.begin(), input.end());
+    packed.segments.push_back({length, -1});
+    packed.request_tokens += length;
+    for (int64_t j = 0; j < k; ++j) add_logit_row(i, start + length - k + j);
+  }
+  return packed;
+}
+
+void LoglikelihoodEngine::score_packed(std::span<const PackedQuestion> batch, std::span<const EncodedQuestion> questions,
+                                       std::span<std::vector<RequestScore>> scores) {
+  std::vector<int32_t> tokens;
+  std::vector<PackedSegment> segments;
+  std::vector<int64_t> logit_rows, logit_offsets;
+  for (const PackedQuestion& question : batch) {
+    const auto row_offset = static_cast<int64_t>(tokens.size());
+    const auto segment_offset = static_cast<int64_t>(segments.size());
+    logit_offsets.push_back(static_cast<int64_t>(logit_rows.size()));
+    tokens.insert(tokens.end(), question.tokens.begin(), question.tokens.end());
+    for (PackedSegment segment : question.segments) {
+      if (segment.parent >= 0) segment.parent += segment_offset;
+      segments.push_back(segment);
+    }
+    for (int64_t row : question.logit_rows) logit_rows.push_back(row_offset + row);
+    stats_.request_tokens += question.request_tokens;
+  }
+  const int64_t vocab = model_.config().vocab_size;
+  if (!tokens.empty()) {
+    logits_.resize(logit_rows.size() * static_cast<size_t>(vocab));
+    model_.forward_packed(tokens, segments, logit_rows, logits_);
+    ++stats_.forward_calls;
+    stats_.positions += static_cast<int64_t>(tokens.size());
+  }
+  for (size_t q = 0; q < batch.size(); ++q)
+    for (size_t i = 0; i < questions[q].size(); ++i) {
+      const EncodedRequest& request = questions[q][i];
+      RequestScore score;
+      score.context_tokens = static_cast<int64_t>(request.context.size());
+      score.continuation = request.continuation;
+      score.is_greedy = true;
+      const std::vector<int64_t>& rows = batch[q].request_logits[i];
+      for (size_t j = 0; j < rows.size(); ++j) {
+        bool argmax = false;
+        const float* row = &logits_[static_cast<size_t>((logit_offsets[q] + rows[j]) * vocab)];
+        score.loglikelihood += token_logprob(row, vocab, request.continuation[j], &argmax);
+        score.is_greedy = score.is_greedy && argmax;
+      }
+      scores[q].push_back(std::move(score));
+    }
 }
 
 RequestScore LoglikelihoodEngine::score_alone(const EncodedRequest& request) {
@@ -76,15 +217,10 @@ RequestScore LoglikelihoodEngine::score_alone(const EncodedRequest& request) {
   score.continuation = request.continuation;
   score.is_greedy = true;
   if (request.continuation.empty()) return score;
-  // inp = (context + continuation)[-(max_length + 1):][:-1]
-  std::vector<int32_t> all = request.context;
-  all.insert(all.end(), request.continuation.begin(), request.continuation.end());
-  const int64_t start = std::max<int64_t>(0, static_cast<int64_t>(all.size()) - (options_.max_length + 1));
-  const std::vector<int32_t> input(all.begin() + start, all.end() - 1);
-  const int64_t length = static_cast<int64_t>(input.size());
+  const std::vector<int32_t> input = truncated_input(request);
+  const auto length = static_cast<int64_t>(input.size());
   const int64_t vocab = model_.config().vocab_size;
-  const int64_t k = static_cast<int64_t>(request.continuation.size());
-  if (k > length) fail("a continuation of {} tokens does not fit the window of {}", k, options_.max_length);
+  const auto k = static_cast<int64_t>(request.continuation.size());
   logits_.resize(static_cast<size_t>(length * vocab));
   model_.forward(input, 1, length, logits_);
   ++stats_.forward_calls;
@@ -96,64 +232,6 @@ RequestScore LoglikelihoodEngine::score_alone(const EncodedRequest& request) {
     score.is_greedy = score.is_greedy && argmax;
   }
   return score;
-}
-
-std::vector<RequestScore> LoglikelihoodEngine::score_shared(std::span<const EncodedRequest> requests) {
-  const std::vector<int32_t>& context = requests[0].context;
-  const int64_t n = static_cast<int64_t>(requests.size());
-  const int64_t c = static_cast<int64_t>(context.size());
-  const int64_t vocab = model_.config().vocab_size;
-  int64_t max_k = 0;
-  for (const auto& request : requests) max_k = std::max<int64_t>(max_k, request.continuation.size());
-
-  // Context minus its last token into a batch-1 cache, then one copy of it per request.
-  const int64_t prefix = c - 1;
-  KVCache cache = model_.make_cache(n, prefix + max_k);
-  if (prefix > 0) {
-    KVCache single = model_.make_cache(1, prefix);
-    logits_.resize(static_cast<size_t>(vocab));
-    model_.forward(std::span<const int32_t>(context.data(), prefix), 1, prefix, logits_, &single, true);
-    ++stats_.forward_calls;
-    stats_.positions += prefix;
-    const size_t row = static_cast<size_t>(prefix * single.kv_width);
-    const size_t stride = static_cast<size_t>(cache.capacity * cache.kv_width);
-    for (size_t layer = 0; layer < cache.keys.size(); ++layer)
-      for (int64_t b = 0; b < n; ++b) {
-        std::copy_n(single.keys[layer].begin(), row, cache.keys[layer].begin() + b * stride);
-        std::copy_n(single.values[layer].begin(), row, cache.values[layer].begin() + b * stride);
-      }
-    cache.length = prefix;
-  }
-  // Row i: the context's last token, then the continuation without its last token, padded at
-  // the end (causal attention: padding never reaches the positions that are read).
-  std::vector<int32_t> tokens(static_cast<size_t>(n * max_k));
-  for (int64_t i = 0; i < n; ++i) {
-    const auto& continuation = requests[i].continuation;
-    int32_t* row = &tokens[i * max_k];
-    row[0] = context.back();
-    for (int64_t j = 1; j < max_k; ++j)
-      row[j] = j - 1 < static_cast<int64_t>(continuation.size()) ? continuation[j - 1] : continuation.back();
-  }
-  logits_.resize(static_cast<size_t>(n * max_k * vocab));
-  model_.forward(tokens, n, max_k, logits_, &cache);
-  ++stats_.forward_calls;
-  stats_.positions += n * max_k;
-
-  std::vector<RequestScore> scores(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    RequestScore& score = scores[i];
-    score.context_tokens = c;
-    score.continuation = requests[i].continuation;
-    score.is_greedy = true;
-    const int64_t k = static_cast<int64_t>(score.continuation.size());
-    stats_.request_tokens += c + k - 1;
-    for (int64_t j = 0; j < k; ++j) {
-      bool argmax = false;
-      score.loglikelihood += token_logprob(&logits_[(i * max_k + j) * vocab], vocab, score.continuation[j], &argmax);
-      score.is_greedy = score.is_greedy && argmax;
-    }
-  }
-  return scores;
 }
 
 }  // namespace cq

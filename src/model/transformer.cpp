@@ -81,7 +81,57 @@ void matmul_stored_weight(const float* x, int64_t m, const TensorInfo& weight, f
   }
 }
 
+// One head's causal attention: queries q [length x d] (row stride q_stride) against keys and
+// values [past + length x d] (row stride kv_stride); query t sees keys 0 .. past + t.
+// scores: scratch of length * (past + length) floats.
+void attend_head(const float* q, int64_t q_stride, const float* k, const float* v, int64_t kv_stride, int64_t past,
+                 int64_t length, int64_t head_dim, float scale, float* out, int64_t out_stride, float* scores) {
+  const int64_t total = past + length;
+  matmul_abt(q, q_stride, k, kv_stride, scores, total, length, total, head_dim, scale);
+  for (int64_t t = 0; t < length; ++t) {
+    float* row = scores + t * total;
+    const int64_t visible = past + t + 1;
+    float max_score = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < visible; ++j) max_score = std::max(max_score, row[j]);
+    float sum = 0;
+    for (int64_t j = 0; j < visible; ++j) {
+      row[j] = std::exp(row[j] - max_score);
+      sum += row[j];
+    }
+    const float inv_sum = 1.f / sum;
+    for (int64_t j = 0; j < visible; ++j) row[j] *= inv_sum;
+    for (int64_t j = visible; j < total; ++j) row[j] = 0.f;
+  }
+  matmul_ab(scores, total, v, kv_stride, out, out_stride, length, head_dim, total);
+}
+
 }  // namespace
+
+RowWindows::RowWindows(int64_t rows, int64_t length) : bounds_{0} {
+  if (length <= 0) length = std::max<int64_t>(rows, 1);
+  for (int64_t start = 0; start < rows; start += length) bounds_.push_back(std::min(start + length, rows));
+}
+
+RowWindows::RowWindows(std::vector<int64_t> bounds) : bounds_(std::move(bounds)) {
+  if (bounds_.empty() || bounds_.front() != 0) fail("internal error: row windows must start at row 0");
+  for (size_t w = 1; w < bounds_.size(); ++w)
+    if (bounds_[w] < bounds_[w - 1]) fail("internal error: row windows must be increasing");
+}
+
+int64_t RowWindows::max_size() const {
+  int64_t largest = 0;
+  for (int64_t w = 0; w < count(); ++w) largest = std::max(largest, size(w));
+  return largest;
+}
+
+// A packed segment's rows and what it attends to: its ancestors' row ranges (root first),
+// then its own rows [start, start + length).
+struct Transformer::SegmentRows {
+  int64_t start = 0, length = 0;
+  std::vector<std::pair<int64_t, int64_t>> ancestors;  // (start, length)
+  int64_t past = 0;                                    // tokens of the ancestors
+  bool contiguous = true;                              // ancestors and own rows form one range
+};
 
 const char* input_site_name(InputSite site) {
   switch (site) {
@@ -292,9 +342,9 @@ void Transformer::apply_norm(const Norm& norm, const float* x, float* y, int64_t
   }
 }
 
-void Transformer::embed(std::span<const int32_t> tokens, int64_t batch, int64_t length, int64_t past, float* x) {
+void Transformer::embed(std::span<const int32_t> tokens, std::span<const int64_t> positions, float* x) {
   const ModelConfig& c = config_;
-  const int64_t rows = batch * length;
+  const auto rows = static_cast<int64_t>(tokens.size());
   const int64_t embed_dim = c.word_embed_proj_dim;
   for (int64_t r = 0; r < rows; ++r) {
     const int32_t token = tokens[static_cast<size_t>(r)];
@@ -310,27 +360,31 @@ void Transformer::embed(std::span<const int32_t> tokens, int64_t batch, int64_t 
     std::memcpy(x, word.data(), word.size() * sizeof(float));
   }
   if (c.positions == PositionKind::Learned) {
-    const int64_t max_position = past + length;
+    const int64_t max_position = rows > 0 ? *std::max_element(positions.begin(), positions.end()) + 1 : 0;
     if (max_position > c.max_position_embeddings)
       fail("sequence of {} positions exceeds max_position_embeddings {}", max_position, c.max_position_embeddings);
-    std::vector<float> position(static_cast<size_t>(c.hidden_size));
-    for (int64_t t = 0; t < length; ++t) {
-      convert_to_f32(*embed_positions_, (past + t + c.position_offset) * c.hidden_size, c.hidden_size, position.data());
-      for (int64_t b = 0; b < batch; ++b) {
-        float* row = x + (b * length + t) * c.hidden_size;
+#pragma omp parallel if (rows * c.hidden_size > kParallelElements)
+    {
+      std::vector<float> position(static_cast<size_t>(c.hidden_size));
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) {
+        convert_to_f32(*embed_positions_, (positions[static_cast<size_t>(r)] + c.position_offset) * c.hidden_size,
+                       c.hidden_size, position.data());
+        float* row = x + r * c.hidden_size;
         for (int64_t j = 0; j < c.hidden_size; ++j) row[j] += position[static_cast<size_t>(j)];
       }
     }
   }
 }
 
-void Transformer::apply_rope(float* x, int64_t heads, int64_t batch, int64_t length, int64_t past) const {
+void Transformer::apply_rope(float* x, int64_t heads, std::span<const int64_t> positions) const {
   const int64_t head_dim = config_.head_dim;
   const int64_t half = head_dim / 2;
   const int64_t width = heads * head_dim;
-#pragma omp parallel for schedule(static) if (batch * length * width > kParallelElements)
-  for (int64_t r = 0; r < batch * length; ++r) {
-    const auto position = static_cast<float>(past + r % length);
+  const auto rows = static_cast<int64_t>(positions.size());
+#pragma omp parallel for schedule(static) if (rows * width > kParallelElements)
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto position = static_cast<float>(positions[static_cast<size_t>(r)]);
     float* row = x + r * width;
     for (int64_t i = 0; i < half; ++i) {
       // HF: freqs = position · inv_freq in float32, then cos/sin; rotate_half pairs i with i + d/2.
@@ -348,28 +402,29 @@ void Transformer::apply_rope(float* x, int64_t heads, int64_t batch, int64_t len
   }
 }
 
-const float* Transformer::prepare_input(int64_t layer, InputSite site, const float* x, int64_t rows, int64_t cols,
-                                        int64_t sequence_length, std::span<const int64_t> readers) {
-  if (observer_) observer_(layer, site, x, rows, cols, sequence_length);
+const float* Transformer::prepare_input(int64_t layer, InputSite site, const float* x, int64_t cols,
+                                        const RowWindows& windows, std::span<const int64_t> readers) {
+  const int64_t rows = windows.rows();
+  if (observer_) observer_(layer, site, x, rows, cols, windows);
   const auto& quantizer = activation_quantizers_[static_cast<size_t>(layer * kInputSites + static_cast<int>(site))];
   const bool all_backends = std::all_of(readers.begin(), readers.end(), [&](int64_t r) { return backends_[static_cast<size_t>(r)] != nullptr; });
   if (!quantizer || all_backends) return x;
   quantized_input_.assign(x, x + rows * cols);
   KernelStats site_stats;
-  // Per sequence: CrossQuant's column maxima are taken over one sequence's tokens (SPEC.md).
-  for (int64_t start = 0; start < rows; start += sequence_length) {
-    const int64_t count = std::min(sequence_length, rows - start);
-    quantizer->fake_quantize(MatrixView{quantized_input_.data() + start * cols, count, cols, cols}, &site_stats);
-  }
+  // Per window: CrossQuant's column maxima are taken over one sequence's tokens (SPEC.md).
+  for (int64_t w = 0; w < windows.count(); ++w)
+    quantizer->fake_quantize(MatrixView{quantized_input_.data() + windows.begin(w) * cols, windows.size(w), cols, cols},
+                             &site_stats);
   for (int64_t reader : readers) stats_[static_cast<size_t>(reader)].merge(site_stats);
   return quantized_input_.data();
 }
 
-void Transformer::run_linear(int64_t index, const float* x, int64_t rows, int64_t sequence_length, float* y) {
+void Transformer::run_linear(int64_t index, const float* x, const RowWindows& windows, float* y) {
   if (const auto& backend = backends_[static_cast<size_t>(index)]) {
-    backend->run(x, rows, sequence_length, y, stats_[static_cast<size_t>(index)]);
+    backend->run(x, windows, y, stats_[static_cast<size_t>(index)]);
     return;
   }
+  const int64_t rows = windows.rows();
   const LinearLayer& linear = linears_[static_cast<size_t>(index)];
   if (linear.owned_weight.empty()) {
     matmul_stored_weight(x, rows, *linear.stored_weight, y);
@@ -386,8 +441,8 @@ void Transformer::run_linear(int64_t index, const float* x, int64_t rows, int64_
   }
 }
 
-void Transformer::attention(int64_t layer, float* q, const float* k, const float* v, int64_t batch, int64_t length,
-                            KVCache& cache, float* out) {
+void Transformer::cache_attention(int64_t layer, const float* q, const float* k, const float* v, int64_t batch,
+                                  int64_t length, KVCache& cache, float* out) {
   const ModelConfig& c = config_;
   const int64_t head_dim = c.head_dim;
   const int64_t q_width = c.num_heads * head_dim;
@@ -403,8 +458,7 @@ void Transformer::attention(int64_t layer, float* q, const float* k, const float
     std::memcpy(key_rows, k + b * length * kv_width, static_cast<size_t>(length * kv_width) * sizeof(float));
     std::memcpy(value_rows, v + b * length * kv_width, static_cast<size_t>(length * kv_width) * sizeof(float));
   }
-  // LLaMA scales scores by 1/sqrt(d); OPT has already scaled q after its projection.
-  const float score_scale = c.family == Family::OPT ? 1.f : 1.f / std::sqrt(static_cast<float>(head_dim));
+  const float score_scale = attention_score_scale();
   const int64_t attention_work = batch * c.num_heads * length * total * head_dim;
 #pragma omp parallel if (attention_work > kParallelElements * 16)
   {
@@ -412,27 +466,63 @@ void Transformer::attention(int64_t layer, float* q, const float* k, const float
 #pragma omp for schedule(dynamic) collapse(2)
     for (int64_t b = 0; b < batch; ++b) {
       for (int64_t h = 0; h < c.num_heads; ++h) {
-        const int64_t kv_head = h / group;
-        const float* q_head = q + b * length * q_width + h * head_dim;
-        const float* k_head = keys + b * cache.capacity * kv_width + kv_head * head_dim;
-        const float* v_head = values + b * cache.capacity * kv_width + kv_head * head_dim;
-        matmul_abt(q_head, q_width, k_head, kv_width, scores.data(), total, length, total, head_dim, score_scale);
-        for (int64_t t = 0; t < length; ++t) {
-          float* row = scores.data() + t * total;
-          const int64_t visible = past + t + 1;  // causal
-          float max_score = -std::numeric_limits<float>::infinity();
-          for (int64_t j = 0; j < visible; ++j) max_score = std::max(max_score, row[j]);
-          float sum = 0;
-          for (int64_t j = 0; j < visible; ++j) {
-            row[j] = std::exp(row[j] - max_score);
-            sum += row[j];
-          }
-          const float inv_sum = 1.f / sum;
-          for (int64_t j = 0; j < visible; ++j) row[j] *= inv_sum;
-          for (int64_t j = visible; j < total; ++j) row[j] = 0.f;
+        const int64_t kv_offset = b * cache.capacity * kv_width + h / group * head_dim;
+        attend_head(q + b * length * q_width + h * head_dim, q_width, keys + kv_offset, values + kv_offset, kv_width,
+                    past, length, head_dim, score_scale, out + b * length * q_width + h * head_dim, q_width,
+                    scores.data());
+      }
+    }
+  }
+}
+
+void Transformer::packed_attention(const float* q, const float* k, const float* v,
+                                   const std::vector<SegmentRows>& segments, float* out) const {
+  const ModelConfig& c = config_;
+  const int64_t head_dim = c.head_dim;
+  const int64_t q_width = c.num_heads * head_dim;
+  const int64_t kv_width = c.num_kv_heads * head_dim;
+  const int64_t group = c.num_heads / c.num_kv_heads;
+  const float score_scale = attention_score_scale();
+  const auto count = static_cast<int64_t>(segments.size());
+  int64_t attention_work = 0;
+  for (const auto& segment : segments) attention_work += c.num_heads * segment.length * (segment.past + segment.length) * head_dim;
+#pragma omp parallel if (attention_work > kParallelElements * 16)
+  {
+    std::vector<float> scores, keys, values;  // keys/values: a segment's visible rows, gathered when not contiguous
+#pragma omp for schedule(dynamic) collapse(2)
+    for (int64_t s = 0; s < count; ++s) {
+      for (int64_t h = 0; h < c.num_heads; ++h) {
+        const SegmentRows& segment = segments[static_cast<size_t>(s)];
+        const int64_t total = segment.past + segment.length;
+        const int64_t kv_column = h / group * head_dim;
+        scores.resize(static_cast<size_t>(segment.length * total));
+        const float *k_rows = nullptr, *v_rows = nullptr;
+        int64_t stride = kv_width;
+        if (segment.contiguous) {
+          const int64_t first = segment.start - segment.past;
+          k_rows = k + first * kv_width + kv_column;
+          v_rows = v + first * kv_width + kv_column;
+        } else {
+          keys.resize(static_cast<size_t>(total * head_dim));
+          values.resize(keys.size());
+          int64_t row = 0;
+          auto gather = [&](int64_t start, int64_t length) {
+            for (int64_t r = start; r < start + length; ++r, ++row) {
+              std::memcpy(&keys[static_cast<size_t>(row * head_dim)], k + r * kv_width + kv_column,
+                          static_cast<size_t>(head_dim) * sizeof(float));
+              std::memcpy(&values[static_cast<size_t>(row * head_dim)], v + r * kv_width + kv_column,
+                          static_cast<size_t>(head_dim) * sizeof(float));
+            }
+          };
+          for (const auto& [start, length] : segment.ancestors) gather(start, length);
+          gather(segment.start, segment.length);
+          k_rows = keys.data();
+          v_rows = values.data();
+          stride = head_dim;
         }
-        matmul_ab(scores.data(), total, v_head, kv_width, out + b * length * q_width + h * head_dim, q_width, length,
-                  head_dim, total);
+        attend_head(q + segment.start * q_width + h * head_dim, q_width, k_rows, v_rows, stride, segment.past,
+                    segment.length, head_dim, score_scale, out + segment.start * q_width + h * head_dim, q_width,
+                    scores.data());
       }
     }
   }
@@ -443,64 +533,96 @@ Transformer::BlockLinears Transformer::block_linears(int64_t layer) const {
   return {block.q, block.k, block.v, block.o, block.gate_or_fc1, block.up, block.down_or_fc2};
 }
 
+namespace {
+
+// Positions of `batch` sequences of `length` tokens continuing after `past` cached ones.
+std::vector<int64_t> sequence_positions(int64_t batch, int64_t length, int64_t past) {
+  std::vector<int64_t> positions(static_cast<size_t>(batch * length));
+  for (int64_t r = 0; r < batch * length; ++r) positions[static_cast<size_t>(r)] = past + r % length;
+  return positions;
+}
+
+}  // namespace
+
+Transformer::Pass Transformer::cache_pass(int64_t batch, int64_t length, KVCache& cache) {
+  Pass pass;
+  pass.positions = sequence_positions(batch, length, cache.length);
+  pass.windows = RowWindows(batch * length, length);
+  pass.batch = batch;
+  pass.length = length;
+  pass.cache = &cache;
+  return pass;
+}
+
+float Transformer::attention_score_scale() const {
+  // LLaMA scales scores by 1/sqrt(d); OPT has already scaled q after its projection.
+  return config_.family == Family::OPT ? 1.f : 1.f / std::sqrt(static_cast<float>(config_.head_dim));
+}
+
 void Transformer::embed_tokens(std::span<const int32_t> tokens, int64_t batch, int64_t length, float* x) {
   if (static_cast<int64_t>(tokens.size()) != batch * length) fail("embed_tokens: {} tokens for {} x {}", tokens.size(), batch, length);
-  embed(tokens, batch, length, 0, x);
+  embed(tokens, sequence_positions(batch, length, 0), x);
 }
 
 void Transformer::run_block(int64_t layer, float* x, int64_t batch, int64_t length) {
   KVCache cache = make_cache(batch, length);
-  block_step(layer, x, batch, length, cache);
+  block_step(layer, x, cache_pass(batch, length, cache));
 }
 
 void Transformer::run_attention(int64_t layer, const float* input, int64_t batch, int64_t length, float* out) {
   KVCache cache = make_cache(batch, length);
-  attention_sublayer(layer, input, batch, length, cache, out);
+  attention_sublayer(layer, input, cache_pass(batch, length, cache), out);
 }
 
-void Transformer::attention_sublayer(int64_t l, const float* input, int64_t batch, int64_t length, KVCache& cache,
-                                     float* out) {
+void Transformer::run_mlp(int64_t layer, const float* input, int64_t rows, int64_t length, float* out) {
+  mlp_sublayer(layer, input, RowWindows(rows, length), out);
+}
+
+void Transformer::attention_sublayer(int64_t l, const float* input, const Pass& pass, float* out) {
   const ModelConfig& c = config_;
   const Block& block = blocks_.at(static_cast<size_t>(l));
-  const int64_t rows = batch * length;
+  const int64_t rows = pass.rows();
   const int64_t q_width = c.num_heads * c.head_dim;
   const int64_t kv_width = c.num_kv_heads * c.head_dim;
-  const int64_t past = cache.length;
   std::vector<float> q(static_cast<size_t>(rows * q_width)), k(static_cast<size_t>(rows * kv_width)), v(k.size()),
       attn(q.size());
   const int64_t qkv[] = {block.q, block.k, block.v};
-  const float* quantized = prepare_input(l, InputSite::AttentionIn, input, rows, c.hidden_size, length, qkv);
-  run_linear(block.q, quantized, rows, length, q.data());
-  run_linear(block.k, quantized, rows, length, k.data());
-  run_linear(block.v, quantized, rows, length, v.data());
+  const float* quantized = prepare_input(l, InputSite::AttentionIn, input, c.hidden_size, pass.windows, qkv);
+  run_linear(block.q, quantized, pass.windows, q.data());
+  run_linear(block.k, quantized, pass.windows, k.data());
+  run_linear(block.v, quantized, pass.windows, v.data());
   if (attention_input_quantizer_) {
     for (auto [data, width] : {std::pair{q.data(), q_width}, std::pair{k.data(), kv_width}, std::pair{v.data(), kv_width}})
-      for (int64_t b = 0; b < batch; ++b)
-        attention_input_quantizer_->fake_quantize(MatrixView{data + b * length * width, length, width, width}, nullptr);
+      for (int64_t w = 0; w < pass.windows.count(); ++w)
+        attention_input_quantizer_->fake_quantize(
+            MatrixView{data + pass.windows.begin(w) * width, pass.windows.size(w), width, width}, nullptr);
   }
   if (c.family == Family::OPT) {
     const float scaling = 1.f / std::sqrt(static_cast<float>(c.head_dim));
     for (float& value : q) value *= scaling;
   } else {
-    apply_rope(q.data(), c.num_heads, batch, length, past);
-    apply_rope(k.data(), c.num_kv_heads, batch, length, past);
+    apply_rope(q.data(), c.num_heads, pass.positions);
+    apply_rope(k.data(), c.num_kv_heads, pass.positions);
   }
-  attention(l, q.data(), k.data(), v.data(), batch, length, cache, attn.data());
+  if (pass.segments) packed_attention(q.data(), k.data(), v.data(), *pass.segments, attn.data());
+  else cache_attention(l, q.data(), k.data(), v.data(), pass.batch, pass.length, *pass.cache, attn.data());
   const int64_t o_reader[] = {block.o};
-  run_linear(block.o, prepare_input(l, InputSite::AttentionOut, attn.data(), rows, q_width, length, o_reader), rows, length, out);
+  run_linear(block.o, prepare_input(l, InputSite::AttentionOut, attn.data(), q_width, pass.windows, o_reader),
+             pass.windows, out);
 }
 
-void Transformer::run_mlp(int64_t l, const float* input, int64_t rows, int64_t length, float* out) {
+void Transformer::mlp_sublayer(int64_t l, const float* input, const RowWindows& windows, float* out) {
   const ModelConfig& c = config_;
   const Block& block = blocks_.at(static_cast<size_t>(l));
+  const int64_t rows = windows.rows();
   const int64_t inter = c.intermediate_size;
   std::vector<float> mlp_a(static_cast<size_t>(rows * inter));
   if (c.mlp == MlpKind::SwiGLU) {
     std::vector<float> mlp_b(mlp_a.size());
     const int64_t readers[] = {block.gate_or_fc1, block.up};
-    const float* in = prepare_input(l, InputSite::MlpIn, input, rows, c.hidden_size, length, readers);
-    run_linear(block.gate_or_fc1, in, rows, length, mlp_a.data());
-    run_linear(block.up, in, rows, length, mlp_b.data());
+    const float* in = prepare_input(l, InputSite::MlpIn, input, c.hidden_size, windows, readers);
+    run_linear(block.gate_or_fc1, in, windows, mlp_a.data());
+    run_linear(block.up, in, windows, mlp_b.data());
 #pragma omp parallel for schedule(static) if (rows * inter > kParallelElements)
     for (int64_t i = 0; i < rows * inter; ++i) {
       const float g = mlp_a[static_cast<size_t>(i)];
@@ -508,20 +630,20 @@ void Transformer::run_mlp(int64_t l, const float* input, int64_t rows, int64_t l
     }
   } else {
     const int64_t readers[] = {block.gate_or_fc1};
-    run_linear(block.gate_or_fc1, prepare_input(l, InputSite::MlpIn, input, rows, c.hidden_size, length, readers), rows, length,
+    run_linear(block.gate_or_fc1, prepare_input(l, InputSite::MlpIn, input, c.hidden_size, windows, readers), windows,
                mlp_a.data());
 #pragma omp parallel for schedule(static) if (rows * inter > kParallelElements)
     for (int64_t i = 0; i < rows * inter; ++i) mlp_a[static_cast<size_t>(i)] = std::max(mlp_a[static_cast<size_t>(i)], 0.f);
   }
   const int64_t down_reader[] = {block.down_or_fc2};
-  run_linear(block.down_or_fc2, prepare_input(l, InputSite::MlpDown, mlp_a.data(), rows, inter, length, down_reader),
-             rows, length, out);
+  run_linear(block.down_or_fc2, prepare_input(l, InputSite::MlpDown, mlp_a.data(), inter, windows, down_reader), windows,
+             out);
 }
 
-void Transformer::block_step(int64_t l, float* x, int64_t batch, int64_t length, KVCache& cache) {
+void Transformer::block_step(int64_t l, float* x, const Pass& pass) {
   const ModelConfig& c = config_;
   const Block& block = blocks_.at(static_cast<size_t>(l));
-  const int64_t rows = batch * length;
+  const int64_t rows = pass.rows();
   const int64_t hidden = c.hidden_size;
   std::vector<float> normed(static_cast<size_t>(rows * hidden)), block_out(normed.size());
   auto add_residual = [&](const float* delta) {
@@ -534,7 +656,7 @@ void Transformer::block_step(int64_t l, float* x, int64_t batch, int64_t length,
     apply_norm(block.attn_norm, x, normed.data(), rows, hidden);
     attn_input = normed.data();
   }
-  attention_sublayer(l, attn_input, batch, length, cache, block_out.data());
+  attention_sublayer(l, attn_input, pass, block_out.data());
   add_residual(block_out.data());
   if (!c.pre_norm) apply_norm(block.attn_norm, x, x, rows, hidden);
   // MLP
@@ -543,7 +665,7 @@ void Transformer::block_step(int64_t l, float* x, int64_t batch, int64_t length,
     apply_norm(block.mlp_norm, x, normed.data(), rows, hidden);
     mlp_input = normed.data();
   }
-  run_mlp(l, mlp_input, rows, length, block_out.data());
+  mlp_sublayer(l, mlp_input, pass.windows, block_out.data());
   add_residual(block_out.data());
   if (!c.pre_norm) apply_norm(block.mlp_norm, x, x, rows, hidden);
 }
@@ -562,40 +684,89 @@ void Transformer::forward(std::span<const int32_t> tokens, int64_t batch, int64_
   }
   if (cache->batch != batch) fail("forward: cache holds {} sequences, batch has {}", cache->batch, batch);
   if (cache->length + length > cache->capacity) fail("forward: KV cache capacity {} exceeded", cache->capacity);
-  const int64_t past = cache->length;
   // Rotary positions beyond max_position_embeddings are computed as HF does (no limit).
-
-  const int64_t rows = batch * length;
-  const int64_t hidden = c.hidden_size;
-  std::vector<float> x(static_cast<size_t>(rows * hidden));
-  embed(tokens, batch, length, past, x.data());
-
-  for (int64_t l = 0; l < c.num_layers; ++l) block_step(l, x.data(), batch, length, *cache);
+  const Pass pass = cache_pass(batch, length, *cache);
+  std::vector<float> x(static_cast<size_t>(batch * length * c.hidden_size));
+  embed(tokens, pass.positions, x.data());
+  for (int64_t l = 0; l < c.num_layers; ++l) block_step(l, x.data(), pass);
   cache->length += length;
 
-  // Head: final norm, optional project_out, lm_head (kept in full precision).
-  std::vector<float> head_input;
-  const int64_t embed_dim = c.word_embed_proj_dim;
-  {
-    std::vector<float> selected;
-    const float* source = x.data();
-    if (last_position_only) {
-      selected.resize(static_cast<size_t>(batch * hidden));
-      for (int64_t b = 0; b < batch; ++b)
-        std::memcpy(selected.data() + b * hidden, x.data() + ((b + 1) * length - 1) * hidden, static_cast<size_t>(hidden) * sizeof(float));
-      source = selected.data();
-    }
-    std::vector<float> normed_out(static_cast<size_t>(out_rows * hidden));
-    if (c.final_norm) apply_norm(final_norm_, source, normed_out.data(), out_rows, hidden);
-    else std::memcpy(normed_out.data(), source, normed_out.size() * sizeof(float));
-    if (c.has_projections()) {
-      head_input.resize(static_cast<size_t>(out_rows * embed_dim));
-      matmul_stored_weight(normed_out.data(), out_rows, *project_out_, head_input.data());
+  std::vector<int64_t> last_rows;
+  if (last_position_only)
+    for (int64_t b = 0; b < batch; ++b) last_rows.push_back((b + 1) * length - 1);
+  compute_logits(x.data(), batch * length, last_rows, logits.data());
+}
+
+void Transformer::forward_packed(std::span<const int32_t> tokens, std::span<const PackedSegment> segments,
+                                 std::span<const int64_t> logit_rows, std::span<float> logits) {
+  const ModelConfig& c = config_;
+  const auto rows = static_cast<int64_t>(tokens.size());
+  if (rows == 0 || segments.empty()) fail("forward_packed: no tokens");
+  if (static_cast<int64_t>(logits.size()) < static_cast<int64_t>(logit_rows.size()) * c.vocab_size)
+    fail("forward_packed: logits buffer too small");
+  std::vector<SegmentRows> plan(segments.size());
+  Pass pass;
+  pass.positions.resize(static_cast<size_t>(rows));
+  std::vector<int64_t> window_bounds = {0};
+  int64_t start = 0, tree_root = -1;
+  for (size_t s = 0; s < segments.size(); ++s) {
+    const PackedSegment& segment = segments[s];
+    SegmentRows& rows_of = plan[s];
+    if (segment.length <= 0) fail("forward_packed: segment {} is empty", s);
+    if (segment.parent >= 0) {
+      if (segment.parent < tree_root || segment.parent >= static_cast<int64_t>(s))
+        fail("forward_packed: segment {} continues segment {}, which is not an earlier segment of its tree", s, segment.parent);
+      const SegmentRows& parent = plan[static_cast<size_t>(segment.parent)];
+      rows_of.ancestors = parent.ancestors;
+      rows_of.ancestors.emplace_back(parent.start, parent.length);
+      rows_of.past = parent.past + parent.length;
+      rows_of.contiguous = parent.contiguous && parent.start + parent.length == start;
     } else {
-      head_input = std::move(normed_out);
+      tree_root = static_cast<int64_t>(s);
+      if (start > 0) window_bounds.push_back(start);
     }
+    rows_of.start = start;
+    rows_of.length = segment.length;
+    for (int64_t t = 0; t < segment.length; ++t) pass.positions[static_cast<size_t>(start + t)] = rows_of.past + t;
+    start += segment.length;
   }
-  matmul_stored_weight(head_input.data(), out_rows, *lm_head_, logits.data());
+  if (start != rows) fail("forward_packed: segments hold {} tokens, {} given", start, rows);
+  for (int64_t row : logit_rows)
+    if (row < 0 || row >= rows) fail("forward_packed: logit row {} outside the {} packed rows", row, rows);
+  window_bounds.push_back(rows);
+  pass.windows = RowWindows(std::move(window_bounds));
+  pass.segments = &plan;
+
+  std::vector<float> x(static_cast<size_t>(rows * c.hidden_size));
+  embed(tokens, pass.positions, x.data());
+  for (int64_t l = 0; l < c.num_layers; ++l) block_step(l, x.data(), pass);
+  if (!logit_rows.empty()) compute_logits(x.data(), rows, logit_rows, logits.data());
+}
+
+void Transformer::compute_logits(const float* x, int64_t rows, std::span<const int64_t> selected, float* logits) {
+  // Final norm, optional project_out, lm_head (kept in full precision).
+  const ModelConfig& c = config_;
+  const int64_t hidden = c.hidden_size;
+  const int64_t out_rows = selected.empty() ? rows : static_cast<int64_t>(selected.size());
+  std::vector<float> gathered;
+  const float* source = x;
+  if (!selected.empty()) {
+    gathered.resize(static_cast<size_t>(out_rows * hidden));
+    for (int64_t i = 0; i < out_rows; ++i)
+      std::memcpy(gathered.data() + i * hidden, x + selected[static_cast<size_t>(i)] * hidden,
+                  static_cast<size_t>(hidden) * sizeof(float));
+    source = gathered.data();
+  }
+  std::vector<float> normed(static_cast<size_t>(out_rows * hidden));
+  if (c.final_norm) apply_norm(final_norm_, source, normed.data(), out_rows, hidden);
+  else std::memcpy(normed.data(), source, normed.size() * sizeof(float));
+  if (!c.has_projections()) {
+    matmul_stored_weight(normed.data(), out_rows, *lm_head_, logits);
+    return;
+  }
+  std::vector<float> head_input(static_cast<size_t>(out_rows * c.word_embed_proj_dim));
+  matmul_stored_weight(normed.data(), out_rows, *project_out_, head_input.data());
+  matmul_stored_weight(head_input.data(), out_rows, *lm_head_, logits);
 }
 
 }  // namespace cq

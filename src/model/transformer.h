@@ -42,6 +42,33 @@ struct LinearLayer {
   std::span<float> mutable_weight();
 };
 
+// The quantization windows of an activation matrix: consecutive row ranges whose tokens
+// share window-wide statistics (a per-tensor scale, CrossQuant's column maxima c_j). One
+// sequence is one window; a packed forward makes one window per tree (forward_packed).
+class RowWindows {
+ public:
+  RowWindows() : bounds_{0} {}
+  RowWindows(int64_t rows, int64_t length);          // every `length` rows (the last may be shorter)
+  explicit RowWindows(std::vector<int64_t> bounds);  // window w = rows [bounds[w], bounds[w + 1]), bounds[0] = 0
+  int64_t rows() const { return bounds_.back(); }
+  int64_t count() const { return static_cast<int64_t>(bounds_.size()) - 1; }
+  int64_t begin(int64_t w) const { return bounds_[static_cast<size_t>(w)]; }
+  int64_t size(int64_t w) const { return bounds_[static_cast<size_t>(w) + 1] - bounds_[static_cast<size_t>(w)]; }
+  int64_t max_size() const;
+
+ private:
+  std::vector<int64_t> bounds_;
+};
+
+// One segment of a packed forward (Transformer::forward_packed). A segment continues its
+// parent (an earlier segment of the same tree) or starts a new sequence (parent -1): its
+// tokens attend to the tokens of all its ancestors and causally to its own, and their
+// positions continue after the ancestors' lengths.
+struct PackedSegment {
+  int64_t length = 0;
+  int64_t parent = -1;
+};
+
 struct KVCache {
   int64_t batch = 0;
   int64_t capacity = 0;  // positions
@@ -52,16 +79,16 @@ struct KVCache {
 
 // Another way to compute one linear layer (an integer GEMM engine, say). It receives the
 // unquantized input, quantizes it as it must, adds its kernel statistics, and writes y
-// (bias included). Rows come in sequences of `sequence_length` tokens.
+// (bias included). Window-wide statistics are taken per window of `windows`.
 class LinearBackend {
  public:
   virtual ~LinearBackend() = default;
-  virtual void run(const float* x, int64_t rows, int64_t sequence_length, float* y, KernelStats& stats) = 0;
+  virtual void run(const float* x, const RowWindows& windows, float* y, KernelStats& stats) = 0;
 };
 
 // Called with the (unquantized) input of each input site; used by calibration.
 using ActivationObserver = std::function<void(int64_t layer, InputSite site, const float* x, int64_t rows,
-                                              int64_t cols, int64_t sequence_length)>;
+                                              int64_t cols, const RowWindows& windows)>;
 
 class Transformer {
  public:
@@ -82,6 +109,12 @@ class Transformer {
   // [batch][length][vocab], or [batch][vocab] for the last position only.
   void forward(std::span<const int32_t> tokens, int64_t batch, int64_t length, std::span<float> logits,
                KVCache* cache = nullptr, bool last_position_only = false);
+  // Packed sequences with parent segments (tree attention), no padding: `tokens` holds the
+  // segments end to end, in order; every segment follows its parent and the segments of one
+  // tree (a root and its descendants) are consecutive. Each tree is one quantization window.
+  // Writes the logits of the packed rows `logit_rows` (in that order): [logit_rows][vocab].
+  void forward_packed(std::span<const int32_t> tokens, std::span<const PackedSegment> segments,
+                      std::span<const int64_t> logit_rows, std::span<float> logits);
 
   // Quantization hooks. Weights: fake-quantized once, in place (an owned FP32 copy).
   std::vector<LinearLayer>& linear_layers() { return linears_; }
@@ -91,7 +124,7 @@ class Transformer {
   void set_activation_quantizer(int64_t layer, InputSite site, std::shared_ptr<const Quantizer> quantizer);
   void set_activation_quantizer_everywhere(std::shared_ptr<const Quantizer> quantizer);
   // Inputs of the two attention matrix products (q, k and v, as SmoothQuant's
-  // quantize_bmm_input: the outputs of q/k/v_proj, per sequence); nullptr = off (default).
+  // quantize_bmm_input: the outputs of q/k/v_proj, per window); nullptr = off (default).
   void set_attention_input_quantizer(std::shared_ptr<const Quantizer> quantizer) { attention_input_quantizer_ = std::move(quantizer); }
   void set_observer(ActivationObserver observer) { observer_ = std::move(observer); }
   // Replaces the FP32 (fake-quant) computation of linear layer `index`; nullptr restores it.
@@ -122,7 +155,7 @@ class Transformer {
   void run_attention(int64_t layer, const float* input, int64_t batch, int64_t length, float* out);
   void run_mlp(int64_t layer, const float* input, int64_t rows, int64_t length, float* out);
   // One linear layer, y = x·Wᵀ + b, without activation quantization.
-  void apply_linear(int64_t index, const float* x, int64_t rows, float* y) { run_linear(index, x, rows, rows, y); }
+  void apply_linear(int64_t index, const float* x, int64_t rows, float* y) { run_linear(index, x, RowWindows(rows, rows), y); }
 
  private:
   struct Norm {
@@ -133,23 +166,42 @@ class Transformer {
     int64_t q, k, v, o, gate_or_fc1, up = -1, down_or_fc2;  // indexes into linears_
   };
 
+  struct SegmentRows;
+  // What one forward runs: rows with their positions and quantization windows, attending
+  // causally over a KV cache (batch sequences of `length` tokens) or as packed segments.
+  struct Pass {
+    std::vector<int64_t> positions;  // per row
+    RowWindows windows;
+    int64_t batch = 0, length = 0;
+    KVCache* cache = nullptr;
+    const std::vector<SegmentRows>* segments = nullptr;  // packed
+    int64_t rows() const { return windows.rows(); }
+  };
+  static Pass cache_pass(int64_t batch, int64_t length, KVCache& cache);
+  float attention_score_scale() const;
+
   void load_weights();
   // A tensor holding model values (floating point) with the shape config.json implies.
   const TensorInfo& value_tensor(const std::string& name, const std::vector<int64_t>& shape) const;
   int64_t add_linear(const std::string& module, int64_t layer, InputSite site, int64_t in, int64_t out, bool bias);
   Norm load_norm(const std::string& module, int64_t width) const;
   void apply_norm(const Norm& norm, const float* x, float* y, int64_t rows, int64_t width) const;
-  // Quantizes (a copy of) the site's input per sequence, counts the kernel for each linear
+  // Quantizes (a copy of) the site's input per window, counts the kernel for each linear
   // that reads it, then runs the linears.
-  const float* prepare_input(int64_t layer, InputSite site, const float* x, int64_t rows, int64_t cols,
-                             int64_t sequence_length, std::span<const int64_t> readers);
-  void run_linear(int64_t index, const float* x, int64_t rows, int64_t sequence_length, float* y);
-  void embed(std::span<const int32_t> tokens, int64_t batch, int64_t length, int64_t past, float* x);
-  void attention(int64_t layer, float* q, const float* k, const float* v, int64_t batch, int64_t length,
-                 KVCache& cache, float* out);
-  void apply_rope(float* x, int64_t heads, int64_t batch, int64_t length, int64_t past) const;
-  void attention_sublayer(int64_t layer, const float* input, int64_t batch, int64_t length, KVCache& cache, float* out);
-  void block_step(int64_t layer, float* x, int64_t batch, int64_t length, KVCache& cache);
+  const float* prepare_input(int64_t layer, InputSite site, const float* x, int64_t cols, const RowWindows& windows,
+                             std::span<const int64_t> readers);
+  void run_linear(int64_t index, const float* x, const RowWindows& windows, float* y);
+  void embed(std::span<const int32_t> tokens, std::span<const int64_t> positions, float* x);
+  void cache_attention(int64_t layer, const float* q, const float* k, const float* v, int64_t batch, int64_t length,
+                       KVCache& cache, float* out);
+  void packed_attention(const float* q, const float* k, const float* v, const std::vector<SegmentRows>& segments,
+                        float* out) const;
+  void apply_rope(float* x, int64_t heads, std::span<const int64_t> positions) const;
+  void attention_sublayer(int64_t layer, const float* input, const Pass& pass, float* out);
+  void mlp_sublayer(int64_t layer, const float* input, const RowWindows& windows, float* out);
+  void block_step(int64_t layer, float* x, const Pass& pass);
+  // Final norm, project_out and lm_head for the rows `selected` of x (all rows when empty).
+  void compute_logits(const float* x, int64_t rows, std::span<const int64_t> selected, float* logits);
 
   std::filesystem::path directory_;
   ModelConfig config_;

@@ -22,7 +22,7 @@ CalibrationStats calibrate(Transformer& model, std::span<const int32_t> tokens, 
   stats.column_absmax.assign(sites, {});
   std::vector<std::vector<double>> abs_sums(sites);
   std::vector<int64_t> rows_seen(sites, 0);
-  model.set_observer([&](int64_t layer, InputSite site, const float* x, int64_t rows, int64_t cols, int64_t) {
+  model.set_observer([&](int64_t layer, InputSite site, const float* x, int64_t rows, int64_t cols, const RowWindows&) {
     const auto index = static_cast<size_t>(layer * kInputSites + static_cast<int>(site));
     auto& absmax = stats.column_absmax[index];
     auto& sums = abs_sums[index];
@@ -78,7 +78,7 @@ std::vector<std::vector<float>>& BlockCalibration::advance(int64_t layer) {
   if (layer != next_layer_) fail("internal error: block calibration expects layer {}, got {}", next_layer_, layer);
   ++next_layer_;
   for (auto& input : site_inputs_) input.clear();
-  model_.set_observer([&](int64_t observed_layer, InputSite site, const float* x, int64_t rows, int64_t cols, int64_t) {
+  model_.set_observer([&](int64_t observed_layer, InputSite site, const float* x, int64_t rows, int64_t cols, const RowWindows&) {
     if (observed_layer != layer) return;
     auto& input = site_inputs_[static_cast<size_t>(site)];
     input.insert(input.end(), x, x + rows * cols);

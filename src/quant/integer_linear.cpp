@@ -193,29 +193,36 @@ std::string IntegerLinear::describe() const {
 }
 
 void IntegerLinear::run_fixed(const Quantizer& activation, const PackedLinearWeights& weights, const float* x,
-                              int64_t rows, int64_t sequence_length, float* y, KernelStats& stats) {
+                              const RowWindows& windows, float* y, KernelStats& stats) {
+  const int64_t rows = windows.rows();
   codes_.resize(static_cast<size_t>(rows * in_));
   std::vector<float> scales(static_cast<size_t>(rows));
-  // Per sequence, as the fake path quantizes (per-tensor and CrossQuant statistics depend on it).
-  for (int64_t start = 0; start < rows; start += sequence_length) {
-    const int64_t count = std::min(sequence_length, rows - start);
+  // Per window, as the fake path quantizes (per-tensor and CrossQuant statistics depend on it).
+  for (int64_t w = 0; w < windows.count(); ++w) {
+    const int64_t start = windows.begin(w);
     const QuantizedMatrix q =
-        activation.quantize(MatrixView{const_cast<float*>(x + start * in_), count, in_, in_}, &stats);
+        activation.quantize(MatrixView{const_cast<float*>(x + start * in_), windows.size(w), in_, in_}, &stats);
     to_int8(q, codes_.data() + start * in_, scales.data() + start);
   }
   weights.gemm(codes_.data(), rows, scales.data(), bias_.empty() ? nullptr : bias_.data(), y);
 }
 
-void IntegerLinear::run_dynamic(const float* x, int64_t rows, int64_t sequence_length, float* y, KernelStats& stats) {
-  if (sequence_length == 1 && decode_activation_) {
-    run_fixed(*decode_activation_, decode_packed_, x, rows, sequence_length, y, stats);
+void IntegerLinear::run_dynamic(const float* x, const RowWindows& windows, float* y, KernelStats& stats) {
+  if (decode_activation_ && windows.count() == windows.rows()) {  // decode: one token per sequence
+    run_fixed(*decode_activation_, decode_packed_, x, windows, y, stats);
     return;
   }
-  codes_.resize(static_cast<size_t>(sequence_length * in_));
   scaled_weight_.resize(weight_.size());
-  std::vector<float> scales(static_cast<size_t>(sequence_length));
-  for (int64_t start = 0; start < rows; start += sequence_length) {
-    const int64_t count = std::min(sequence_length, rows - start);
+  std::vector<float> scales;
+  for (int64_t w = 0; w < windows.count(); ++w) {
+    const int64_t start = windows.begin(w);
+    const int64_t count = windows.size(w);
+    if (count == 1 && decode_activation_) {  // a decode row: static c_j
+      run_fixed(*decode_activation_, decode_packed_, x + start * in_, RowWindows(1, 1), y + start * out_, stats);
+      continue;
+    }
+    codes_.resize(static_cast<size_t>(count * in_));
+    scales.resize(static_cast<size_t>(count));
     const QuantizedMatrix q =
         options_.activation->quantize(MatrixView{const_cast<float*>(x + start * in_), count, in_, in_}, &stats);
     to_int8(q, codes_.data(), scales.data());
@@ -226,13 +233,12 @@ void IntegerLinear::run_dynamic(const float* x, int64_t rows, int64_t sequence_l
   }
 }
 
-void IntegerLinear::run(const float* x, int64_t rows, int64_t sequence_length, float* y, KernelStats& stats) {
-  if (rows <= 0) return;
-  if (sequence_length <= 0) sequence_length = rows;
+void IntegerLinear::run(const float* x, const RowWindows& windows, float* y, KernelStats& stats) {
+  if (windows.rows() <= 0) return;
   if (mode_ == Mode::DynamicCross)
-    run_dynamic(x, rows, sequence_length, y, stats);
+    run_dynamic(x, windows, y, stats);
   else
-    run_fixed(*options_.activation, packed_, x, rows, sequence_length, y, stats);
+    run_fixed(*options_.activation, packed_, x, windows, y, stats);
 }
 
 // ---------------------------------------------------------------------------------------

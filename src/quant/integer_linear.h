@@ -4,16 +4,17 @@
 // docs/INTEGER_ENGINE.md describes the paths, their accuracy against the fake path and
 // their cost.
 //
-// Every backend receives the unquantized input, quantizes it per sequence with the
-// activation quantizer of its site (adding that quantizer's KernelStats exactly as the fake
-// path does), runs the integer GEMM with the fused epilogue and writes y (bias included):
+// Every backend receives the unquantized input, quantizes it per window (one sequence, or one
+// packed tree) with the activation quantizer of its site (adding that quantizer's KernelStats
+// exactly as the fake path does), runs the integer GEMM with the fused epilogue and writes y
+// (bias included):
 //
 //   per-token / per-tensor activations:  y_ik = s_i · Σ_j a_ij · Q(W)_kj            (Q(W) once)
 //   static CrossQuant:                   y_ik = r_i · Σ_j a_ij · Q(W·diag(f))_kj    (f = c^(1−α), once)
 //   dynamic CrossQuant (prefill):        the same with f from the current window; Q(W·diag(f))
 //                                        is recomputed and packed per window and layer
 //                                        (O(I·O) against the GEMM's O(T·I·O)). Decode rows
-//                                        (sequence_length == 1) use a static f when one is
+//                                        (windows of one token) use a static f when one is
 //                                        given (decode_column_absmax), else the exact
 //                                        per-window path.
 //
@@ -62,7 +63,7 @@ class PackedLinearWeights {
 struct IntegerLinearOptions {
   std::shared_ptr<const Quantizer> activation;  // per-token, per-tensor or crossquant (static or dynamic)
   std::shared_ptr<const Quantizer> weight;      // per-channel (bits 2..8) or group (bits <= 4)
-  // Dynamic CrossQuant only: calibrated c_j used for decode rows (sequence_length == 1);
+  // Dynamic CrossQuant only: calibrated c_j used for decode rows (windows of one token);
   // empty: decode re-quantizes the weights per token like prefill (exact, slow).
   std::vector<float> decode_column_absmax;
 };
@@ -79,16 +80,16 @@ class IntegerLinear final : public LinearBackend {
   // are quantized. options.weight describes how they were quantized (for describe()).
   IntegerLinear(const IntegerLinearOptions& options, PackedLinearWeights weights, std::vector<float> bias);
   ~IntegerLinear() override;
-  void run(const float* x, int64_t rows, int64_t sequence_length, float* y, KernelStats& stats) override;
+  void run(const float* x, const RowWindows& windows, float* y, KernelStats& stats) override;
 
   // "per-token W8 (int8 GEMM)", "static crossquant W4 g128 (int4 GEMM)", ... for reports.
   std::string describe() const;
 
  private:
   enum class Mode { Fixed, StaticCross, DynamicCross };
-  void run_fixed(const Quantizer& activation, const PackedLinearWeights& weights, const float* x, int64_t rows,
-                 int64_t sequence_length, float* y, KernelStats& stats);
-  void run_dynamic(const float* x, int64_t rows, int64_t sequence_length, float* y, KernelStats& stats);
+  void run_fixed(const Quantizer& activation, const PackedLinearWeights& weights, const float* x,
+                 const RowWindows& windows, float* y, KernelStats& stats);
+  void run_dynamic(const float* x, const RowWindows& windows, float* y, KernelStats& stats);
 
   Mode mode_ = Mode::Fixed;
   IntegerLinearOptions options_;

@@ -249,5 +249,76 @@ TEST(EvalTasks, SharedDataLoads) {
   EXPECT_NE(error_of([&] { load_task("nope", data, 0); }).find("unknown task 'nope'"), std::string::npos);
 }
 
+// The paper's zero-shot table (`cq eval --compare`): one row per configuration, the headline
+// metric of each task (acc_norm for HellaSwag) in percent, and the row's average.
+TaskResult result_with(const std::string& task, double acc, double acc_norm) {
+  TaskResult result;
+  result.task = task;
+  result.metrics = {MetricRow{task, "acc", acc}, MetricRow{task, "acc_norm", acc_norm}};
+  return result;
+}
+
+TEST(EvalComparison, RowsPerConfigurationAndTheMeanOfTheTaskColumns) {
+  const std::vector<ComparisonRow> rows = {
+      {"fp32", "FP32 (W16A16)", {result_with("arc_easy", 0.5, 0.1), result_with("hellaswag", 0.2, 0.3)}},
+      {"w8a8-crossquant", "W8 per-channel / A8 crossquant α=0.15",
+       {result_with("arc_easy", 0.45, 0.1), result_with("hellaswag", 0.2, 0.25)}}};
+  EXPECT_EQ(headline_metric("hellaswag"), "acc_norm");
+  EXPECT_EQ(headline_metric("arc_easy"), "acc");
+  EXPECT_DOUBLE_EQ(comparison_average(rows[0]), (0.5 + 0.3) / 2);
+  EXPECT_DOUBLE_EQ(comparison_average(rows[1]), (0.45 + 0.25) / 2);
+  EXPECT_EQ(format_comparison_table(rows),
+            "| Configuration   | Setting                               | arc_easy acc | hellaswag acc_norm | Average |\n"
+            "|-----------------|---------------------------------------|-------------:|-------------------:|--------:|\n"
+            "| fp32            | FP32 (W16A16)                         |        50.00 |              30.00 |   40.00 |\n"
+            "| w8a8-crossquant | W8 per-channel / A8 crossquant α=0.15 |        45.00 |              25.00 |   35.00 |\n");
+  const nlohmann::json json = comparison_json(rows);
+  EXPECT_EQ(json["tasks"][1]["metric"], "acc_norm");
+  EXPECT_EQ(json["rows"][1]["configuration"], "w8a8-crossquant");
+  EXPECT_DOUBLE_EQ(json["rows"][1]["values"]["hellaswag"].get<double>(), 0.25);
+  EXPECT_DOUBLE_EQ(json["rows"][1]["average"].get<double>(), 0.35);
+}
+
+TEST(EvalComparison, EndToEndOnTinyopt) {
+  CQ_NEED_SHARED("models/tinyopt");
+  CQ_NEED_SHARED("data/hellaswag");
+  const auto model = test::shared_dir() / "models/tinyopt";
+  const auto json_path = test::scratch_dir("eval-compare") / "compare.json";
+  const auto result = test::run_cq("eval --model '" + model.string() + "' --data-dir '" +
+                                   (test::shared_dir() / "data").string() +
+                                   "' --tasks arc_easy,hellaswag,boolq --limit 8 --compare fp32,w8a8-per-token,w8a8-crossquant "
+                                   "--json '" + json_path.string() + "'");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  for (const char* row : {"| fp32 ", "| w8a8-per-token ", "| w8a8-crossquant "})
+    EXPECT_NE(result.output.find(row), std::string::npos) << row << "\n" << result.output;
+  EXPECT_NE(result.output.find("| Configuration "), std::string::npos) << result.output;
+  const nlohmann::json json = nlohmann::json::parse(read_text_file(json_path));
+  const nlohmann::json& rows = json["comparison"]["rows"];
+  ASSERT_EQ(rows.size(), 3u);
+  const std::vector<std::string> names = {"fp32", "w8a8-per-token", "w8a8-crossquant"};
+  for (size_t r = 0; r < rows.size(); ++r) {
+    EXPECT_EQ(rows[r]["configuration"], names[r]);
+    double sum = 0;
+    for (const auto& task : json["comparison"]["tasks"]) {
+      const std::string name = task["task"], metric = task["metric"];
+      const double value = rows[r]["values"][name].get<double>();
+      // The column is the task's own metric from that configuration's results.
+      EXPECT_DOUBLE_EQ(value, json["configurations"][r]["results"][name]["metrics"][metric].get<double>());
+      sum += value;
+    }
+    EXPECT_DOUBLE_EQ(rows[r]["average"].get<double>(), sum / 3);
+  }
+  EXPECT_EQ(json["configurations"][1]["quantization"]["activation_method"], "per-token");
+  EXPECT_TRUE(json["configurations"][1]["share_context"].get<bool>());
+  EXPECT_FALSE(json["configurations"][2]["share_context"].get<bool>());  // dynamic CrossQuant: one tree per request
+
+  const auto bad = test::run_cq("eval --model '" + model.string() + "' --data-dir /nonexistent --tasks piqa --compare fp32,w8a8-fancy");
+  EXPECT_EQ(bad.exit_code, 1) << bad.output;
+  EXPECT_NE(bad.output.find("'w8a8-fancy' is not fp32 or <scheme>-<activation>"), std::string::npos) << bad.output;
+  const auto both = test::run_cq("eval --model '" + model.string() + "' --data-dir /nonexistent --tasks piqa --compare fp32 --scheme w8a8");
+  EXPECT_EQ(both.exit_code, 1) << both.output;
+  EXPECT_NE(both.output.find("--scheme is set by each --compare configuration"), std::string::npos) << both.output;
+}
+
 }  // namespace
 }  // namespace cq

@@ -100,7 +100,7 @@ KernelStats expect_backend_matches_fake(const RandomLayer& layer, const IntegerL
   IntegerLinear backend(options, layer.w, layer.out, layer.in, layer.bias);
   std::vector<float> y(static_cast<size_t>(layer.rows * layer.out));
   KernelStats stats, want_stats;
-  backend.run(layer.x.data(), layer.rows, layer.sequence_length, y.data(), stats);
+  backend.run(layer.x.data(), RowWindows(layer.rows, layer.sequence_length), y.data(), stats);
   const auto w_hat = fake_weights(*options.weight, layer.w, layer.out, layer.in);
   expect_close(y, reference_output(layer, *options.activation, w_hat, want_stats), 1e-5);
   expect_same_stats(stats, want_stats);
@@ -142,7 +142,7 @@ TEST(IntegerEngine, StaticCrossQuantBackendFoldsColumnFactorsIntoWeights) {
     IntegerLinear backend(options, layer.w, layer.out, layer.in, layer.bias);
     std::vector<float> y(static_cast<size_t>(layer.rows * layer.out));
     KernelStats stats, want_stats;
-    backend.run(layer.x.data(), layer.rows, layer.sequence_length, y.data(), stats);
+    backend.run(layer.x.data(), RowWindows(layer.rows, layer.sequence_length), y.data(), stats);
     const auto& cross = dynamic_cast<const CrossQuantQuantizer&>(*options.activation);
     const auto f = cross.column_divisors(c);
     std::vector<float> folded = layer.w;
@@ -164,7 +164,7 @@ TEST(IntegerEngine, DynamicCrossQuantBackendRequantizesPerWindow) {
   IntegerLinear backend(options, layer.w, layer.out, layer.in, layer.bias);
   std::vector<float> y(static_cast<size_t>(layer.rows * layer.out));
   KernelStats stats;
-  backend.run(layer.x.data(), layer.rows, layer.sequence_length, y.data(), stats);
+  backend.run(layer.x.data(), RowWindows(layer.rows, layer.sequence_length), y.data(), stats);
   std::vector<double> want(y.size());
   KernelStats want_stats;
   for (int64_t start = 0; start < layer.rows; start += layer.sequence_length) {

@@ -7,6 +7,7 @@
 
 #include "model/synthetic.h"
 #include "model/transformer.h"
+#include "quant/quantizer.h"
 #include "test_support.h"
 #include "util/text_file.h"
 
@@ -92,6 +93,100 @@ TEST(Model, GeneratorIsDeterministic) {
   write_synthetic_model("llama-gqa", a);
   write_synthetic_model("llama-gqa", b);
   EXPECT_EQ(read_text_file(a / "model.safetensors"), read_text_file(b / "model.safetensors"));
+}
+
+// Packed segments (tree attention): each root-to-segment path gives the logits of one full
+// forward of that path's tokens (positions restart after the shared part: OPT's learned
+// positions with their offset, RoPE with and without llama3 scaling, GQA, post-norm with
+// projections). Tree 0: a root, two children (the second one not adjacent to the root, so
+// its keys are gathered) and a grandchild; tree 1: a lone root.
+TEST(Model, PackedSegmentsEqualSeparateForwards) {
+  for (const char* preset : {"opt-pre", "opt-post-proj", "llama-gqa", "llama3-rope-scaling"}) {
+    SCOPED_TRACE(preset);
+    Transformer model(test::synthetic_model(preset));
+    const int64_t vocab = model.config().vocab_size;
+    const std::vector<std::vector<int32_t>> pieces = {
+        {5, 17, 3, 44, 9}, {21, 8, 60}, {33, 2, 71, 14}, {50, 6}, {12, 40, 7, 7, 19, 88}};
+    const std::vector<PackedSegment> segments = {{5, -1}, {3, 0}, {4, 0}, {2, 2}, {6, -1}};
+    const std::vector<std::vector<int>> paths = {{0}, {0, 1}, {0, 2}, {0, 2, 3}, {4}};
+    std::vector<int32_t> tokens;
+    for (const auto& piece : pieces) tokens.insert(tokens.end(), piece.begin(), piece.end());
+    std::vector<int64_t> all_rows(tokens.size());
+    for (size_t r = 0; r < all_rows.size(); ++r) all_rows[r] = static_cast<int64_t>(r);
+    std::vector<float> packed(tokens.size() * static_cast<size_t>(vocab));
+    model.forward_packed(tokens, segments, all_rows, packed);
+
+    std::vector<int64_t> segment_start = {0};
+    for (const auto& piece : pieces) segment_start.push_back(segment_start.back() + static_cast<int64_t>(piece.size()));
+    double worst = 0;
+    for (const auto& path : paths) {
+      std::vector<int32_t> sequence;
+      for (int s : path) sequence.insert(sequence.end(), pieces[static_cast<size_t>(s)].begin(), pieces[static_cast<size_t>(s)].end());
+      const auto length = static_cast<int64_t>(sequence.size());
+      std::vector<float> full(static_cast<size_t>(length * vocab));
+      model.forward(sequence, 1, length, full);
+      // The path's last segment occupies the last rows of the full sequence.
+      const int last = path.back();
+      const int64_t rows = static_cast<int64_t>(pieces[static_cast<size_t>(last)].size());
+      for (int64_t t = 0; t < rows; ++t)
+        for (int64_t j = 0; j < vocab; ++j)
+          worst = std::max(worst, std::abs(static_cast<double>(packed[static_cast<size_t>((segment_start[static_cast<size_t>(last)] + t) * vocab + j)]) -
+                                           full[static_cast<size_t>((length - rows + t) * vocab + j)]));
+    }
+    EXPECT_LT(worst, 1e-4);
+
+    // Only the logit rows asked for, in the order asked (the lm_head GEMM of fewer rows may
+    // round differently).
+    const int64_t some_rows[] = {13, 4, 0};
+    std::vector<float> selected(3 * static_cast<size_t>(vocab));
+    model.forward_packed(tokens, segments, some_rows, selected);
+    for (size_t i = 0; i < 3; ++i)
+      for (int64_t j = 0; j < vocab; ++j)
+        EXPECT_NEAR(selected[i * static_cast<size_t>(vocab) + static_cast<size_t>(j)],
+                    packed[static_cast<size_t>(some_rows[i] * vocab + j)], 1e-5);
+  }
+}
+
+// Every packed tree is one quantization window: with dynamic CrossQuant activations (column
+// maxima over the window), two packed sequences give the logits of two separate forwards.
+TEST(Model, PackedTreesAreQuantizationWindows) {
+  Transformer model(test::synthetic_model("opt-pre"));
+  QuantizerSpec spec;
+  spec.method = "crossquant";
+  spec.bits = 4;
+  spec.alpha = 0.15;
+  model.set_activation_quantizer_everywhere(make_quantizer(spec));
+  const int64_t vocab = model.config().vocab_size;
+  const std::vector<int32_t> first = {5, 17, 3, 44, 9, 21}, second = {8, 60, 33, 2};
+  std::vector<int32_t> tokens = first;
+  tokens.insert(tokens.end(), second.begin(), second.end());
+  const PackedSegment segments[] = {{6, -1}, {4, -1}};
+  const int64_t rows[] = {5, 9};
+  std::vector<float> packed(2 * static_cast<size_t>(vocab)), alone(static_cast<size_t>(vocab));
+  model.forward_packed(tokens, segments, rows, packed);
+  for (size_t i = 0; i < 2; ++i) {
+    const std::vector<int32_t>& sequence = i == 0 ? first : second;
+    model.forward(sequence, 1, static_cast<int64_t>(sequence.size()), alone, nullptr, true);
+    for (int64_t j = 0; j < vocab; ++j)
+      EXPECT_NEAR(packed[i * static_cast<size_t>(vocab) + static_cast<size_t>(j)], alone[static_cast<size_t>(j)], 1e-4);
+  }
+}
+
+TEST(Model, PackedSegmentsAreValidated) {
+  Transformer model(test::synthetic_model("llama-gqa"));
+  std::vector<float> logits(static_cast<size_t>(model.config().vocab_size));
+  const int32_t tokens[] = {1, 2, 3, 4};
+  const int64_t row[] = {3};
+  const auto error = [&](std::vector<PackedSegment> segments, std::span<const int64_t> rows) {
+    return test::error_of([&] { model.forward_packed(tokens, segments, rows, logits); });
+  };
+  EXPECT_EQ(error({{2, -1}, {2, 0}}, row), "");
+  EXPECT_NE(error({{2, -1}, {2, 1}}, row).find("not an earlier segment of its tree"), std::string::npos);
+  EXPECT_NE(error({{1, -1}, {1, -1}, {2, 0}}, row).find("not an earlier segment of its tree"), std::string::npos);
+  EXPECT_NE(error({{2, -1}, {1, 0}}, row).find("segments hold 3 tokens, 4 given"), std::string::npos);
+  EXPECT_NE(error({{4, -1}, {0, 0}}, row).find("segment 1 is empty"), std::string::npos);
+  const int64_t outside[] = {4};
+  EXPECT_NE(error({{4, -1}}, outside).find("logit row 4 outside"), std::string::npos);
 }
 
 }  // namespace
