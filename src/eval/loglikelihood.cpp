@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "eval/eval_data.h"
+#include "kernels/vector_math.h"
 #include "util/error.h"
 
 namespace cq {
@@ -36,8 +37,7 @@ double token_logprob(const float* logits, int64_t vocab, int32_t target, bool* i
   for (int64_t v = 1; v < vocab; ++v)
     if (logits[v] > logits[best]) best = v;
   const double max = logits[best];
-  double sum = 0;
-  for (int64_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(logits[v]) - max);
+  const double sum = kernels::sum_exp_shifted(logits, vocab, logits[best]);
   if (is_argmax) *is_argmax = best == target;
   return static_cast<double>(logits[target]) - max - std::log(sum);
 }

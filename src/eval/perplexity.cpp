@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "kernels/vector_math.h"
 #include "util/error.h"
 #include "util/progress.h"
 
@@ -16,8 +17,7 @@ double mean_next_token_nll(const float* logits, std::span<const int32_t> tokens,
   for (int64_t t = 0; t < n - 1; ++t) {
     const float* row = logits + t * vocab;
     const float max_logit = *std::max_element(row, row + vocab);
-    double sum = 0;
-    for (int64_t j = 0; j < vocab; ++j) sum += std::exp(static_cast<double>(row[j] - max_logit));
+    const double sum = kernels::sum_exp_shifted(row, vocab, max_logit);
     const double log_prob = static_cast<double>(row[tokens[static_cast<size_t>(t + 1)]] - max_logit) - std::log(sum);
     total -= log_prob;
   }

@@ -9,6 +9,7 @@
 #include <numbers>
 #include <oneapi/dnnl/dnnl.h>
 
+#include "kernels/vector_math.h"
 #include "quant/quantized_checkpoint.h"
 #include "util/error.h"
 
@@ -91,16 +92,8 @@ void attend_head(const float* q, int64_t q_stride, const float* k, const float* 
   for (int64_t t = 0; t < length; ++t) {
     float* row = scores + t * total;
     const int64_t visible = past + t + 1;
-    float max_score = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < visible; ++j) max_score = std::max(max_score, row[j]);
-    float sum = 0;
-    for (int64_t j = 0; j < visible; ++j) {
-      row[j] = std::exp(row[j] - max_score);
-      sum += row[j];
-    }
-    const float inv_sum = 1.f / sum;
-    for (int64_t j = 0; j < visible; ++j) row[j] *= inv_sum;
-    for (int64_t j = visible; j < total; ++j) row[j] = 0.f;
+    kernels::softmax_inplace(row, visible);
+    std::fill(row + visible, row + total, 0.f);
   }
   matmul_ab(scores, total, v, kv_stride, out, out_stride, length, head_dim, total);
 }
@@ -624,10 +617,8 @@ void Transformer::mlp_sublayer(int64_t l, const float* input, const RowWindows& 
     run_linear(block.gate_or_fc1, in, windows, mlp_a.data());
     run_linear(block.up, in, windows, mlp_b.data());
 #pragma omp parallel for schedule(static) if (rows * inter > kParallelElements)
-    for (int64_t i = 0; i < rows * inter; ++i) {
-      const float g = mlp_a[static_cast<size_t>(i)];
-      mlp_a[static_cast<size_t>(i)] = g / (1.f + std::exp(-g)) * mlp_b[static_cast<size_t>(i)];
-    }
+    for (int64_t i = 0; i < rows; ++i)
+      kernels::silu_multiply(mlp_a.data() + i * inter, mlp_b.data() + i * inter, mlp_a.data() + i * inter, inter);
   } else {
     const int64_t readers[] = {block.gate_or_fc1};
     run_linear(block.gate_or_fc1, prepare_input(l, InputSite::MlpIn, input, c.hidden_size, windows, readers), windows,

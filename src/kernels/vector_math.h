@@ -1,0 +1,26 @@
+#pragma once
+// Element-wise math the decoder runs on every attention score and MLP activation: exp,
+// softmax, SiLU. AVX-512 where the build targets it (a polynomial exp accurate to ~2 ulp,
+// measured against std::exp in tests/unit/test_vector_math.cpp), std::exp otherwise.
+#include <cstdint>
+
+namespace cq::kernels {
+
+// row[j] = exp(row[j] - max) / Σ_k exp(row[k] - max) for j < n, in place. n >= 1; the
+// entries must be finite or -inf (a fully -inf row is not allowed).
+void softmax_inplace(float* row, int64_t n);
+
+// out[i] = silu(gate[i]) · up[i] = gate[i] / (1 + exp(-gate[i])) · up[i]  (LLaMA's SwiGLU).
+// out may alias gate or up.
+void silu_multiply(const float* gate, const float* up, float* out, int64_t n);
+
+// Σ_j exp(x[j] - shift), accumulated in double (log-sum-exp over a vocabulary).
+double sum_exp_shifted(const float* x, int64_t n, float shift);
+
+namespace scalar {
+void softmax_inplace(float* row, int64_t n);
+void silu_multiply(const float* gate, const float* up, float* out, int64_t n);
+double sum_exp_shifted(const float* x, int64_t n, float shift);
+}  // namespace scalar
+
+}  // namespace cq::kernels
