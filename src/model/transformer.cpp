@@ -401,6 +401,8 @@ const float* Transformer::prepare_input(int64_t layer, InputSite site, const flo
   if (observer_) observer_(layer, site, x, rows, cols, windows);
   const auto& quantizer = activation_quantizers_[static_cast<size_t>(layer * kInputSites + static_cast<int>(site))];
   const bool all_backends = std::all_of(readers.begin(), readers.end(), [&](int64_t r) { return backends_[static_cast<size_t>(r)] != nullptr; });
+  if (all_backends)
+    for (int64_t reader : readers) backends_[static_cast<size_t>(reader)]->new_input();
   if (!quantizer || all_backends) return x;
   quantized_input_.assign(x, x + rows * cols);
   KernelStats site_stats;
@@ -410,6 +412,11 @@ const float* Transformer::prepare_input(int64_t layer, InputSite site, const flo
                              &site_stats);
   for (int64_t reader : readers) stats_[static_cast<size_t>(reader)].merge(site_stats);
   return quantized_input_.data();
+}
+
+void Transformer::apply_linear(int64_t index, const float* x, int64_t rows, float* y) {
+  if (const auto& backend = backends_[static_cast<size_t>(index)]) backend->new_input();
+  run_linear(index, x, RowWindows(rows, rows), y);
 }
 
 void Transformer::run_linear(int64_t index, const float* x, const RowWindows& windows, float* y) {

@@ -84,6 +84,10 @@ class LinearBackend {
  public:
   virtual ~LinearBackend() = default;
   virtual void run(const float* x, const RowWindows& windows, float* y, KernelStats& stats) = 0;
+  // The model calls this before the linears that read one input (q/k/v, gate/up) run on a
+  // new one: backends that share per-input work between them (the activation codes) drop
+  // what they kept for the previous input.
+  virtual void new_input() {}
 };
 
 // Called with the (unquantized) input of each input site; used by calibration.
@@ -155,7 +159,7 @@ class Transformer {
   void run_attention(int64_t layer, const float* input, int64_t batch, int64_t length, float* out);
   void run_mlp(int64_t layer, const float* input, int64_t rows, int64_t length, float* out);
   // One linear layer, y = x·Wᵀ + b, without activation quantization.
-  void apply_linear(int64_t index, const float* x, int64_t rows, float* y) { run_linear(index, x, RowWindows(rows, rows), y); }
+  void apply_linear(int64_t index, const float* x, int64_t rows, float* y);
 
  private:
   struct Norm {

@@ -192,19 +192,34 @@ std::string IntegerLinear::describe() const {
   return fmt::format("{} / A{} {} ({} GEMM)", weights, a.bits, mode, w.bits <= 4 ? "int4" : "int8");
 }
 
+void IntegerLinear::new_input() {
+  if (shared_codes_) shared_codes_->valid = false;
+}
+
 void IntegerLinear::run_fixed(const Quantizer& activation, const PackedLinearWeights& weights, const float* x,
                               const RowWindows& windows, float* y, KernelStats& stats) {
   const int64_t rows = windows.rows();
-  codes_.resize(static_cast<size_t>(rows * in_));
-  std::vector<float> scales(static_cast<size_t>(rows));
-  // Per window, as the fake path quantizes (per-tensor and CrossQuant statistics depend on it).
-  for (int64_t w = 0; w < windows.count(); ++w) {
-    const int64_t start = windows.begin(w);
-    const QuantizedMatrix q =
-        activation.quantize(MatrixView{const_cast<float*>(x + start * in_), windows.size(w), in_, in_}, &stats);
-    to_int8(q, codes_.data() + start * in_, scales.data() + start);
+  // The decode path of dynamic CrossQuant quantizes with its own static quantizer: never shared.
+  const bool shareable = shared_codes_ && &activation == options_.activation.get();
+  SharedActivationCodes local;
+  SharedActivationCodes& input = shareable ? *shared_codes_ : local;
+  if (!(input.valid && input.input == x && input.rows == rows)) {
+    input.codes.resize(static_cast<size_t>(rows * in_));
+    input.scales.resize(static_cast<size_t>(rows));
+    input.stats = KernelStats();
+    // Per window, as the fake path quantizes (per-tensor and CrossQuant statistics depend on it).
+    for (int64_t w = 0; w < windows.count(); ++w) {
+      const int64_t start = windows.begin(w);
+      const QuantizedMatrix q = activation.quantize(
+          MatrixView{const_cast<float*>(x + start * in_), windows.size(w), in_, in_}, &input.stats);
+      to_int8(q, input.codes.data() + start * in_, input.scales.data() + start);
+    }
+    input.valid = shareable;
+    input.input = x;
+    input.rows = rows;
   }
-  weights.gemm(codes_.data(), rows, scales.data(), bias_.empty() ? nullptr : bias_.data(), y);
+  stats.merge(input.stats);
+  weights.gemm(input.codes.data(), rows, input.scales.data(), bias_.empty() ? nullptr : bias_.data(), y);
 }
 
 void IntegerLinear::run_dynamic(const float* x, const RowWindows& windows, float* y, KernelStats& stats) {
@@ -282,6 +297,7 @@ void install_integer_backends(Transformer& model, const QuantConfig& config,
   std::shared_ptr<const Quantizer> dynamic_activation;
   if (!is_static) dynamic_activation = make_quantizer(spec);
   std::vector<std::shared_ptr<const Quantizer>> site_quantizers(sites);
+  std::vector<std::shared_ptr<IntegerLinear::SharedActivationCodes>> site_codes(sites);
   auto& linears = model.linear_layers();
   for (size_t index = 0; index < linears.size(); ++index) {
     LinearLayer& linear = linears[index];
@@ -329,6 +345,13 @@ void install_integer_backends(Transformer& model, const QuantConfig& config,
     } else {
       backend = std::make_shared<IntegerLinear>(options, linear.mutable_weight(), linear.out_features, linear.in_features,
                                                 linear.bias);
+    }
+    // Linears reading one site with one activation quantizer share its codes (q/k/v, gate/up);
+    // dynamic CrossQuant re-quantizes per linear window, so it shares nothing.
+    if (is_static || config.activation_method != "crossquant") {
+      auto& shared = site_codes[slot];
+      if (!shared) shared = std::make_shared<IntegerLinear::SharedActivationCodes>();
+      backend->share_activation_codes(shared);
     }
     model.set_linear_backend(static_cast<int64_t>(index), std::move(backend));
   }

@@ -81,6 +81,20 @@ class IntegerLinear final : public LinearBackend {
   IntegerLinear(const IntegerLinearOptions& options, PackedLinearWeights weights, std::vector<float> bias);
   ~IntegerLinear() override;
   void run(const float* x, const RowWindows& windows, float* y, KernelStats& stats) override;
+  void new_input() override;
+
+  // Activation codes of one input, shared by the backends that read it (q/k/v, gate/up) when
+  // they quantize it the same way: the first quantizes, the others reuse (and add the same
+  // kernel statistics, as the fake path adds the site's statistics to every reader).
+  struct SharedActivationCodes {
+    bool valid = false;
+    const float* input = nullptr;
+    int64_t rows = 0;
+    std::vector<int8_t> codes;
+    std::vector<float> scales;
+    KernelStats stats;
+  };
+  void share_activation_codes(std::shared_ptr<SharedActivationCodes> shared) { shared_codes_ = std::move(shared); }
 
   // "per-token W8 (int8 GEMM)", "static crossquant W4 g128 (int4 GEMM)", ... for reports.
   std::string describe() const;
@@ -100,6 +114,7 @@ class IntegerLinear final : public LinearBackend {
   std::shared_ptr<const Quantizer> decode_activation_;  // DynamicCross: static crossquant for decode
   PackedLinearWeights decode_packed_;                   // DynamicCross: Q(W·diag(c_static^(1−α)))
   std::vector<int8_t> codes_;                           // scratch
+  std::shared_ptr<SharedActivationCodes> shared_codes_; // Fixed, StaticCross: codes of the current input
   std::vector<float> scaled_weight_;                    // scratch (DynamicCross)
 };
 
