@@ -43,7 +43,7 @@ clean:
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= fuzz_safetensors fuzz_safetensors_index fuzz_config fuzz_tokenizer_json fuzz_vocab_merges \
-  fuzz_sentencepiece fuzz_eval_jsonl fuzz_eval_csv fuzz_cli
+  fuzz_sentencepiece fuzz_eval_jsonl fuzz_eval_csv fuzz_quantization_config fuzz_sweep_grid fuzz_cli
 .PHONY: fuzz fuzz-build test-sanitize
 fuzz-build: build
 	@CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Release -DCQ_FUZZ=ON >/dev/null

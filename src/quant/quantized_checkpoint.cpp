@@ -122,7 +122,7 @@ void write_quantized_checkpoint(Transformer& model, const QuantConfig& config, c
   const auto weights_path = out_dir / "model.safetensors";
   write_safetensors(weights_path, to_write, {{"format", "pt"}, {"quantization", kFormat}});
 
-  nlohmann::json json = nlohmann::json::parse(read_text_file(model.directory() / "config.json"));
+  nlohmann::json json = read_json_file(model.directory() / "config.json");
   nlohmann::json q = config.to_json();
   q["method"] = config.method;
   q["format"] = kFormat;
@@ -147,23 +147,33 @@ void write_quantized_checkpoint(Transformer& model, const QuantConfig& config, c
   }
 }
 
+QuantConfig parse_quantization_config(const nlohmann::json& q, const std::string& where) {
+  if (!q.is_object()) fail("{}: quantization_config is not an object", where);
+  const auto format = q.find("format");
+  if (format == q.end() || !format->is_string() || *format != kFormat)
+    fail("{}: quantization_config format {} is not {}", where, format == q.end() ? "(none)" : format->dump(), kFormat);
+  if (!q.contains("weights_checksum") || !q["weights_checksum"].is_string())
+    fail("{}: quantization_config has no weights_checksum string", where);
+  QuantConfig config;
+  try {
+    config = config_from_json(q);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: malformed quantization_config: {}", where, e.what());
+  }
+  config.validate();
+  return config;
+}
+
 std::optional<StoredQuantization> read_quantized_checkpoint(const Transformer& model) {
   const auto config_path = model.directory() / "config.json";
-  const nlohmann::json json = nlohmann::json::parse(read_text_file(config_path));
-  if (!json.contains("quantization_config")) return std::nullopt;
+  const nlohmann::json json = read_json_file(config_path);
+  if (!json.is_object() || !json.contains("quantization_config")) return std::nullopt;
   const nlohmann::json& q = json["quantization_config"];
-  if (q.value("format", std::string()) != kFormat)
-    fail("{}: quantization_config format '{}' is not {}", config_path.string(), q.value("format", std::string("?")), kFormat);
-  const auto weights_path = model.directory() / "model.safetensors";
-  if (file_checksum(weights_path) != q.value("weights_checksum", std::string()))
-    fail("{}: the weights do not match the checksum in config.json (modified or corrupted after cq quantize)", weights_path.string());
   StoredQuantization stored;
-  try {
-    stored.config = config_from_json(q);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: malformed quantization_config: {}", config_path.string(), e.what());
-  }
-  stored.config.validate();
+  stored.config = parse_quantization_config(q, config_path.string());
+  const auto weights_path = model.directory() / "model.safetensors";
+  if (file_checksum(weights_path) != q["weights_checksum"].get<std::string>())
+    fail("{}: the weights do not match the checksum in config.json (modified or corrupted after cq quantize)", weights_path.string());
   // Every stored weight must lie on its quantization grid.
   const SafetensorsCheckpoint& ckpt = model.checkpoint();
   const float max_code = stored.config.weight_asymmetric ? static_cast<float>((1 << stored.config.weight_bits) - 1)
@@ -175,6 +185,10 @@ std::optional<StoredQuantization> read_quantized_checkpoint(const Transformer& m
                                                                                  : std::vector<float>();
     const int64_t groups = static_cast<int64_t>(scales.size()) / linear.out_features;
     const int64_t group_size = groups == 1 ? linear.in_features : stored.config.group_size;
+    if (groups < 1 || static_cast<int64_t>(scales.size()) != groups * linear.out_features ||
+        (linear.in_features - 1) / group_size >= groups || (!zeros.empty() && zeros.size() != scales.size()))
+      fail("{}: {}.weight_scale ({} values) or .weight_zero ({}) does not fit the weight [{}, {}] with group size {}",
+           weights_path.string(), linear.name, scales.size(), zeros.size(), linear.out_features, linear.in_features, group_size);
     for (int64_t i = 0; i < linear.out_features; ++i)
       for (int64_t j = 0; j < linear.in_features; ++j) {
         const auto slot = static_cast<size_t>(i * groups + j / group_size);

@@ -14,7 +14,10 @@
 // sha256 of model.safetensors, verified on load). Files are written atomically.
 #include <filesystem>
 #include <optional>
+#include <string>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "model/transformer.h"
 #include "quant/quant_config.h"
@@ -31,6 +34,11 @@ struct StoredQuantization {
   QuantConfig config;
   std::vector<std::vector<float>> static_absmax;  // empty unless static activation scales
 };
+
+// The settings of a config.json's `quantization_config` object (`where` names the file in
+// messages), validated. Throws cq::Error when it is not an object of this format (with its
+// weights checksum) or a setting is missing, mistyped or out of range.
+QuantConfig parse_quantization_config(const nlohmann::json& quantization_config, const std::string& where);
 
 // The quantization stored in a model directory written by write_quantized_checkpoint, or
 // nullopt for an ordinary checkpoint. Throws cq::Error for a tampered or inconsistent one.
