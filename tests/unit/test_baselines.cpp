@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eval/perplexity.h"
+#include "io/safetensors.h"
 #include "model/transformer.h"
 #include "quant/awq.h"
 #include "quant/calibration.h"
@@ -224,6 +225,60 @@ TEST_P(BaselinesShared, QuantizedCheckpointRoundTrip) {
     // Truncated.
     std::filesystem::resize_file(tampered / "model.safetensors", std::filesystem::file_size(tampered / "model.safetensors") - 100);
     EXPECT_THROW(Transformer truncated(tampered), Error);
+  }
+}
+
+// A checkpoint whose scales do not cover its weight (fewer groups than the weight has, a
+// consistent checksum) is refused naming the tensor, instead of reading past the scales.
+TEST(QuantizedCheckpoint, ScalesThatDoNotFitTheWeightAreRefused) {
+  const auto out = test::scratch_dir("ckpt-short-scales");
+  QuantConfig config;
+  config.method = "rtn";
+  config.apply_scheme("w4a8-g128");
+  config.group_size = 16;
+  {
+    Transformer model(test::synthetic_model("opt-pre"));
+    write_quantized_checkpoint(model, config, apply_transformation(model, config), {}, out);
+  }
+  std::string name;
+  int64_t kept = 0;
+  {
+    // Rewrite model.safetensors with the scales of fc2 (input 64: 4 groups of 16 per row) cut
+    // to their first 2 groups.
+    const SafetensorsCheckpoint stored(out / "model.safetensors");
+    std::map<std::string, std::vector<float>> values;
+    std::vector<TensorToWrite> tensors;
+    for (const auto& [tensor_name, info] : stored.tensors()) {
+      std::vector<float>& v = values[tensor_name] = to_f32(info);
+      std::vector<int64_t> shape = info.shape;
+      if (name.empty() && tensor_name.ends_with("fc2.weight_scale") && shape.size() == 2 && shape[1] == 4) {
+        name = tensor_name;
+        std::vector<float> halved;
+        for (int64_t row = 0; row < shape[0]; ++row)
+          halved.insert(halved.end(), v.begin() + row * 4, v.begin() + row * 4 + 2);
+        v = halved;
+        shape[1] = 2;
+        kept = static_cast<int64_t>(v.size());
+      }
+      tensors.push_back({tensor_name, DType::F32, shape, std::as_bytes(std::span<const float>(v))});
+    }
+    ASSERT_FALSE(name.empty());
+    write_safetensors(out / "model.safetensors.new", tensors);
+  }
+  std::filesystem::rename(out / "model.safetensors.new", out / "model.safetensors");
+  uint64_t hash = 1469598103934665603ull;  // the checksum cq quantize records (FNV-1a, 64 bits)
+  for (const char byte : read_text_file(out / "model.safetensors")) hash = (hash ^ static_cast<unsigned char>(byte)) * 1099511628211ull;
+  nlohmann::json json = nlohmann::json::parse(read_text_file(out / "config.json"));
+  json["quantization_config"]["weights_checksum"] = fmt::format("fnv1a64:{:016x}", hash);
+  std::ofstream(out / "config.json") << json.dump();
+  const Transformer model(out);
+  try {
+    (void)read_quantized_checkpoint(model);
+    ADD_FAILURE() << "scales of one group for a grouped weight were accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(fmt::format("{} ({} values) or .weight_zero (0) does not fit", name, kept)),
+              std::string::npos)
+        << e.what();
   }
 }
 
