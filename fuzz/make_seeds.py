@@ -158,11 +158,6 @@ if cq:
             if r.returncode != 0:
                 continue
             seed("fuzz_config", read(os.path.join(target, "config.json")))
-            quantized = os.path.join(tmp, preset + "-q")
-            r = subprocess.run([cq, "quantize", "--model", target, "--method", "rtn", "--scheme", "w4a8-g128",
-                                "--out", quantized], capture_output=True)
-            if r.returncode == 0:
-                seed("fuzz_quantization_config", read(os.path.join(quantized, "config.json")))
             st = read(os.path.join(target, "model.safetensors"))
             if len(st) <= 1 << 20:
                 seed("fuzz_safetensors", st)
@@ -174,6 +169,13 @@ if shared and os.path.isdir(shared):
         if not os.path.isdir(d):
             continue
         seed("fuzz_config", read(os.path.join(d, "config.json")))
+        if cq:  # a quantized checkpoint of it (cq quantize needs the tokenizer the generated models lack)
+            with tempfile.TemporaryDirectory() as tmp:
+                quantized = os.path.join(tmp, "q")
+                r = subprocess.run([cq, "quantize", "--model", d, "--method", "rtn", "--scheme", "w4a8-g128",
+                                    "--out", quantized], capture_output=True)
+                if r.returncode == 0:
+                    seed("fuzz_quantization_config", read(os.path.join(quantized, "config.json")))
         cfg = os.path.join(d, "tokenizer_config.json")
         cfg_bytes = read(cfg) if os.path.exists(cfg) else b""
         if os.path.exists(os.path.join(d, "tokenizer.json")):

@@ -2,10 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-
 #include "tokenizer/unicode.h"
 #include "util/error.h"
 #include "util/text_file.h"
@@ -19,10 +15,7 @@ void fail_record(const fs::path& file, int64_t line, const std::string& what) {
 }
 
 std::vector<JsonRecord> read_jsonl(const fs::path& path, int64_t limit) {
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) fail("{}: is a directory, expected a JSONL file", path.string());
-  std::ifstream stream(path, std::ios::binary);
-  if (!stream) fail("{}: cannot open: {}", path.string(), std::strerror(errno));
+  std::ifstream stream = open_input_file(path);
   return read_jsonl(stream, path, limit);
 }
 

@@ -10,6 +10,7 @@
 #include "io/safetensors.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
+#include "util/json_number.h"
 #include "util/text_file.h"
 
 namespace cq {
@@ -39,13 +40,13 @@ std::string site_tensor_name(int64_t layer, int site) {
   return fmt::format("quantization.layers.{}.{}.input_absmax", layer, input_site_name(static_cast<InputSite>(site)));
 }
 
-QuantConfig config_from_json(const nlohmann::json& q) {
+QuantConfig config_from_json(const nlohmann::json& q, const std::string& where) {
   QuantConfig c;
   c.method = q.at("method").get<std::string>();
-  c.weight_bits = q.at("weight_bits").get<int>();
-  c.activation_bits = q.at("activation_bits").get<int>();
+  c.weight_bits = static_cast<int>(json_integer(q.at("weight_bits"), where, "weight_bits", 0, 64));
+  c.activation_bits = static_cast<int>(json_integer(q.at("activation_bits"), where, "activation_bits", 0, 64));
   c.weight_method = q.value("weight_method", std::string("per-channel"));
-  c.group_size = q.value("group_size", int64_t{128});
+  c.group_size = json_integer_or(q, "group_size", 128, where);
   c.weight_asymmetric = q.value("weight_asymmetric", false);
   c.weight_alpha = q.value("weight_alpha", 0.55);
   c.activation_method = q.value("activation_method", std::string("crossquant"));
@@ -57,8 +58,8 @@ QuantConfig config_from_json(const nlohmann::json& q) {
   if (q.contains("migration_strength") && q["migration_strength"].is_number()) c.migration_strength = q["migration_strength"].get<double>();
   if (q.contains("calibration")) {
     c.calib_source = q["calibration"].value("source", std::string());
-    c.calib_samples = q["calibration"].value("samples", int64_t{0});
-    c.calib_seqlen = q["calibration"].value("seqlen", int64_t{0});
+    c.calib_samples = json_integer_or(q["calibration"], "samples", 0, where);
+    c.calib_seqlen = json_integer_or(q["calibration"], "seqlen", 0, where);
   }
   return c;
 }
@@ -156,7 +157,7 @@ QuantConfig parse_quantization_config(const nlohmann::json& q, const std::string
     fail("{}: quantization_config has no weights_checksum string", where);
   QuantConfig config;
   try {
-    config = config_from_json(q);
+    config = config_from_json(q, where);
   } catch (const nlohmann::json::exception& e) {
     fail("{}: malformed quantization_config: {}", where, e.what());
   }

@@ -38,13 +38,19 @@ void check_file_size(const std::filesystem::path& path, int64_t max_bytes) {
 
 }  // namespace
 
-std::string read_text_file(const std::filesystem::path& path, int64_t max_bytes) {
+std::ifstream open_input_file(const std::filesystem::path& path) {
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) fail("{}: is a directory, expected a text file", path.string());
-  check_file_size(path, max_bytes);
+  if (std::filesystem::is_directory(path, ec)) fail("{}: is a directory, expected a file", path.string());
   std::ifstream stream(path, std::ios::binary);
   if (!stream) fail("{}: cannot open: {}", path.string(), std::strerror(errno));
+  return stream;
+}
+
+std::string read_text_file(const std::filesystem::path& path, int64_t max_bytes) {
+  std::ifstream stream = open_input_file(path);
+  check_file_size(path, max_bytes);
   std::string contents;
+  std::error_code ec;
   const uintmax_t size = std::filesystem::file_size(path, ec);
   if (!ec) contents.reserve(size);
   // Bounded also when the size is unknown in advance (a pipe) or grows while being read.

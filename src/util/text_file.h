@@ -5,6 +5,7 @@
 // The limits: util/limits.h.
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <istream>
 #include <string>
 
@@ -13,6 +14,10 @@
 #include "util/limits.h"
 
 namespace cq {
+
+// Opens a file for reading, in binary; throws cq::Error naming it when it is a directory or
+// cannot be opened.
+std::ifstream open_input_file(const std::filesystem::path& path);
 
 // Reads a whole file; throws cq::Error naming it when it cannot be read or holds more than
 // max_bytes (checked before reading for a regular file, while reading for a pipe).

@@ -137,11 +137,15 @@ std::vector<Malformed> table() {
       config("config_truncated", kOpt.substr(0, kOpt.size() / 2), "malformed JSON"),
       config("config_array", "[1,2]", "not a JSON object"),
       config("config_unknown_type", R"({"model_type":"gpt2"})", "model_type 'gpt2' is not supported"),
+      config("config_vocab_float_5e112", R"({"model_type":"llama","vocab_size":5.7e112})",
+             "vocab_size must be an integer (got 5.7e+112)"),  // fuzz_config finding: UB in the cast
+      config("config_hidden_fractional", R"({"model_type":"opt","hidden_size":64.5})", "hidden_size must be an integer (got 64.5)"),
+      config("config_eos_list_of_float", R"({"model_type":"llama","eos_token_id":[1e300]})", "eos_token_id must be an integer in [-1, 16777215]"),
       config("config_vocab_1e9", R"({"model_type":"opt","vocab_size":1000000000,"hidden_size":32,"ffn_dim":64,)"
              R"("num_hidden_layers":2,"num_attention_heads":4,"max_position_embeddings":64})",
              "vocab_size 1000000000 is beyond the limit of 16777216 token ids"),
       config("config_negative_hidden", llama(R"("hidden_size":-64)"), "must be a positive integer"),
-      config("config_string_hidden", llama(R"("hidden_size":"64")"), "bad field type"),
+      config("config_string_hidden", llama(R"("hidden_size":"64")"), "hidden_size must be an integer (got \"64\")"),
       config("config_kv_heads_not_divisor", llama(R"("hidden_size":64,"num_key_value_heads":3)"), "not a multiple of num_key_value_heads"),
       config("config_non_utf8", "{\"model_type\":\"op\xff" "t\"}", "malformed JSON"),
       // Decision (docs/ROBUSTNESS.md): a UTF-8 BOM and CRLF line endings are accepted.
