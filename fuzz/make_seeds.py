@@ -139,7 +139,7 @@ for argv in [["info", "--model", "m"], ["ppl", "--model", "m", "--text", "hello"
              ["ppl", "--model", "m", "--scheme", "w8a8", "--act-quant", "crossquant", "--alpha", "0.15"],
              ["quantize", "--model", "m", "--out", "o", "--wbits", "4", "--group-size", "128"],
              ["eval", "--model", "m", "--tasks", "arc_easy,piqa", "--limit", "5"],
-             ["tokenize", "--model", "m", "--text", "hi"], ["synth", "--list"], ["kernel", "--help"],
+             ["tokenize", "--model", "m", "--text", "hi"], ["kernel", "--help"],
              ["generate", "--model", "m", "--prompt", "Once", "--max-new-tokens", "8"], ["--version"],
              ["bench", "--model", "m", "--engine", "int", "--scheme", "w4a8-g128", "--prompt-tokens", "64", "--gen-tokens", "8"],
              ["sweep", "--model", "m", "--text", "t", "--grid", "scheme=w8a8,w4a4;act=per-token,crossquant;alpha=0.15,0.45",
