@@ -43,9 +43,10 @@ clean:
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= fuzz_safetensors fuzz_safetensors_index fuzz_config fuzz_tokenizer_json fuzz_vocab_merges \
-  fuzz_sentencepiece fuzz_eval_jsonl fuzz_eval_csv fuzz_cli
+  fuzz_sentencepiece fuzz_eval_jsonl fuzz_eval_csv fuzz_quantization_config fuzz_sweep_grid fuzz_cli
 .PHONY: fuzz fuzz-build test-sanitize
 fuzz-build: build
+	@bash scripts/install-deps.sh clang libclang-rt-dev
 	@CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Release -DCQ_FUZZ=ON >/dev/null
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(FUZZ_TARGETS)
 
@@ -53,13 +54,14 @@ fuzz: fuzz-build
 	@rm -rf $(FUZZ_BUILD)/seeds && python3 fuzz/make_seeds.py $(FUZZ_BUILD)/seeds $(BUILD)/cq $(CQ_SHARED) >/dev/null
 	@bash fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
-# The whole test suite under AddressSanitizer + UndefinedBehaviorSanitizer (gcc, build-asan/).
-# CQ_SANITIZE_FILTER: a ctest -E regex of tests left out (slow under ASan), empty by default.
+# The whole test suite under AddressSanitizer + UndefinedBehaviorSanitizer + LeakSanitizer
+# (gcc, build-asan/; only cq and cq_tests are built, the benchmarks are not run). .ci/run runs it.
+# CQ_SANITIZE_FILTER: a ctest -E regex of tests left out, empty (all) by default.
 ASAN_BUILD ?= build-asan
 CQ_SANITIZE_FILTER ?=
 test-sanitize: deps
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCQ_SANITIZE=ON >/dev/null
-	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+	@cmake --build $(ASAN_BUILD) -j $(JOBS) --target cq cq_tests
 	@bash tests/js/install.sh $(ASAN_BUILD)/js
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \

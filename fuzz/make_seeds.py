@@ -123,13 +123,33 @@ seed("fuzz_eval_jsonl", b"\6" + b'{"text": " = Title = \\n"}\n{"text": ""}\n')
 seed("fuzz_eval_jsonl", b"\7" + b'{"text": "doc one", "url": "u"}\n{"text": "doc two"}\n')
 seed("fuzz_eval_csv", 'What is 1+1?,1,2,3,4,B\n"quoted, field","with ""quotes""",x,y,z,A\r\n')
 
-# --- command lines (NUL-separated argv)
+# --- quantized checkpoints' config.json (quantization_config), and `cq sweep --grid` texts
+quant = {"format": "crossquant-fake-quantized-v1", "method": "awq", "weight_bits": 4, "activation_bits": 8,
+         "scheme": "w4a8-g128", "weight_method": "group", "group_size": 128, "weight_asymmetric": True,
+         "activation_method": "per-token", "weights_checksum": "fnv1a64:0123456789abcdef",
+         "calibration": {"source": "wiki.txt", "samples": 16, "seqlen": 256, "windows_used": 16},
+         "awq": {"chosen_ratios": [{"previous": "layers.0.ln", "linears": ["q", "k"], "ratio": 0.5}]}}
+seed("fuzz_quantization_config", json.dumps(dict(opt, quantization_config=quant), indent=2))
+seed("fuzz_quantization_config", json.dumps(dict(llama, quantization_config=dict(
+    quant, method="crossquant", weight_bits=8, scheme="w8a8", weight_method="per-channel", activation_method="crossquant",
+    alpha=0.15, crossquant_columns="static (calibrated)", quantize_bmm_input=True))))
+for grid in ["scheme=w8a8,w4a8-g128,w4a4;act=per-token,crossquant;alpha=0.15,0.45,0.75",
+             " scheme = w8a8 , w8a8 ; method=rtn,awq ; alpha=0.5;", "scheme=w16a16;act=remove-kernel,per-tensor;method=smoothquant"]:
+    seed("fuzz_sweep_grid", grid)
+
+# --- command lines (NUL-separated argv; fuzz_cli runs them in an empty directory, so no '/')
 for argv in [["info", "--model", "m"], ["ppl", "--model", "m", "--text", "hello", "--json", "out.json"],
              ["ppl", "--model", "m", "--scheme", "w8a8", "--act-quant", "crossquant", "--alpha", "0.15"],
              ["quantize", "--model", "m", "--out", "o", "--wbits", "4", "--group-size", "128"],
              ["eval", "--model", "m", "--tasks", "arc_easy,piqa", "--limit", "5"],
-             ["tokenize", "--model", "m", "--text", "hi"], ["synth", "--list"], ["kernel", "--help"],
-             ["generate", "--model", "m", "--prompt", "Once", "--max-new-tokens", "8"], ["--version"]]:
+             ["tokenize", "--model", "m", "--text", "hi"], ["kernel", "--help"],
+             ["generate", "--model", "m", "--prompt", "Once", "--max-new-tokens", "8"], ["--version"],
+             ["bench", "--model", "m", "--engine", "int", "--scheme", "w4a8-g128", "--prompt-tokens", "64", "--gen-tokens", "8"],
+             ["sweep", "--model", "m", "--text", "t", "--grid", "scheme=w8a8,w4a4;act=per-token,crossquant;alpha=0.15,0.45",
+              "--csv", "t.csv"],
+             ["sweep", "--model", "m", "--text", "t", "--calib", "c", "--grid", "scheme=w8a8;method=rtn,smoothquant"],
+             ["kernel", "--model", "m", "--text", "t", "--alphas", "0.15,0.45,1"],
+             ["quantize", "--model", "m", "--method", "smoothquant", "--calib", "c", "--migration-strength", "0.5", "--out", "o"]]:
     seed("fuzz_cli", "\0".join(argv))
 
 # --- generated models
@@ -152,6 +172,13 @@ if shared and os.path.isdir(shared):
         if not os.path.isdir(d):
             continue
         seed("fuzz_config", read(os.path.join(d, "config.json")))
+        if cq:  # a quantized checkpoint of it (cq quantize needs the tokenizer the generated models lack)
+            with tempfile.TemporaryDirectory() as tmp:
+                quantized = os.path.join(tmp, "q")
+                r = subprocess.run([cq, "quantize", "--model", d, "--method", "rtn", "--scheme", "w4a8-g128",
+                                    "--out", quantized], capture_output=True)
+                if r.returncode == 0:
+                    seed("fuzz_quantization_config", read(os.path.join(quantized, "config.json")))
         cfg = os.path.join(d, "tokenizer_config.json")
         cfg_bytes = read(cfg) if os.path.exists(cfg) else b""
         if os.path.exists(os.path.join(d, "tokenizer.json")):

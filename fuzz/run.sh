@@ -5,7 +5,7 @@
 # report, uncaught non-cq::Error exception, leak, >2 GB RSS, or an input running >10 s),
 # leaving the reproducer in BUILD_DIR/findings/<target>/.
 set -uo pipefail
-build=$1; seconds=$2; shift 2
+build=$(cd "$1" && pwd); seconds=$2; shift 2  # absolute: fuzz_cli changes directory while it runs
 root=$(cd "$(dirname "$0")/.." && pwd)
 status=0
 printf '%-24s %12s %8s  %s\n' target executions exec/s result

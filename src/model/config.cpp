@@ -1,23 +1,18 @@
 #include "model/config.h"
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "util/error.h"
+#include "util/limits.h"
+#include "util/text_file.h"
 
 namespace cq {
 
 ModelConfig load_model_config(const std::filesystem::path& model_dir) {
   const auto path = model_dir / "config.json";
-  std::ifstream stream(path);
-  if (!stream) fail("{}: cannot open (is '{}' a Hugging Face model directory?)", path.string(), model_dir.string());
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(stream);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: malformed JSON: {}", path.string(), e.what());
-  }
-  return parse_model_config(json, path.string());
+  if (!std::filesystem::exists(path))
+    fail("{}: cannot open (is '{}' a Hugging Face model directory?)", path.string(), model_dir.string());
+  return parse_model_config(read_json_file(path), path.string());
 }
 
 ModelConfig parse_model_config(const nlohmann::json& json, const std::string& where) {
@@ -37,6 +32,8 @@ ModelConfig parse_model_config(const nlohmann::json& json, const std::string& wh
     if (value <= 0 || value > (int64_t{1} << 31)) fail("{}: {} must be a positive integer (got {})", where, field, value);
   };
   require_positive(config.vocab_size, "vocab_size");
+  if (config.vocab_size > kMaxTokenIds)
+    fail("{}: vocab_size {} is beyond the limit of {} token ids", where, config.vocab_size, kMaxTokenIds);
   require_positive(config.hidden_size, "hidden_size");
   require_positive(config.intermediate_size, "intermediate_size");
   require_positive(config.num_layers, "num_hidden_layers");

@@ -4,6 +4,8 @@
 
 #include "model/config.h"
 #include "util/error.h"
+#include "util/json_number.h"
+#include "util/limits.h"
 
 namespace cq {
 
@@ -11,18 +13,14 @@ ModelConfig parse_llama_config(const nlohmann::json& json, const std::string& wh
   ModelConfig c;
   c.family = Family::LLaMA;
   c.model_type = json.value("model_type", "llama");
-  c.vocab_size = json.value("vocab_size", int64_t{32000});
-  c.hidden_size = json.value("hidden_size", int64_t{4096});
-  c.intermediate_size = json.value("intermediate_size", int64_t{11008});
-  c.num_layers = json.value("num_hidden_layers", int64_t{32});
-  c.num_heads = json.value("num_attention_heads", int64_t{32});
-  c.num_kv_heads = json.contains("num_key_value_heads") && !json["num_key_value_heads"].is_null()
-                       ? json["num_key_value_heads"].get<int64_t>()
-                       : c.num_heads;
-  c.head_dim = json.contains("head_dim") && !json["head_dim"].is_null()
-                   ? json["head_dim"].get<int64_t>()
-                   : (c.num_heads > 0 ? c.hidden_size / c.num_heads : 0);
-  c.max_position_embeddings = json.value("max_position_embeddings", int64_t{2048});
+  c.vocab_size = json_integer_or(json, "vocab_size", int64_t{32000}, where);
+  c.hidden_size = json_integer_or(json, "hidden_size", int64_t{4096}, where);
+  c.intermediate_size = json_integer_or(json, "intermediate_size", int64_t{11008}, where);
+  c.num_layers = json_integer_or(json, "num_hidden_layers", int64_t{32}, where);
+  c.num_heads = json_integer_or(json, "num_attention_heads", int64_t{32}, where);
+  c.num_kv_heads = json_integer_or(json, "num_key_value_heads", c.num_heads, where);
+  c.head_dim = json_integer_or(json, "head_dim", c.num_heads > 0 ? c.hidden_size / c.num_heads : 0, where);
+  c.max_position_embeddings = json_integer_or(json, "max_position_embeddings", int64_t{2048}, where);
   c.word_embed_proj_dim = c.hidden_size;
   c.norm = NormKind::RMSNorm;
   c.norm_eps = json.value("rms_norm_eps", 1e-6);
@@ -39,7 +37,7 @@ ModelConfig parse_llama_config(const nlohmann::json& json, const std::string& wh
     if (c.rope_scaling.type == "llama3") {
       c.rope_scaling.low_freq_factor = scaling.value("low_freq_factor", 1.0);
       c.rope_scaling.high_freq_factor = scaling.value("high_freq_factor", 4.0);
-      c.rope_scaling.original_max_position_embeddings = scaling.value("original_max_position_embeddings", int64_t{8192});
+      c.rope_scaling.original_max_position_embeddings = json_integer_or(scaling, "original_max_position_embeddings", 8192, where);
       if (c.rope_scaling.high_freq_factor <= c.rope_scaling.low_freq_factor)
         fail("{}: rope_scaling high_freq_factor must exceed low_freq_factor", where);
     } else if (c.rope_scaling.type == "default") {
@@ -54,8 +52,10 @@ ModelConfig parse_llama_config(const nlohmann::json& json, const std::string& wh
   c.tie_word_embeddings = json.value("tie_word_embeddings", false);
   auto token_id = [&](const char* key, int32_t fallback) {
     if (!json.contains(key) || json[key].is_null()) return fallback;
-    if (json[key].is_array()) return json[key].empty() ? fallback : json[key][0].get<int32_t>();  // LLaMA-3.1 eos list
-    return json[key].get<int32_t>();
+    const nlohmann::json& value = json[key];
+    if (value.is_array() && value.empty()) return fallback;
+    const nlohmann::json& id = value.is_array() ? value[0] : value;  // LLaMA-3.1: a list of eos ids
+    return static_cast<int32_t>(json_integer(id, where, key, -1, kMaxTokenIds - 1));
   };
   c.bos_token_id = token_id("bos_token_id", 1);
   c.eos_token_id = token_id("eos_token_id", 2);

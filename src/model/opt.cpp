@@ -5,6 +5,8 @@
 
 #include "model/config.h"
 #include "util/error.h"
+#include "util/json_number.h"
+#include "util/limits.h"
 
 namespace cq {
 
@@ -12,17 +14,17 @@ ModelConfig parse_opt_config(const nlohmann::json& json, const std::string& wher
   ModelConfig c;
   c.family = Family::OPT;
   c.model_type = "opt";
-  c.vocab_size = json.value("vocab_size", int64_t{50272});
-  c.hidden_size = json.value("hidden_size", int64_t{768});
-  c.intermediate_size = json.value("ffn_dim", int64_t{3072});
-  c.num_layers = json.value("num_hidden_layers", int64_t{12});
-  c.num_heads = json.value("num_attention_heads", int64_t{12});
+  c.vocab_size = json_integer_or(json, "vocab_size", int64_t{50272}, where);
+  c.hidden_size = json_integer_or(json, "hidden_size", int64_t{768}, where);
+  c.intermediate_size = json_integer_or(json, "ffn_dim", int64_t{3072}, where);
+  c.num_layers = json_integer_or(json, "num_hidden_layers", int64_t{12}, where);
+  c.num_heads = json_integer_or(json, "num_attention_heads", int64_t{12}, where);
   c.num_kv_heads = c.num_heads;
   c.head_dim = c.num_heads > 0 ? c.hidden_size / c.num_heads : 0;
   if (c.num_heads > 0 && c.head_dim * c.num_heads != c.hidden_size)
     fail("{}: hidden_size {} is not divisible by num_attention_heads {}", where, c.hidden_size, c.num_heads);
-  c.max_position_embeddings = json.value("max_position_embeddings", int64_t{2048});
-  c.word_embed_proj_dim = json.value("word_embed_proj_dim", c.hidden_size);
+  c.max_position_embeddings = json_integer_or(json, "max_position_embeddings", int64_t{2048}, where);
+  c.word_embed_proj_dim = json_integer_or(json, "word_embed_proj_dim", c.hidden_size, where);
   c.norm = NormKind::LayerNorm;
   c.norm_eps = 1e-5;  // HF's OPT uses nn.LayerNorm's default
   c.pre_norm = json.value("do_layer_norm_before", true);
@@ -37,8 +39,8 @@ ModelConfig parse_opt_config(const nlohmann::json& json, const std::string& wher
   const bool bias = json.value("enable_bias", true);
   c.attention_bias = c.attention_out_bias = c.mlp_bias = bias;
   c.tie_word_embeddings = json.value("tie_word_embeddings", true);
-  c.bos_token_id = json.value("bos_token_id", 2);
-  c.eos_token_id = json.value("eos_token_id", 2);
+  c.bos_token_id = static_cast<int32_t>(json_integer_or(json, "bos_token_id", 2, where, -1, kMaxTokenIds - 1));
+  c.eos_token_id = static_cast<int32_t>(json_integer_or(json, "eos_token_id", 2, where, -1, kMaxTokenIds - 1));
   return c;
 }
 

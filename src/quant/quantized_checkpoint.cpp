@@ -12,6 +12,8 @@
 #include "quant/quant_common.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
+#include "util/json_number.h"
+#include "util/limits.h"
 #include "util/text_file.h"
 
 namespace cq {
@@ -181,14 +183,18 @@ nlohmann::json checkpoint_config(const QuantConfig& c, const QuantizationRecord&
   return q;
 }
 
-QuantConfig config_from_checkpoint(const nlohmann::json& q) {
+QuantConfig config_from_checkpoint(const nlohmann::json& q, const std::string& where) {
+  // Integers through json_integer: a huge float in a tampered file must not be cast (UB).
+  auto integer = [&](const nlohmann::json& object, const char* key) {
+    return json_integer(object.at(key), where, key, 0, int64_t{1} << 40);
+  };
   QuantConfig c;
   c.method = q.at("method").get<std::string>();
   c.scheme = q.value("scheme", std::string());
-  c.weight_bits = q.at("wbits").get<int>();
-  c.activation_bits = q.at("abits").get<int>();
+  c.weight_bits = static_cast<int>(json_integer(q.at("wbits"), where, "wbits", 0, 64));
+  c.activation_bits = static_cast<int>(json_integer(q.at("abits"), where, "abits", 0, 64));
   c.weight_method = q.at("weight_granularity").get<std::string>();
-  if (c.weight_method == "group") c.group_size = q.at("group_size").get<int64_t>();
+  if (c.weight_method == "group") c.group_size = integer(q, "group_size");
   c.weight_asymmetric = !q.at("weight_symmetric").get<bool>();
   if (c.weight_method == "crossquant") c.weight_alpha = q.at("weight_alpha").get<double>();
   if (c.quantizes_activations()) {
@@ -205,15 +211,15 @@ QuantConfig config_from_checkpoint(const nlohmann::json& q) {
   if (c.method == "smoothquant") c.migration_strength = q.at("migration_strength").get<double>();
   if (c.method == "awq") {
     const nlohmann::json& awq = q.at("awq");
-    c.awq_grid = awq.at("grid").get<int>();
+    c.awq_grid = static_cast<int>(json_integer(awq.at("grid"), where, "awq.grid", 0, 1 << 20));
     c.awq_max_shrink = awq.at("max_shrink").get<double>();
-    c.awq_clip_tokens = awq.at("clip_tokens").get<int64_t>();
+    c.awq_clip_tokens = integer(awq, "clip_tokens");
     c.awq_clip = awq.at("clip").get<bool>();
   }
   if (const nlohmann::json& calibration = q.at("calibration"); !calibration.is_null()) {
     c.calib_source = calibration.at("file").get<std::string>();
-    c.calib_samples = calibration.at("samples").get<int64_t>();
-    c.calib_seqlen = calibration.at("seqlen").get<int64_t>();
+    c.calib_samples = integer(calibration, "samples");
+    c.calib_seqlen = integer(calibration, "seqlen");
   }
   return c;
 }
@@ -349,17 +355,7 @@ void write_quantized_checkpoint(Transformer& model, const QuantConfig& config, c
   }
 }
 
-std::shared_ptr<const StoredQuantization> read_stored_quantization(const std::filesystem::path& model_dir) {
-  const auto config_path = model_dir / "config.json";
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(read_text_file(config_path));
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: malformed JSON: {}", config_path.string(), e.what());
-  }
-  if (!json.is_object() || !json.contains("quantization_config")) return nullptr;
-  const nlohmann::json& q = json["quantization_config"];
-  const std::string where = config_path.string() + ": quantization_config";
+QuantConfig parse_quantization_config(const nlohmann::json& q, const std::string& where) {
   if (!q.is_object()) fail("{} is not an object", where);
   const std::string format = q.contains("format") && q["format"].is_string() ? q["format"].get<std::string>() : "";
   if (format == kFormatVersion1)
@@ -370,23 +366,37 @@ std::shared_ptr<const StoredQuantization> read_stored_quantization(const std::fi
       q["format_version"].get<int64_t>() != kQuantizedCheckpointVersion)
     fail("{}: format_version {} is not supported (this cq reads version {})", where,
          q.contains("format_version") ? q["format_version"].dump() : "(missing)", kQuantizedCheckpointVersion);
-  auto stored = std::make_shared<StoredQuantization>();
-  stored->weights_file = model_dir / "model.safetensors";
-  const auto checksum = q.find("weights_checksum");
-  if (checksum == q.end() || !checksum->is_string() || file_checksum(stored->weights_file) != checksum->get<std::string>())
-    fail("{}: the weights do not match weights_checksum in {} (modified or corrupted after cq quantize)",
-         stored->weights_file.string(), config_path.string());
   try {
-    stored->config = config_from_checkpoint(q);
-    stored->config.validate();
-    if (!stored->config.quantizes_weights()) fail("wbits {}: a quantized checkpoint stores quantized weights", stored->config.weight_bits);
-    if (stored->config.weight_asymmetric && stored->config.weight_method != "group")
-      fail("asymmetric weights are group-wise only (got {})", stored->config.weight_method);
+    QuantConfig config = config_from_checkpoint(q, where);
+    config.validate();
+    if (!config.quantizes_weights()) fail("wbits {}: a quantized checkpoint stores quantized weights", config.weight_bits);
+    if (config.weight_asymmetric && config.weight_method != "group")
+      fail("asymmetric weights are group-wise only (got {})", config.weight_method);
+    return config;
   } catch (const nlohmann::json::exception& e) {
     fail("{} is malformed: {}", where, e.what());
   } catch (const Error& e) {
     fail("{} is malformed: {}", where, e.what());
   }
+}
+
+std::shared_ptr<const StoredQuantization> read_stored_quantization(const std::filesystem::path& model_dir) {
+  const auto config_path = model_dir / "config.json";
+  nlohmann::json json;
+  try {
+    json = nlohmann::json::parse(read_text_file(config_path, kMaxConfigFileBytes));
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: malformed JSON: {}", config_path.string(), e.what());
+  }
+  if (!json.is_object() || !json.contains("quantization_config")) return nullptr;
+  auto stored = std::make_shared<StoredQuantization>();
+  stored->config = parse_quantization_config(json["quantization_config"], config_path.string() + ": quantization_config");
+  stored->weights_file = model_dir / "model.safetensors";
+  const nlohmann::json& q = json["quantization_config"];
+  const auto checksum = q.find("weights_checksum");
+  if (checksum == q.end() || !checksum->is_string() || file_checksum(stored->weights_file) != checksum->get<std::string>())
+    fail("{}: the weights do not match weights_checksum in {} (modified or corrupted after cq quantize)",
+         stored->weights_file.string(), config_path.string());
   return stored;
 }
 

@@ -18,6 +18,7 @@
 // written atomically.
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json_fwd.hpp>
 #include <memory>
 #include <span>
 #include <string>
@@ -45,6 +46,10 @@ struct StoredQuantization {
   QuantConfig config;                  // as `cq quantize` was given it (engine "fake")
   std::filesystem::path weights_file;  // model_dir/model.safetensors, for messages
 };
+
+// The settings of a config.json's `quantization_config` object (format, version and every
+// field checked; `where` names the file in errors). Throws cq::Error.
+QuantConfig parse_quantization_config(const nlohmann::json& quantization_config, const std::string& where);
 
 // The quantization_config of model_dir/config.json, or nullptr for an ordinary checkpoint.
 // Throws cq::Error for another format or version, a malformed config, or weights whose

@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "util/limits.h"  // kMaxTokenIds
+
 namespace cq {
 
 struct BpeOptions {
@@ -20,10 +22,6 @@ struct BpeOptions {
   std::string unk_token{};     // "": none, an unknown character is then an error
 };
 
-// Token ids must be below this (2^24; the largest real vocabularies have ~2^18 entries): the
-// id -> token table is sized by the largest id, so a file claiming id 10^9 is refused instead
-// of allocating gigabytes.
-inline constexpr int64_t kMaxTokenIds = int64_t{1} << 24;
 
 class BpeModel {
  public:

@@ -14,7 +14,8 @@ class SentencePieceTokenizer final : public Tokenizer {
  public:
   explicit SentencePieceTokenizer(const std::filesystem::path& model_dir) : path_(model_dir / "tokenizer.model") {
     if (!std::filesystem::exists(path_)) fail("{}: file not found", path_.string());
-    if (const auto status = processor_.Load(path_.string()); !status.ok()) {
+    // Read here (bounded by the tokenizer-file limit) rather than by the library, which reads any size.
+    if (const auto status = processor_.LoadFromSerializedProto(read_text_file(path_, kMaxConfigFileBytes)); !status.ok()) {
       fail("{}: not a usable SentencePiece model ({})", path_.string(), status.ToString());
     }
     const TokenizerConfig config = read_tokenizer_config(model_dir);

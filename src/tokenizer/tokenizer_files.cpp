@@ -1,8 +1,5 @@
 #include "tokenizer/tokenizer_files.h"
 
-#include <fstream>
-#include <sstream>
-
 #include "util/error.h"
 
 namespace cq {
@@ -47,24 +44,6 @@ std::optional<bool> optional_bool(const nlohmann::json& json, const std::filesys
 }
 
 }  // namespace
-
-std::string read_text_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open file", path.string());
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) fail("{}: read error", path.string());
-  return std::move(buffer).str();
-}
-
-nlohmann::json read_json_file(const std::filesystem::path& path) {
-  const std::string text = read_text_file(path);
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number overflow
-    fail("{}: malformed JSON ({})", path.string(), e.what());
-  }
-}
 
 TokenizerConfig read_tokenizer_config(const std::filesystem::path& model_dir) {
   TokenizerConfig config;

@@ -8,12 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "util/text_file.h"  // read_text_file, read_json_file
+
 namespace cq {
-
-std::string read_text_file(const std::filesystem::path& path);
-
-// Throws cq::Error naming the file when it is missing or not valid JSON.
-nlohmann::json read_json_file(const std::filesystem::path& path);
 
 struct TokenizerConfig {
   std::optional<bool> add_bos_token;  // unset: the format's own default

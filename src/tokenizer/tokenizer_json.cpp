@@ -16,6 +16,7 @@
 #include "tokenizer/tokenizer_formats.h"
 #include "tokenizer/unicode.h"
 #include "util/error.h"
+#include "util/json_number.h"
 
 namespace cq {
 namespace {
@@ -270,6 +271,10 @@ class TokenizerJsonReader {
     const json& value = member(node, key, where);
     if (!value.is_string()) fail("{}: \"{}\" of {} must be a string", path_.string(), key, where);
     return value.get<std::string>();
+  }
+
+  int32_t token_id(const json& value, std::string_view what) const {
+    return static_cast<int32_t>(json_integer(value, path_.string(), what, 0, kMaxTokenIds - 1));
   }
 
   bool bool_member(const json& node, const char* key, bool fallback) const {
@@ -552,7 +557,7 @@ class TokenizerJson final : public Tokenizer {
     std::vector<AddedToken> raw, normalized;
     for (const json& item : root.value("added_tokens", json::array())) {
       AddedToken token{.content = reader.string_member(item, "content", "added token"),
-                       .id = reader.member(item, "id", "added token").get<int32_t>(),
+                       .id = reader.token_id(reader.member(item, "id", "added token"), "added token id"),
                        .special = reader.bool_member(item, "special", false),
                        .lstrip = reader.bool_member(item, "lstrip", false),
                        .rstrip = reader.bool_member(item, "rstrip", false),
@@ -602,8 +607,8 @@ class TokenizerJson final : public Tokenizer {
     } else if (type == "BertProcessing" || type == "RobertaProcessing") {
       const json& cls = reader.member(node, "cls", type);
       const json& sep = reader.member(node, "sep", type);
-      prefix_ids_ = {cls.at(1).get<int32_t>()};
-      suffix_ids_ = {sep.at(1).get<int32_t>()};
+      prefix_ids_ = {reader.token_id(cls.at(1), "cls id")};
+      suffix_ids_ = {reader.token_id(sep.at(1), "sep id")};
     } else {
       reader.unsupported("post_processor type \"" + type + "\"", node);
     }

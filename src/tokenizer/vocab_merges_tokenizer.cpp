@@ -31,7 +31,7 @@ std::vector<std::pair<std::string, int32_t>> read_vocab_json(const std::filesyst
 }
 
 std::vector<std::pair<std::string, std::string>> read_merges_txt(const std::filesystem::path& path) {
-  const std::string text = read_text_file(path);
+  const std::string text = read_text_file(path, kMaxConfigFileBytes);
   std::vector<std::pair<std::string, std::string>> merges;
   size_t line_number = 0;
   for (size_t pos = 0; pos < text.size();) {

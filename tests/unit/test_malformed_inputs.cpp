@@ -13,6 +13,8 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <istream>
+#include <streambuf>
 #include <string>
 #include <thread>
 #include <utility>
@@ -24,6 +26,7 @@
 #include "test_support.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "util/limits.h"
 #include "util/text_file.h"
 
 extern char** environ;
@@ -134,8 +137,15 @@ std::vector<Malformed> table() {
       config("config_truncated", kOpt.substr(0, kOpt.size() / 2), "malformed JSON"),
       config("config_array", "[1,2]", "not a JSON object"),
       config("config_unknown_type", R"({"model_type":"gpt2"})", "model_type 'gpt2' is not supported"),
+      config("config_vocab_float_5e112", R"({"model_type":"llama","vocab_size":5.7e112})",
+             "vocab_size must be an integer (got 5.7e+112)"),  // fuzz_config finding: UB in the cast
+      config("config_hidden_fractional", R"({"model_type":"opt","hidden_size":64.5})", "hidden_size must be an integer (got 64.5)"),
+      config("config_eos_list_of_float", R"({"model_type":"llama","eos_token_id":[1e300]})", "eos_token_id must be an integer in [-1, 16777215]"),
+      config("config_vocab_1e9", R"({"model_type":"opt","vocab_size":1000000000,"hidden_size":32,"ffn_dim":64,)"
+             R"("num_hidden_layers":2,"num_attention_heads":4,"max_position_embeddings":64})",
+             "vocab_size 1000000000 is beyond the limit of 16777216 token ids"),
       config("config_negative_hidden", llama(R"("hidden_size":-64)"), "must be a positive integer"),
-      config("config_string_hidden", llama(R"("hidden_size":"64")"), "bad field type"),
+      config("config_string_hidden", llama(R"("hidden_size":"64")"), "hidden_size must be an integer (got \"64\")"),
       config("config_kv_heads_not_divisor", llama(R"("hidden_size":64,"num_key_value_heads":3)"), "not a multiple of num_key_value_heads"),
       config("config_non_utf8", "{\"model_type\":\"op\xff" "t\"}", "malformed JSON"),
       // Decision (docs/ROBUSTNESS.md): a UTF-8 BOM and CRLF line endings are accepted.
@@ -229,6 +239,98 @@ TEST(MalformedInputLimits, MillionsOfTensorsAreRefusedWhileParsing) {
   const auto start = std::chrono::steady_clock::now();
   EXPECT_NE(outcome(Entry::Safetensors, dir).find("header lists more than 1000000 tensors"), std::string::npos);
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60));
+}
+
+// Files far beyond the size limits (util/limits.h), made sparse (nothing is written, no disk
+// space used): each is refused from its size before it is read, naming the file.
+struct Oversized {
+  const char* label;
+  Entry entry;
+  const char* name;  // the oversized file
+  uint64_t bytes;
+  std::vector<std::pair<std::string, std::string>> others;  // small files beside it
+  const char* expected;
+};
+
+void PrintTo(const Oversized& o, std::ostream* out) { *out << o.label; }
+
+constexpr uint64_t kTenGB = uint64_t{10} << 30;
+
+class OversizedInput : public testing::TestWithParam<Oversized> {};
+
+TEST_P(OversizedInput, IsRefusedBeforeReading) {
+  const Oversized& o = GetParam();
+  const auto dir = test::scratch_dir(std::string("oversized-") + o.label);
+  for (const auto& [name, bytes] : o.others) std::ofstream(dir / name, std::ios::binary) << bytes;
+  std::ofstream(dir / o.name).close();
+  std::filesystem::resize_file(dir / o.name, o.bytes);
+  const auto start = std::chrono::steady_clock::now();
+  const std::string message = outcome(o.entry, dir);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  std::filesystem::remove_all(dir);
+  EXPECT_NE(message.find((dir / o.name).string()), std::string::npos) << message;
+  EXPECT_NE(message.find(o.expected), std::string::npos) << o.label << ": got '" << message << "'";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Limits, OversizedInput,
+    testing::ValuesIn(std::vector<Oversized>{
+        {"config_json", Entry::Config, "config.json", kMaxConfigFileBytes + 1, {}, "is more than the 64 MiB accepted"},
+        {"index_json", Entry::Safetensors, "model.safetensors.index.json", kTenGB, {}, "10 GiB (10737418240 bytes) is more than the 64 MiB"},
+        {"tokenizer_json", Entry::Tokenizer, "tokenizer.json", kTenGB, {}, "is more than the 64 MiB accepted"},
+        {"vocab_json", Entry::Tokenizer, "vocab.json", kTenGB, {{"merges.txt", kMerges}}, "is more than the 64 MiB accepted"},
+        {"merges_txt", Entry::Tokenizer, "merges.txt", kTenGB, {{"vocab.json", kVocab}}, "is more than the 64 MiB accepted"},
+        {"tokenizer_model", Entry::Tokenizer, "tokenizer.model", kTenGB, {}, "is more than the 64 MiB accepted"},
+        {"tokenizer_config", Entry::Tokenizer, "tokenizer_config.json", kTenGB, {{"vocab.json", kVocab}, {"merges.txt", kMerges}},
+         "is more than the 64 MiB accepted"},
+        {"csv", Entry::Csv, "data.csv", kMaxTextFileBytes + 1, {}, "is more than the 1 GiB accepted"},
+        // A JSONL file is streamed, so its size is no limit; its first line is.
+        {"jsonl_10gb_line", Entry::Jsonl, "data.jsonl", kTenGB, {}, "line 1 is longer than 16 MiB"},
+    }),
+    [](const auto& test_info) { return std::string(test_info.param.label); });
+
+// A stream that yields `prefix` and then the byte 'x' without end, keeping nothing.
+class EndlessLine : public std::streambuf {
+ public:
+  explicit EndlessLine(std::string prefix) : prefix_(std::move(prefix)) {
+    setg(prefix_.data(), prefix_.data(), prefix_.data() + prefix_.size());
+  }
+  int64_t served() const { return served_; }
+
+ protected:
+  int_type underflow() override {
+    served_ += static_cast<int64_t>(chunk_.size());
+    setg(chunk_.data(), chunk_.data(), chunk_.data() + chunk_.size());
+    return traits_type::to_int_type('x');
+  }
+
+ private:
+  std::string prefix_;
+  std::string chunk_ = std::string(1 << 16, 'x');
+  int64_t served_ = 0;
+};
+
+TEST(MalformedInputLimits, EndlessJsonlLineIsRefusedAtTheLimit) {
+  EndlessLine source("{\"text\": \"a\"}\n\n{\"text\": \"");
+  std::istream in(&source);
+  try {
+    (void)read_jsonl(in, "endless.jsonl");
+    ADD_FAILURE() << "an endless line was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("endless.jsonl: line 3 is longer than 16 MiB"), std::string::npos) << e.what();
+  }
+  EXPECT_LE(source.served(), kMaxJsonlLineBytes + (1 << 16));  // stopped at the limit
+}
+
+TEST(MalformedInputLimits, FileOfUnknownSizeIsRefusedWhileReading) {
+  // /dev/zero has no size to check in advance (like a pipe): the limit applies while reading.
+  try {
+    (void)read_text_file("/dev/zero", 1 << 20);
+    ADD_FAILURE() << "/dev/zero was read whole";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("/dev/zero: "), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("is more than the 1 MiB accepted"), std::string::npos) << e.what();
+  }
 }
 
 // Interrupted runs: SIGINT/SIGTERM during `cq ppl --json OUT` leave nothing under OUT (nor a

@@ -74,6 +74,23 @@ TEST(Sweep, RejectsBadAlpha) {
   expect_error("scheme=w8a8;act=crossquant;alpha=nan", "not a number");
 }
 
+// Resource limit: each configuration is a whole perplexity run, so a grid of thousands is refused
+// while parsing (O(values) work, not the quadratic de-duplication of a huge list).
+TEST(Sweep, RefusesGridsBeyondTheLimit) {
+  std::string alphas;
+  for (int i = 0; i <= 100000; ++i) alphas += fmt::format("{}0.{:05d}", i ? "," : "", i);
+  expect_error("scheme=w8a8;act=crossquant;alpha=" + alphas, "has 100001 values (at most 1000)");
+  std::string fine;  // 1000 alphas are accepted, but x 5 schemes x 2 activations is too many runs
+  for (int i = 0; i < 1000; ++i) fine += fmt::format("{}0.{:04d}", i ? "," : "", i);
+  const SweepGrid grid = parse_sweep_grid("scheme=w8a8,w4a8,w4a8-g128,w4a4,w16a16;act=per-token,crossquant;alpha=" + fine);
+  try {
+    expand_sweep_grid(grid);
+    ADD_FAILURE() << "no error for 5005 configurations";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("expands to 5005 configurations (at most 1000"), std::string::npos) << e.what();
+  }
+}
+
 std::vector<SweepRow> example_rows() {
   std::vector<SweepRow> rows;
   SweepRow fp32;
