@@ -79,21 +79,16 @@ inline __m512 exp_ps(__m512 x) {
 
 // Horizontal max / sum by halving shuffles (GCC 12's _mm512_reduce_* trip
 // -Wmaybe-uninitialized).
-inline float horizontal_max(__m512 v) {
-  v = _mm512_max_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
-  v = _mm512_max_ps(v, _mm512_shuffle_f32x4(v, v, 0xB1));
-  v = _mm512_max_ps(v, _mm512_permute_ps(v, 0x4E));
-  v = _mm512_max_ps(v, _mm512_permute_ps(v, 0xB1));
+template <typename Combine>
+inline float horizontal(__m512 v, Combine combine) {
+  v = combine(v, _mm512_shuffle_f32x4(v, v, 0x4E));
+  v = combine(v, _mm512_shuffle_f32x4(v, v, 0xB1));
+  v = combine(v, _mm512_permute_ps(v, 0x4E));
+  v = combine(v, _mm512_permute_ps(v, 0xB1));
   return _mm512_cvtss_f32(v);
 }
-
-inline float horizontal_sum(__m512 v) {
-  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
-  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0xB1));
-  v = _mm512_add_ps(v, _mm512_permute_ps(v, 0x4E));
-  v = _mm512_add_ps(v, _mm512_permute_ps(v, 0xB1));
-  return _mm512_cvtss_f32(v);
-}
+inline float horizontal_max(__m512 v) { return horizontal(v, [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); }); }
+inline float horizontal_sum(__m512 v) { return horizontal(v, [](__m512 a, __m512 b) { return _mm512_add_ps(a, b); }); }
 
 inline double horizontal_sum(__m512d v) {
   v = _mm512_add_pd(v, _mm512_shuffle_f64x2(v, v, 0x4E));

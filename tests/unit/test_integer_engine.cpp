@@ -21,13 +21,7 @@
 namespace cq {
 namespace {
 
-std::vector<float> random_values(int64_t count, uint32_t seed, float scale) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.f, scale);
-  std::vector<float> values(static_cast<size_t>(count));
-  for (auto& v : values) v = normal(rng);
-  return values;
-}
+std::vector<float> random_values(int64_t count, uint32_t seed, float scale) { return test::random_normal(count, seed, scale); }
 
 struct RandomLayer {
   int64_t out = 70, in = 200, rows = 37, sequence_length = 20;  // odd sizes, two sequences (20 + 17)

@@ -65,4 +65,12 @@ CommandResult run_cq(const std::string& arguments) {
   return result;
 }
 
+std::vector<float> random_normal(int64_t count, uint32_t seed, float scale) {
+  std::mt19937 generator(seed);
+  std::normal_distribution<float> normal(0.f, scale);
+  std::vector<float> values(static_cast<size_t>(count));
+  for (float& value : values) value = normal(generator);
+  return values;
+}
+
 }  // namespace cq::test

@@ -6,7 +6,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace cq::test {
 
@@ -29,6 +31,8 @@ std::filesystem::path source_dir();
 // The message of the cq::Error that `action` throws; "" when it throws none.
 std::string error_of(const std::function<void()>& action);
 std::filesystem::path scratch_dir(const std::string& name);  // fresh, under the build tree
+// count draws of N(0, scale²) from a generator seeded with seed (deterministic test data).
+std::vector<float> random_normal(int64_t count, uint32_t seed, float scale);
 
 }  // namespace cq::test
 

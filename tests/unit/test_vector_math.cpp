@@ -7,17 +7,12 @@
 #include <vector>
 
 #include "kernels/vector_math.h"
+#include "test_support.h"
 
 namespace cq {
 namespace {
 
-std::vector<float> random_values(int64_t n, float spread, uint32_t seed) {
-  std::mt19937 generator(seed);
-  std::normal_distribution<float> normal(0.f, spread);
-  std::vector<float> values(static_cast<size_t>(n));
-  for (float& v : values) v = normal(generator);
-  return values;
-}
+std::vector<float> random_values(int64_t n, float spread, uint32_t seed) { return test::random_normal(n, seed, spread); }
 
 // Sizes around the vector width (16) and large rows; scores spread like attention logits,
 // including -inf-like gaps (-1e30) that must give exact zeros. Reference: the definition in
