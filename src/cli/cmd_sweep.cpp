@@ -25,8 +25,7 @@ namespace {
 // grid sets (each combination is resolved by QuantOptions like `cq ppl --...` would be).
 std::vector<std::string> given_quant_arguments(CLI::App& command, const std::vector<std::string>& skipped) {
   std::vector<std::string> arguments;
-  CLI::App* group = command.get_option_group("Quantization");
-  for (CLI::Option* option : group->get_options()) {
+  for (CLI::Option* option : command.get_options([](CLI::Option* o) { return o->get_group() == kQuantizationGroup; })) {
     if (!option->count()) continue;
     const std::string name = "--" + option->get_single_name();
     if (std::find(skipped.begin(), skipped.end(), name) != skipped.end()) continue;
