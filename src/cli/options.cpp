@@ -11,7 +11,8 @@
 namespace cq::cli {
 
 void add_quant_options(CLI::App& command, QuantOptions& o) {
-  auto* group = command.add_option_group("Quantization");
+  const size_t options_before = command.get_options().size();
+  CLI::App* group = &command;
   group->add_option("--scheme", o.scheme, "preset: w8a8 | w4a8 | w4a8-g128 | w4a4 | w16a16 (bit widths and weight granularity)");
   o.wbits = group->add_option("--wbits", o.config.weight_bits, "weight bits, 2..8 (16 = not quantized)");
   o.abits = group->add_option("--abits", o.config.activation_bits, "activation bits, 2..8 (16 = not quantized)");
@@ -48,6 +49,10 @@ void add_quant_options(CLI::App& command, QuantOptions& o) {
                     "CrossQuant activations; an error otherwise) or FP32 on fake-quantized values")
       ->check(CLI::IsMember({"int", "fake"}))
       ->capture_default_str();
+  // A help section, not a CLI11 option group: CLI11 2.1 takes an option group (a nameless
+  // subcommand) for an empty argument and then parses forever (`cq ppl "" --seqlen 5`, fuzz_cli).
+  const std::vector<CLI::Option*> options = command.get_options();
+  for (size_t i = options_before; i < options.size(); ++i) options[i]->group(kQuantizationGroup);
 }
 
 std::vector<int32_t> QuantOptions::calibration_tokens(const Tokenizer& tokenizer) const {
@@ -101,8 +106,7 @@ QuantConfig QuantOptions::resolve() const {
 
 std::vector<std::string> given_quant_arguments(CLI::App& command, const std::vector<std::string>& skipped) {
   std::vector<std::string> arguments;
-  CLI::App* group = command.get_option_group("Quantization");
-  for (CLI::Option* option : group->get_options()) {
+  for (CLI::Option* option : command.get_options([](CLI::Option* o) { return o->get_group() == kQuantizationGroup; })) {
     if (!option->count()) continue;
     const std::string name = "--" + option->get_single_name();
     if (std::find(skipped.begin(), skipped.end(), name) != skipped.end()) continue;

@@ -28,6 +28,8 @@ struct QuantOptions {
   std::vector<int32_t> calibration_tokens(const Tokenizer& tokenizer) const;
 };
 
+// The help section of the quantization flags (cq sweep lists the flags given through it).
+inline constexpr const char* kQuantizationGroup = "Quantization";
 void add_quant_options(CLI::App& command, QuantOptions& options);
 
 // Commands that run several configurations (cq sweep, cq eval --compare) resolve each one as

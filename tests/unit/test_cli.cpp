@@ -88,6 +88,17 @@ TEST(Cli, MissingModelDirectory) {
   expect_clean_failure(test::run_cq("info --model /nonexistent/model"), "/nonexistent/model");
 }
 
+// fuzz_cli finding: CLI11 2.1 took the quantization option group (a nameless subcommand) for
+// an empty argument and looped forever; the flags are now a help section of the command.
+TEST(Cli, EmptyArgumentIsRefusedNotLoopedOn) {
+  for (const char* command : {"ppl '' --seqlen 5", "eval --model m '' --limit 5", "sweep '' --alpha 0.5"}) {
+    const auto result = test::run_cq(command, 10);
+    EXPECT_NE(result.exit_code, 0) << command;
+    EXPECT_NE(result.exit_code, 124) << command << ": still running after 10 s";
+    EXPECT_NE(result.output.find("Run with --help for more information."), std::string::npos) << command << ": " << result.output;
+  }
+}
+
 TEST(Cli, BadQuantizationFlags) {
   const auto dir = test::synthetic_model("opt-pre").string();
   expect_clean_failure(test::run_cq("ppl --model '" + dir + "' --text x --scheme w3a3"), "--scheme 'w3a3' is not one of");

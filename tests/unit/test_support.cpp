@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdio>
 #include <mutex>
+#include <random>
 
 #include "model/synthetic.h"
 #include "util/error.h"
@@ -47,10 +48,11 @@ std::filesystem::path synthetic_model(const std::string& preset) {
   return dir;
 }
 
-CommandResult run_cq(const std::string& arguments) {
+CommandResult run_cq(const std::string& arguments, int timeout_seconds) {
   const char* binary = std::getenv("CQ_BIN");
   const std::string cq = binary && *binary ? binary : std::string(CQ_BINARY_DIR) + "/cq";
-  const std::string command = "'" + cq + "' " + arguments + " 2>&1";
+  const std::string limit = timeout_seconds > 0 ? "timeout " + std::to_string(timeout_seconds) + " " : "";
+  const std::string command = limit + "'" + cq + "' " + arguments + " 2>&1";
   CommandResult result;
   FILE* pipe = ::popen(command.c_str(), "r");
   if (!pipe) {

@@ -25,7 +25,8 @@ struct CommandResult {
   std::string output;  // stdout and stderr together
 };
 // Runs the cq binary with `arguments` (a shell-quoted string).
-CommandResult run_cq(const std::string& arguments);
+// timeout_seconds > 0: the run is killed after that long (exit code 124, as timeout(1) says).
+CommandResult run_cq(const std::string& arguments, int timeout_seconds = 0);
 
 std::filesystem::path source_dir();
 // The message of the cq::Error that `action` throws; "" when it throws none.
