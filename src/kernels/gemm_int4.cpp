@@ -307,9 +307,8 @@ int64_t group_count(int64_t k, int64_t group_size) {
 
 }  // namespace
 
-PackedInt4Weights pack_int4_weights(const int8_t* codes, int64_t n, int64_t k, int64_t ldq, const float* scales,
-                                    int64_t group_size, const int8_t* zero_points) {
-  if (n < 0 || k < 0 || ldq < k) fail("pack_int4_weights: bad shape N={} K={} ldq={}", n, k, ldq);
+PackedInt4Weights allocate_int4_weights(int64_t n, int64_t k, int64_t group_size, bool asymmetric) {
+  if (n < 0 || k < 0) fail("pack_int4_weights: bad shape N={} K={}", n, k);
   if (k > kMaxK) fail("pack_int4_weights: K={} exceeds {} (int32 accumulators could overflow)", k, kMaxK);
   if (group_size < 0 || group_size % kOctet != 0) {
     fail("pack_int4_weights: group size {} must be 0 (per-channel) or a positive multiple of 8", group_size);
@@ -321,45 +320,64 @@ PackedInt4Weights pack_int4_weights(const int8_t* codes, int64_t n, int64_t k, i
   w.n_padded = round_up(std::max<int64_t>(n, 1), kPanel);
   w.group_size = group_size > 0 ? group_size : w.k_padded;
   w.groups = group_count(k, group_size);
-  w.asymmetric = zero_points != nullptr;
-  const int code_min = w.asymmetric ? 0 : -8;
-  const int code_max = w.asymmetric ? 15 : 7;
-  const int code_offset = w.asymmetric ? 0 : 8;  // nibble u = q + offset, zero point = offset
-  for (int64_t row = 0; row < n; ++row) {
-    for (int64_t kk = 0; kk < k; ++kk) {
-      const int q = codes[row * ldq + kk];
-      if (q < code_min || q > code_max) {
-        fail("pack_int4_weights: code {} at ({}, {}) outside [{}, {}]", q, row, kk, code_min, code_max);
-      }
-    }
-    for (int64_t g = 0; w.asymmetric && g < w.groups; ++g) {
-      const int z = zero_points[row * w.groups + g];
-      if (z < 0 || z > 15) fail("pack_int4_weights: zero point {} at ({}, {}) outside [0, 15]", z, row, g);
-    }
-  }
+  w.asymmetric = asymmetric;
   w.data.resize(static_cast<size_t>(w.n_padded * w.k_padded / 2));
   w.scales.resize(static_cast<size_t>(w.n_padded * w.groups));
   w.zero_points.resize(static_cast<size_t>(w.n_padded * w.groups));
-  const int64_t octets = w.k_padded / kOctet;
-  for (int64_t p = 0; p < w.panels(); ++p) {
-    uint8_t* panel = w.data.data() + p * kPanel * w.k_padded / 2;
-    for (int64_t ch = 0; ch < kPanel; ++ch) {
-      const int64_t row = p * kPanel + ch;
-      const auto nibble = [&](int64_t kk) -> unsigned {
-        return row < n && kk < k ? static_cast<unsigned>(codes[row * ldq + kk] + code_offset) : 0u;
-      };
-      for (int64_t o = 0; o < octets; ++o) {
-        for (int64_t t = 0; t < kQuad; ++t) {
-          const int64_t kk = o * kOctet + t;
-          panel[o * kPanelOctetBytes + ch * kQuad + t] = static_cast<uint8_t>(nibble(kk) | nibble(kk + kQuad) << 4);
-        }
-      }
-      for (int64_t g = 0; g < w.groups; ++g) {
-        const int64_t at = (p * w.groups + g) * kPanel + ch;
-        w.scales[at] = row < n ? scales[row * w.groups + g] : 0.0f;
-        w.zero_points[at] = static_cast<uint8_t>(row >= n ? 0 : w.asymmetric ? zero_points[row * w.groups + g] : code_offset);
+  return w;
+}
+
+void pack_int4_panel(const int8_t* codes, int64_t ldq, const float* scales, const int8_t* zero_points,
+                     int64_t panel_index, PackedInt4Weights& w) {
+  if ((zero_points != nullptr) != w.asymmetric) fail("pack_int4_panel: zero points given for symmetric weights or missing");
+  const int code_min = w.asymmetric ? 0 : -8;
+  const int code_max = w.asymmetric ? 15 : 7;
+  const int code_offset = w.asymmetric ? 0 : 8;  // nibble u = q + offset, zero point = offset
+  const int64_t rows = std::clamp<int64_t>(w.n - panel_index * kPanel, 0, kPanel);
+  // Validate first so that a bad code leaves the panel as it was.
+  for (int64_t ch = 0; ch < rows; ++ch) {
+    for (int64_t kk = 0; kk < w.k; ++kk) {
+      const int q = codes[ch * ldq + kk];
+      if (q < code_min || q > code_max) {
+        fail("pack_int4_weights: code {} at ({}, {}) outside [{}, {}]", q, panel_index * kPanel + ch, kk, code_min,
+             code_max);
       }
     }
+    for (int64_t g = 0; w.asymmetric && g < w.groups; ++g) {
+      const int z = zero_points[ch * w.groups + g];
+      if (z < 0 || z > 15) fail("pack_int4_weights: zero point {} at ({}, {}) outside [0, 15]", z, panel_index * kPanel + ch, g);
+    }
+  }
+  uint8_t* panel = w.data.data() + panel_index * kPanel * w.k_padded / 2;
+  const int64_t octets = w.k_padded / kOctet;
+  for (int64_t ch = 0; ch < kPanel; ++ch) {
+    const bool real = ch < rows;
+    const auto nibble = [&](int64_t kk) -> unsigned {
+      return real && kk < w.k ? static_cast<unsigned>(codes[ch * ldq + kk] + code_offset) : 0u;
+    };
+    for (int64_t o = 0; o < octets; ++o) {
+      for (int64_t t = 0; t < kQuad; ++t) {
+        const int64_t kk = o * kOctet + t;
+        panel[o * kPanelOctetBytes + ch * kQuad + t] = static_cast<uint8_t>(nibble(kk) | nibble(kk + kQuad) << 4);
+      }
+    }
+    for (int64_t g = 0; g < w.groups; ++g) {
+      const int64_t at = (panel_index * w.groups + g) * kPanel + ch;
+      w.scales[at] = real ? scales[ch * w.groups + g] : 0.0f;
+      w.zero_points[at] = static_cast<uint8_t>(!real ? 0 : w.asymmetric ? zero_points[ch * w.groups + g] : code_offset);
+    }
+  }
+}
+
+PackedInt4Weights pack_int4_weights(const int8_t* codes, int64_t n, int64_t k, int64_t ldq, const float* scales,
+                                    int64_t group_size, const int8_t* zero_points) {
+  if (ldq < k) fail("pack_int4_weights: bad shape N={} K={} ldq={}", n, k, ldq);
+  PackedInt4Weights w = allocate_int4_weights(n, k, group_size, zero_points != nullptr);
+  for (int64_t p = 0; p < w.panels(); ++p) {
+    const int64_t first = p * kPanel;
+    const bool any = first < n;  // n = 0 still has one (padding) panel
+    pack_int4_panel(any ? codes + first * ldq : codes, ldq, any ? scales + first * w.groups : scales,
+                    any && zero_points != nullptr ? zero_points + first * w.groups : zero_points, p, w);
   }
   return w;
 }

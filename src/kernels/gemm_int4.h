@@ -57,6 +57,14 @@ struct PackedInt4Weights {
 PackedInt4Weights pack_int4_weights(const int8_t* codes, int64_t n, int64_t k, int64_t ldq, const float* scales,
                                     int64_t group_size, const int8_t* zero_points = nullptr);
 
+// The same in two steps (as allocate_int8_weights / pack_int8_panel): allocate_int4_weights
+// sizes w; pack_int4_panel checks and writes output channels [64·panel, 64·panel + 64) from
+// the codes, scales and zero points of those rows (row 0 = channel 64·panel; stride ldq for
+// codes, `groups` for scales and zero points). Panels are independent (parallel callers).
+PackedInt4Weights allocate_int4_weights(int64_t n, int64_t k, int64_t group_size, bool asymmetric);
+void pack_int4_panel(const int8_t* codes, int64_t ldq, const float* scales, const int8_t* zero_points, int64_t panel,
+                     PackedInt4Weights& w);
+
 // C (M×N, stride ldc) = dequantized A·Wᵀ (+ bias); a: M×K codes in [-127, 127] (stride lda),
 // row_scales: M floats, bias: N floats or nullptr. Paths: Avx512Vnni, Avx2, Scalar (Auto as
 // in gemm_int8); OneDnn is not available for INT4 and throws cq::Error.

@@ -324,8 +324,8 @@ void gemm_int8_onednn(const int8_t* a, int64_t m, int64_t lda, const float* row_
 
 }  // namespace
 
-PackedInt8Weights pack_int8_weights(const int8_t* b, int64_t n, int64_t k, int64_t ldb, bool keep_row_major) {
-  if (n < 0 || k < 0 || ldb < k) fail("pack_int8_weights: bad shape N={} K={} ldb={}", n, k, ldb);
+PackedInt8Weights allocate_int8_weights(int64_t n, int64_t k) {
+  if (n < 0 || k < 0) fail("pack_int8_weights: bad shape N={} K={}", n, k);
   if (k > kMaxK) fail("pack_int8_weights: K={} exceeds {} (int32 accumulators could overflow)", k, kMaxK);
   PackedInt8Weights w;
   w.n = n;
@@ -334,24 +334,36 @@ PackedInt8Weights pack_int8_weights(const int8_t* b, int64_t n, int64_t k, int64
   w.n_padded = round_up(std::max<int64_t>(n, 1), kPanel);
   w.data.resize(static_cast<size_t>(w.n_padded * w.k_padded));
   w.compensation.resize(static_cast<size_t>(w.n_padded));
-  const int64_t kq = w.k_padded / kQuad;
-#pragma omp parallel for schedule(static)
-  for (int64_t p = 0; p < w.panels(); ++p) {
-    int8_t* panel = w.data.data() + p * kPanel * w.k_padded;
-    for (int64_t ch = 0; ch < kPanel; ++ch) {
-      const int64_t row = p * kPanel + ch;
-      int32_t row_sum = 0;
-      for (int64_t q = 0; q < kq; ++q) {
-        for (int64_t t = 0; t < kQuad; ++t) {
-          const int64_t kk = q * kQuad + t;
-          const int8_t value = row < n && kk < k ? b[row * ldb + kk] : int8_t{0};
-          panel[(q * kPanel + ch) * kQuad + t] = value;
-          row_sum += value;
-        }
-      }
-      w.compensation[row] = 128 * row_sum;
+  return w;
+}
+
+void pack_int8_panel(const int8_t* b, int64_t ldb, int64_t panel_index, PackedInt8Weights& w) {
+  int8_t* panel = w.data.data() + panel_index * kPanel * w.k_padded;
+  const int64_t rows = std::clamp<int64_t>(w.n - panel_index * kPanel, 0, kPanel);
+  const int64_t quads = w.k_padded / kQuad;
+  const int64_t full_quads = w.k / kQuad;
+  for (int64_t ch = 0; ch < kPanel; ++ch) {
+    const auto slot = [&](int64_t q) { return panel + (q * kPanel + ch) * kQuad; };
+    int32_t row_sum = 0;
+    if (ch < rows) {
+      const int8_t* source = b + ch * ldb;
+      for (int64_t kk = 0; kk < w.k; ++kk) row_sum += source[kk];
+      // Whole k-quads move as one 4-byte word (dynamic CrossQuant re-packs every window).
+      for (int64_t q = 0; q < full_quads; ++q) std::memcpy(slot(q), source + q * kQuad, kQuad);
+      for (int64_t q = full_quads; q < quads; ++q)
+        for (int64_t t = 0; t < kQuad; ++t) slot(q)[t] = q * kQuad + t < w.k ? source[q * kQuad + t] : int8_t{0};
+    } else {
+      for (int64_t q = 0; q < quads; ++q) std::memset(slot(q), 0, kQuad);
     }
+    w.compensation[panel_index * kPanel + ch] = 128 * row_sum;
   }
+}
+
+PackedInt8Weights pack_int8_weights(const int8_t* b, int64_t n, int64_t k, int64_t ldb, bool keep_row_major) {
+  if (ldb < k) fail("pack_int8_weights: bad shape N={} K={} ldb={}", n, k, ldb);
+  PackedInt8Weights w = allocate_int8_weights(n, k);
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < w.panels(); ++p) pack_int8_panel(b + p * kPanel * ldb, ldb, p, w);
   if (keep_row_major) {
     w.row_major.resize(static_cast<size_t>(n * k));
     for (int64_t row = 0; row < n; ++row) std::memcpy(w.row_major.data() + row * k, b + row * ldb, k);

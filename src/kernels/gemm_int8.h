@@ -57,6 +57,13 @@ struct PackedInt8Weights {
 // Throws cq::Error when K > 65536 or sizes are negative.
 PackedInt8Weights pack_int8_weights(const int8_t* b, int64_t n, int64_t k, int64_t ldb, bool keep_row_major = false);
 
+// The same in two steps, for callers that re-quantize weights often (dynamic CrossQuant) and
+// pack panel by panel into storage they keep: allocate_int8_weights sizes w for N×K codes;
+// pack_int8_panel writes output channels [64·panel, 64·panel + 64) from `b`, whose row 0 is
+// channel 64·panel (rows past N are not read). Panels are independent (parallel callers).
+PackedInt8Weights allocate_int8_weights(int64_t n, int64_t k);
+void pack_int8_panel(const int8_t* b, int64_t ldb, int64_t panel, PackedInt8Weights& w);
+
 // C (M×N, row stride ldc) = dequantized A·Bᵀ (+ bias). a: M×K codes in [-127, 127] with
 // row stride lda; row_scales: M floats; col_scales: N floats; bias: N floats or nullptr.
 // path: Auto uses gemm_path() (CQ_GEMM_PATH / set_gemm_path), and when that is Auto too,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
 
 #include "kernels/gemm_int4.h"
 #include "kernels/gemm_int8.h"
@@ -14,6 +15,20 @@ namespace cq {
 
 // ---------------------------------------------------------------------------------------
 // PackedLinearWeights
+
+namespace {
+
+// W'_kj = W_kj · f_j (one rounding per element).
+void scale_columns(const float* weight, int64_t out, int64_t in, const std::vector<float>& factors, float* scaled) {
+#pragma omp parallel for schedule(static) if (out * in > (1 << 16))
+  for (int64_t k = 0; k < out; ++k) {
+    const float* src = weight + k * in;
+    float* dst = scaled + k * in;
+    for (int64_t j = 0; j < in; ++j) dst[j] = src[j] * factors[static_cast<size_t>(j)];
+  }
+}
+
+}  // namespace
 
 struct PackedLinearWeights::Impl {
   int64_t out = 0, in = 0;
@@ -77,6 +92,67 @@ PackedLinearWeights PackedLinearWeights::from_codes(const QuantizedMatrix& q) {
   return packed;
 }
 
+void PackedLinearWeights::requantize_scaled(const Quantizer& quantizer, const float* weight, int64_t out, int64_t in,
+                                            const std::vector<float>& column_factors) {
+  if (static_cast<int64_t>(column_factors.size()) != in)
+    fail("integer engine: {} column factors for a layer with {} inputs", column_factors.size(), in);
+  const QuantizerSpec& spec = quantizer.spec();
+  const bool int4 = spec.bits <= 4;
+  const bool group = spec.method == "group";
+  const bool asymmetric = group && spec.asymmetric;
+  const bool same_layout = impl_ && impl_->out == out && impl_->in == in && impl_->int4 == int4 &&
+                           (!int4 || (impl_->w4.asymmetric == asymmetric &&
+                                      impl_->w4.group_size == (group ? spec.group_size : impl_->w4.k_padded)));
+  if (!same_layout) {  // allocate once; the panels below fill everything
+    if (spec.method != "per-channel" && spec.method != "per-token" && !group)
+      fail("integer engine: weight quantization '{}' has no integer kernel (per-channel or group only)", spec.method);
+    if (group) check_group_kernel(spec.bits, spec.group_size);
+    impl_ = std::make_unique<Impl>();
+    impl_->out = out;
+    impl_->in = in;
+    impl_->int4 = int4;
+    if (int4) {
+      impl_->w4 = kernels::allocate_int4_weights(out, in, group ? spec.group_size : 0, asymmetric);
+    } else {
+      impl_->w8 = kernels::allocate_int8_weights(out, in);
+      impl_->col_scales.resize(static_cast<size_t>(out));
+    }
+  }
+  Impl& impl = *impl_;
+  constexpr int64_t kPanelRows = kernels::PackedInt8Weights::kPanelWidth;
+  static_assert(kPanelRows == kernels::PackedInt4Weights::kPanelWidth);
+  const int64_t panels = (out + kPanelRows - 1) / kPanelRows;
+  std::exception_ptr error;
+#pragma omp parallel
+  {
+    std::vector<float> scaled;
+    std::vector<int8_t> codes, zeros;
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < panels; ++p) {
+      try {
+        const int64_t first = p * kPanelRows;
+        const int64_t rows = std::min(kPanelRows, out - first);
+        scaled.resize(static_cast<size_t>(rows * in));
+        scale_columns(weight + first * in, rows, in, column_factors, scaled.data());  // nested: one thread
+        const QuantizedMatrix q = quantizer.quantize(MatrixView{scaled.data(), rows, in, in}, nullptr);
+        codes.assign(q.codes.begin(), q.codes.end());
+        if (!impl.int4) {
+          kernels::pack_int8_panel(codes.data(), in, p, impl.w8);
+          std::copy(q.row_scales.begin(), q.row_scales.end(), impl.col_scales.begin() + first);
+        } else {
+          zeros.assign(q.group_zeros.begin(), q.group_zeros.end());
+          kernels::pack_int4_panel(codes.data(), in, q.group_size > 0 ? q.group_scales.data() : q.row_scales.data(),
+                                   zeros.empty() ? nullptr : zeros.data(), p, impl.w4);
+        }
+      } catch (...) {  // no exception may leave an OpenMP region
+#pragma omp critical(cq_requantize_error)
+        if (!error) error = std::current_exception();
+      }
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
 void PackedLinearWeights::gemm(const int8_t* codes, int64_t rows, const float* row_scales, const float* bias,
                                float* y) const {
   const Impl& impl = *impl_;
@@ -103,15 +179,6 @@ bool is_static_crossquant(const Quantizer& q) {
   return q.spec().method == "crossquant" && !q.spec().static_column_absmax.empty();
 }
 
-// W'_kj = W_kj · f_j (one rounding per element).
-void scale_columns(const float* weight, int64_t out, int64_t in, const std::vector<float>& factors, float* scaled) {
-#pragma omp parallel for schedule(static) if (out * in > (1 << 16))
-  for (int64_t k = 0; k < out; ++k) {
-    const float* src = weight + k * in;
-    float* dst = scaled + k * in;
-    for (int64_t j = 0; j < in; ++j) dst[j] = src[j] * factors[static_cast<size_t>(j)];
-  }
-}
 
 // Codes int16 → int8; row scales (tensor_scale for per-tensor) into `scales`.
 void to_int8(const QuantizedMatrix& q, int8_t* codes, float* scales) {
@@ -227,7 +294,6 @@ void IntegerLinear::run_dynamic(const float* x, const RowWindows& windows, float
     run_fixed(*decode_activation_, decode_packed_, x, windows, y, stats);
     return;
   }
-  scaled_weight_.resize(weight_.size());
   std::vector<float> scales;
   for (int64_t w = 0; w < windows.count(); ++w) {
     const int64_t start = windows.begin(w);
@@ -242,9 +308,8 @@ void IntegerLinear::run_dynamic(const float* x, const RowWindows& windows, float
         options_.activation->quantize(MatrixView{const_cast<float*>(x + start * in_), count, in_, in_}, &stats);
     to_int8(q, codes_.data(), scales.data());
     // The window's c_j^(1−α) folded into the weight, re-quantized and packed: O(I·O).
-    scale_columns(weight_.data(), out_, in_, q.column_factors, scaled_weight_.data());
-    const PackedLinearWeights packed = PackedLinearWeights::quantize(*options_.weight, scaled_weight_.data(), out_, in_);
-    packed.gemm(codes_.data(), count, scales.data(), bias_.empty() ? nullptr : bias_.data(), y + start * out_);
+    window_packed_.requantize_scaled(*options_.weight, weight_.data(), out_, in_, q.column_factors);
+    window_packed_.gemm(codes_.data(), count, scales.data(), bias_.empty() ? nullptr : bias_.data(), y + start * out_);
   }
 }
 

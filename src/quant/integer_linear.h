@@ -45,6 +45,13 @@ class PackedLinearWeights {
   // Quantizes weight (out × in, row-major FP32) with `quantizer` and packs the codes.
   // Throws cq::Error when no kernel takes the result (e.g. group-wise with bits > 4).
   static PackedLinearWeights quantize(const Quantizer& quantizer, const float* weight, int64_t out, int64_t in);
+  // Q(W·diag(f)) for a weight W (out × in) and column factors f (in values), written into
+  // this object's storage when it already holds out × in weights of the same quantizer (else
+  // allocated). Equals quantize() of the scaled matrix bit for bit: per-channel and
+  // group-wise quantizers treat rows independently, so each thread scales, quantizes and
+  // packs its own 64-row panels while they are in cache. For dynamic CrossQuant, per window.
+  void requantize_scaled(const Quantizer& quantizer, const float* weight, int64_t out, int64_t in,
+                         const std::vector<float>& column_factors);
   // Packs codes as they are (a quantized checkpoint's, say): per-channel (row_scales) or
   // group-wise with bits <= 4 (group_scales, group_zeros). Throws cq::Error otherwise.
   static PackedLinearWeights from_codes(const QuantizedMatrix& codes);
@@ -113,9 +120,9 @@ class IntegerLinear final : public LinearBackend {
   std::vector<float> weight_;                           // DynamicCross: W, FP32
   std::shared_ptr<const Quantizer> decode_activation_;  // DynamicCross: static crossquant for decode
   PackedLinearWeights decode_packed_;                   // DynamicCross: Q(W·diag(c_static^(1−α)))
+  PackedLinearWeights window_packed_;                   // DynamicCross: Q(W·diag(f)) of the current window
   std::vector<int8_t> codes_;                           // scratch
   std::shared_ptr<SharedActivationCodes> shared_codes_; // Fixed, StaticCross: codes of the current input
-  std::vector<float> scaled_weight_;                    // scratch (DynamicCross)
 };
 
 // Empty when the integer engine runs `config`, else why not (for a clear error).

@@ -149,36 +149,74 @@ TEST(IntegerEngine, StaticCrossQuantBackendFoldsColumnFactorsIntoWeights) {
   }
 }
 
+// Re-quantizing into kept storage (dynamic CrossQuant, per window) equals quantizing the scaled
+// matrix from scratch, bit for bit, for every weight layout; 130 rows = two full panels and
+// a partial one, and the second call reuses the storage the first one allocated.
+TEST(IntegerEngine, RequantizeScaledEqualsQuantizingTheScaledMatrix) {
+  const int64_t out = 130, in = 200, rows = 5;
+  const auto w = random_values(out * in, 11, 0.05f);
+  const auto x = random_values(rows * in, 12, 1.f);
+  std::vector<int8_t> codes(x.size());
+  for (size_t i = 0; i < x.size(); ++i) codes[i] = static_cast<int8_t>(std::lround(std::clamp(x[i] * 40.f, -127.f, 127.f)));
+  const std::vector<float> row_scales(rows, 0.01f);
+  QuantizerSpec asymmetric_group;
+  asymmetric_group.method = "group";
+  asymmetric_group.bits = 4;
+  asymmetric_group.group_size = 64;
+  asymmetric_group.asymmetric = true;
+  for (const auto& weight : {quantizer("per-channel", 8), quantizer("per-channel", 4), quantizer("group", 4, 128),
+                             std::shared_ptr<const Quantizer>(make_quantizer(asymmetric_group))}) {
+    SCOPED_TRACE(weight->spec().method + " W" + std::to_string(weight->spec().bits));
+    PackedLinearWeights reused;
+    for (uint32_t seed : {21u, 22u}) {
+      std::vector<float> f = random_values(in, seed, 1.f);
+      for (float& v : f) v = std::exp(v);
+      std::vector<float> scaled = w;
+      for (int64_t k = 0; k < out; ++k)
+        for (int64_t j = 0; j < in; ++j) scaled[static_cast<size_t>(k * in + j)] *= f[static_cast<size_t>(j)];
+      const PackedLinearWeights fresh = PackedLinearWeights::quantize(*weight, scaled.data(), out, in);
+      reused.requantize_scaled(*weight, w.data(), out, in, f);
+      std::vector<float> want(static_cast<size_t>(rows * out)), got(want.size());
+      fresh.gemm(codes.data(), rows, row_scales.data(), nullptr, want.data());
+      reused.gemm(codes.data(), rows, row_scales.data(), nullptr, got.data());
+      EXPECT_EQ(got, want);
+    }
+  }
+}
+
 // Dynamic CrossQuant: weights re-quantized per window with that window's c.
 TEST(IntegerEngine, DynamicCrossQuantBackendRequantizesPerWindow) {
   const RandomLayer layer;
-  IntegerLinearOptions options;
-  options.activation = quantizer("crossquant", 8);
-  options.weight = quantizer("per-channel", 8);
-  IntegerLinear backend(options, layer.w, layer.out, layer.in, layer.bias);
-  std::vector<float> y(static_cast<size_t>(layer.rows * layer.out));
-  KernelStats stats;
-  backend.run(layer.x.data(), RowWindows(layer.rows, layer.sequence_length), y.data(), stats);
-  std::vector<double> want(y.size());
-  KernelStats want_stats;
-  for (int64_t start = 0; start < layer.rows; start += layer.sequence_length) {
-    const int64_t count = std::min(layer.sequence_length, layer.rows - start);
-    RandomLayer window = layer;
-    window.rows = count;
-    window.sequence_length = count;
-    window.x.assign(layer.x.begin() + start * layer.in, layer.x.begin() + (start + count) * layer.in);
-    std::vector<float> c;
-    CrossQuantQuantizer::accumulate_column_absmax(MatrixView{window.x.data(), count, layer.in, layer.in}, c);
-    const auto& cross = dynamic_cast<const CrossQuantQuantizer&>(*options.activation);
-    const auto f = cross.column_divisors(c);
-    std::vector<float> folded = layer.w;
-    for (int64_t k = 0; k < layer.out; ++k)
-      for (int64_t j = 0; j < layer.in; ++j) folded[static_cast<size_t>(k * layer.in + j)] *= f[static_cast<size_t>(j)];
-    const auto part = reference_output(window, *options.activation, fake_weights(*options.weight, folded, layer.out, layer.in), want_stats);
-    std::copy(part.begin(), part.end(), want.begin() + start * layer.out);
+  for (const auto& weight : {quantizer("per-channel", 8), quantizer("group", 4, 128)}) {
+    SCOPED_TRACE(weight->spec().method);
+    IntegerLinearOptions options;
+    options.activation = quantizer("crossquant", 8);
+    options.weight = weight;
+    IntegerLinear backend(options, layer.w, layer.out, layer.in, layer.bias);
+    std::vector<float> y(static_cast<size_t>(layer.rows * layer.out));
+    KernelStats stats;
+    backend.run(layer.x.data(), RowWindows(layer.rows, layer.sequence_length), y.data(), stats);
+    std::vector<double> want(y.size());
+    KernelStats want_stats;
+    for (int64_t start = 0; start < layer.rows; start += layer.sequence_length) {
+      const int64_t count = std::min(layer.sequence_length, layer.rows - start);
+      RandomLayer window = layer;
+      window.rows = count;
+      window.sequence_length = count;
+      window.x.assign(layer.x.begin() + start * layer.in, layer.x.begin() + (start + count) * layer.in);
+      std::vector<float> c;
+      CrossQuantQuantizer::accumulate_column_absmax(MatrixView{window.x.data(), count, layer.in, layer.in}, c);
+      const auto& cross = dynamic_cast<const CrossQuantQuantizer&>(*options.activation);
+      const auto f = cross.column_divisors(c);
+      std::vector<float> folded = layer.w;
+      for (int64_t k = 0; k < layer.out; ++k)
+        for (int64_t j = 0; j < layer.in; ++j) folded[static_cast<size_t>(k * layer.in + j)] *= f[static_cast<size_t>(j)];
+      const auto part = reference_output(window, *options.activation, fake_weights(*options.weight, folded, layer.out, layer.in), want_stats);
+      std::copy(part.begin(), part.end(), want.begin() + start * layer.out);
+    }
+    expect_close(y, want, 1e-5);
+    expect_same_stats(stats, want_stats);
   }
-  expect_close(y, want, 1e-5);
-  expect_same_stats(stats, want_stats);
 }
 
 TEST(IntegerEngine, UnsupportedConfigurationsAreErrors) {
