@@ -4,9 +4,7 @@
 #include <cmath>
 #include <limits>
 
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
+#include "kernels/simd_horizontal.h"
 
 namespace cq::kernels {
 
@@ -49,6 +47,8 @@ double sum_exp_shifted(const float* x, int64_t n, float shift) {
 #endif
 namespace {
 
+using simd::horizontal_max;
+using simd::horizontal_sum;
 constexpr int kLanes = 16;
 
 inline __mmask16 lanes_left(int64_t n, int64_t j) {
@@ -75,26 +75,6 @@ inline __m512 exp_ps(__m512 x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
   p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
   return _mm512_scalef_ps(p, k);
-}
-
-// Horizontal max / sum by halving shuffles (GCC 12's _mm512_reduce_* trip
-// -Wmaybe-uninitialized).
-template <typename Combine>
-inline float horizontal(__m512 v, Combine combine) {
-  v = combine(v, _mm512_shuffle_f32x4(v, v, 0x4E));
-  v = combine(v, _mm512_shuffle_f32x4(v, v, 0xB1));
-  v = combine(v, _mm512_permute_ps(v, 0x4E));
-  v = combine(v, _mm512_permute_ps(v, 0xB1));
-  return _mm512_cvtss_f32(v);
-}
-inline float horizontal_max(__m512 v) { return horizontal(v, [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); }); }
-inline float horizontal_sum(__m512 v) { return horizontal(v, [](__m512 a, __m512 b) { return _mm512_add_ps(a, b); }); }
-
-inline double horizontal_sum(__m512d v) {
-  v = _mm512_add_pd(v, _mm512_shuffle_f64x2(v, v, 0x4E));
-  v = _mm512_add_pd(v, _mm512_shuffle_f64x2(v, v, 0xB1));
-  v = _mm512_add_pd(v, _mm512_permute_pd(v, 0x55));
-  return _mm512_cvtsd_f64(v);
 }
 
 }  // namespace

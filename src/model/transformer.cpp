@@ -9,6 +9,7 @@
 #include <numbers>
 #include <oneapi/dnnl/dnnl.h>
 
+#include "kernels/gemm_f32.h"
 #include "kernels/vector_math.h"
 #include "quant/quantized_checkpoint.h"
 #include "util/error.h"
@@ -44,6 +45,7 @@ void matmul_abt(const float* a, int64_t lda, const float* b, int64_t ldb, float*
                 int64_t k, float alpha = 1.f, float beta = 0.f) {
   if (m == 0 || n == 0) return;
   const SingleThreadedIfSmall threads(m * n * k);
+  if (alpha == 1.f && beta == 0.f) return kernels::gemm_f32(a, lda, b, ldb, nullptr, c, ldc, m, n, k);
   if (dnnl_sgemm('N', 'T', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) != dnnl_success)
     fail("internal error: dnnl_sgemm failed for {}x{}x{}", m, n, k);
 }

@@ -263,7 +263,9 @@ TEST(KernelsInt4Gemm, OneDnnPathIsRejected) {
 
 TEST(KernelsF32Gemm, MatchesDoublePrecisionProduct) {
   std::mt19937 rng(13);
-  for (const Shape& s : kEdgeShapes) {
+  auto shapes = kEdgeShapes;  // plus decode-sized products large enough for both threads (M <= 4: own GEMV)
+  shapes.insert(shapes.end(), {{4, 300, 1000}, {2, 1030, 257}, {3, 513, 512}});
+  for (const Shape& s : shapes) {
     const int64_t lda = s.k + 1, ldc = s.n + 2;
     const auto a = random_floats(s.m * lda, -1.f, 1.f, rng), b = random_floats(s.n * s.k, -1.f, 1.f, rng);
     const auto bias = random_floats(s.n, -1.f, 1.f, rng);

@@ -1,0 +1,28 @@
+#pragma once
+// Horizontal reductions of one AVX-512 register by halving shuffles, shared by the SIMD
+// kernels (GCC 12's _mm512_reduce_* trip -Wmaybe-uninitialized). AVX-512 builds only.
+#ifdef __AVX512F__
+#include <immintrin.h>
+
+namespace cq::kernels::simd {
+
+template <typename Combine>
+inline float horizontal(__m512 v, Combine combine) {
+  v = combine(v, _mm512_shuffle_f32x4(v, v, 0x4E));
+  v = combine(v, _mm512_shuffle_f32x4(v, v, 0xB1));
+  v = combine(v, _mm512_permute_ps(v, 0x4E));
+  v = combine(v, _mm512_permute_ps(v, 0xB1));
+  return _mm512_cvtss_f32(v);
+}
+inline float horizontal_max(__m512 v) { return horizontal(v, [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); }); }
+inline float horizontal_sum(__m512 v) { return horizontal(v, [](__m512 a, __m512 b) { return _mm512_add_ps(a, b); }); }
+
+inline double horizontal_sum(__m512d v) {
+  v = _mm512_add_pd(v, _mm512_shuffle_f64x2(v, v, 0x4E));
+  v = _mm512_add_pd(v, _mm512_shuffle_f64x2(v, v, 0xB1));
+  v = _mm512_add_pd(v, _mm512_permute_pd(v, 0x55));
+  return _mm512_cvtsd_f64(v);
+}
+
+}  // namespace cq::kernels::simd
+#endif
