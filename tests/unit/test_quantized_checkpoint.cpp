@@ -213,7 +213,8 @@ TEST(QuantizedCheckpoint, ConfigRecordsTheQuantization) {
   EXPECT_TRUE(q["calibration"].is_null());
   EXPECT_NE(q["weight_storage"]["codes"].get<std::string>().find("low nibble = even input column"), std::string::npos);
   EXPECT_EQ(q["weights_checksum"], fnv1a64(dir / "model.safetensors"));
-  const StoredQuantization* stored = Transformer(dir).stored_quantization();
+  const Transformer loaded(dir);  // owns what stored_quantization() points to
+  const StoredQuantization* stored = loaded.stored_quantization();
   ASSERT_NE(stored, nullptr);
   EXPECT_EQ(stored->config.describe(), config.describe());
 }
