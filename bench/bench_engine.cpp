@@ -6,6 +6,7 @@
 //               [--models-dir build/bench-models] [--quick]
 // Defaults: presets opt-125m-shape and llama2-7b-2layers (FP32 checkpoint, so the FP32
 // baseline converts nothing). Run with OMP_WAIT_POLICY=PASSIVE on a quiet machine.
+// The FP32 baseline is measured first and last; ratios use the faster of the two.
 // Decode is also reported for the decoder layers alone: lm_head stays FP32 in every setting
 // (the paper quantizes decoder linears only) and dominates decode on small stacks, so the
 // bench times the same FP32 lm_head GEMV (1 × hidden · vocab × hidden) on its own and
@@ -115,6 +116,9 @@ int main(int argc, char** argv) {
       {"W4A8-g128 static-CQ int", "w4a8-g128", "crossquant", true, "int"},
   };
   if (quick) settings = {settings[0], settings[2], settings[4], settings[5], settings[8]};
+  // FP32 runs first and again last; the baseline takes the faster of the two for prefill and
+  // for decode (drift over the run then lowers the ratios, never raises them).
+  settings.push_back({"FP32 (again, last)", "", "per-token", false, "fake"});
 
   for (const std::string& preset : presets) {
     const fs::path dir = models_dir / preset;
@@ -183,7 +187,9 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
     const double lm_head_s = time_lm_head(model_hidden, vocab, gen_tokens * repeats);
-    const Result& fp32 = results.at("FP32");
+    Result fp32 = results.at("FP32");
+    fp32.prefill_s = std::min(fp32.prefill_s, results.at("FP32 (again, last)").prefill_s);
+    fp32.decode_s = std::min(fp32.decode_s, results.at("FP32 (again, last)").decode_s);
     const double fp32_layers_s = fp32.decode_s / static_cast<double>(gen_tokens) - lm_head_s;
     fmt::print("\n{}: {} prompt tokens, {} generated, median of {}; FP32 lm_head GEMV {:.2f} ms per token\n", preset,
                prompt_tokens, gen_tokens, repeats, 1e3 * lm_head_s);

@@ -43,6 +43,8 @@ void add_bench_command(CLI::App& app) {
   command->add_option("--gen-tokens", options->gen_tokens, "tokens decoded one at a time after the prompt")->capture_default_str();
   command->add_option("--repeats", options->repeats, "runs; the median is reported")->capture_default_str();
   command->add_flag("--json", options->json, "print one JSON object");
+  // Speed commands run the integer kernels by default where they compute the same model.
+  options->quant.config.engine = "auto";
   add_quant_options(*command, options->quant);
   command->callback([options] {
     if (options->prompt_tokens < 1 || options->gen_tokens < 0 || options->repeats < 1)

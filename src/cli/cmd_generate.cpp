@@ -29,13 +29,17 @@ void add_generate_command(CLI::App& app) {
   command->add_option("--temperature", options->temperature, "0 = greedy")->capture_default_str();
   command->add_option("--seed", options->seed, "sampling seed")->capture_default_str();
   command->add_flag("--ids", options->ids, "also print the generated token ids");
+  // Speed commands run the integer kernels by default where they compute the same model.
+  options->quant.config.engine = "auto";
   add_quant_options(*command, options->quant);
   command->callback([options] {
     if (options->temperature < 0) fail("--temperature must be >= 0");
     const QuantConfig quant = options->quant.resolve();
     Transformer model(options->model);
     const auto tokenizer = load_tokenizer(options->model);
-    apply_quantization(model, quant, options->quant.calibration_tokens(*tokenizer));
+    const QuantConfig applied = apply_quantization(model, quant, options->quant.calibration_tokens(*tokenizer)).applied;
+    if (applied.quantizes_weights() || applied.quantizes_activations())  // stdout keeps the text alone
+      fmt::print(stderr, "setting {} (engine {})\n", applied.describe(), applied.engine);
     std::vector<int32_t> tokens = tokenizer->encode(options->prompt, true);
     if (tokens.empty()) fail("the prompt encodes to no tokens");
     const int64_t vocab = model.config().vocab_size;

@@ -45,9 +45,10 @@ void add_quant_options(CLI::App& command, QuantOptions& o) {
   group->add_option("--calib-samples", o.config.calib_samples, "calibration windows")->capture_default_str();
   group->add_option("--calib-seqlen", o.config.calib_seqlen, "tokens per calibration window")->capture_default_str();
   group->add_option("--engine", o.config.engine,
-                    "int | fake: INT8/INT4 integer GEMMs (W8A8, W4A8, W4A8-g128, W4A4 with per-token, per-tensor or "
-                    "CrossQuant activations; an error otherwise) or FP32 on fake-quantized values")
-      ->check(CLI::IsMember({"int", "fake"}))
+                    "int | fake | auto: INT8/INT4 integer GEMMs (W8A8, W4A8, W4A8-g128, W4A4 with per-token, per-tensor "
+                    "or CrossQuant activations; an error otherwise), FP32 on fake-quantized values, or int where it "
+                    "computes the same model as fake (not dynamic CrossQuant)")
+      ->check(CLI::IsMember({"int", "fake", "auto"}))
       ->capture_default_str();
   // A help section, not a CLI11 option group: CLI11 2.1 takes an option group (a nameless
   // subcommand) for an empty argument and then parses forever (`cq ppl "" --seqlen 5`, fuzz_cli).

@@ -49,7 +49,7 @@ void QuantConfig::validate() const {
     fail("AWQ settings out of range (grid {}, max shrink {}, clip tokens {})", awq_grid, awq_max_shrink, awq_clip_tokens);
   if (static_columns && activation_method != "crossquant") fail("static columns are a CrossQuant setting");
   if (static_tensor_scale && activation_method != "per-tensor") fail("a static tensor scale is a per-tensor setting");
-  if (engine != "fake" && engine != "int") fail("--engine '{}' is not one of int, fake", engine);
+  if (engine != "fake" && engine != "int" && engine != "auto") fail("--engine '{}' is not one of int, fake, auto", engine);
   // Without quantized weights the weights may come from a quantized checkpoint, known only
   // once the model is loaded; apply_quantization checks the configuration it runs.
   if (engine == "int" && quantizes_weights())
@@ -239,6 +239,16 @@ void quantize_weights_with_folded_columns(Transformer& model, const Quantizer& w
 
 namespace {
 
+// --engine auto: the integer engine where it computes the same model as the fake engine.
+// Dynamic CrossQuant is left on fake: its integer path folds each window's c into the weights
+// before quantizing them (a different model from the paper's simulation) and re-quantizes
+// them for every decoded token unless calibrated.
+std::string resolve_engine(const QuantConfig& config, bool from_stored_codes) {
+  if (config.engine != "auto") return config.engine;
+  const bool dynamic_crossquant = config.activation_method == "crossquant" && !config.static_columns;
+  return !dynamic_crossquant && integer_engine_unsupported_reason(config, from_stored_codes).empty() ? "int" : "fake";
+}
+
 // A quantized checkpoint: the weights are final (dequantized on load). Activation flags given
 // here override the stored activation setting; without them the stored one is used.
 QuantConfig apply_stored_quantization(Transformer& model, const StoredQuantization& stored, const QuantConfig& config,
@@ -265,6 +275,7 @@ QuantConfig apply_stored_quantization(Transformer& model, const StoredQuantizati
   } else {
     static_absmax = read_static_absmax(model);
   }
+  effective.engine = resolve_engine(effective, true);
   if (effective.engine == "int") install_integer_backends(model, effective, static_absmax);
   install_activation_quantizers(model, effective, static_absmax);
   return effective;
@@ -272,12 +283,15 @@ QuantConfig apply_stored_quantization(Transformer& model, const StoredQuantizati
 
 }  // namespace
 
-QuantizationRecord apply_quantization(Transformer& model, const QuantConfig& config, std::span<const int32_t> calibration_tokens) {
+QuantizationRecord apply_quantization(Transformer& model, const QuantConfig& requested,
+                                      std::span<const int32_t> calibration_tokens) {
   if (const StoredQuantization* stored = model.stored_quantization()) {
     QuantizationRecord record;
-    record.applied = apply_stored_quantization(model, *stored, config, calibration_tokens);
+    record.applied = apply_stored_quantization(model, *stored, requested, calibration_tokens);
     return record;
   }
+  QuantConfig config = requested;
+  config.engine = resolve_engine(requested, false);
   // Before any calibration: validate() leaves the engine of unquantized weights to here.
   if (config.engine == "int")
     if (const std::string reason = integer_engine_unsupported_reason(config); !reason.empty()) fail("--engine int: {}", reason);

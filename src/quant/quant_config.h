@@ -47,7 +47,9 @@ struct QuantConfig {
   int64_t calib_samples = 128;
   int64_t calib_seqlen = 512;
   std::string calib_source;               // for reports
-  // fake: FP32 GEMMs on fake-quantized values; int: INT8/INT4 GEMMs (quant/integer_linear.h)
+  // fake: FP32 GEMMs on fake-quantized values; int: INT8/INT4 GEMMs (quant/integer_linear.h);
+  // auto: int where the integer path computes the same model as fake (per-token / per-tensor
+  // activations, static CrossQuant), else fake. apply_quantization records the engine it ran.
   std::string engine = "fake";
 
   bool quantizes_weights() const { return weight_bits < 16; }

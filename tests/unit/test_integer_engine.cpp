@@ -219,6 +219,35 @@ TEST(IntegerEngine, DynamicCrossQuantBackendRequantizesPerWindow) {
   }
 }
 
+// --engine auto (the default of cq generate and cq bench): int exactly where the integer path
+// computes the fake engine's model.
+TEST(IntegerEngine, AutoEngineRunsIntegerKernelsWhereTheyComputeTheSameModel) {
+  const auto dir = test::synthetic_model("llama-gqa");
+  struct Case {
+    std::string scheme, activation;
+    bool calibrated;
+    std::string expected;
+  };
+  for (const Case& c : {Case{"w8a8", "per-token", false, "int"}, Case{"w4a8-g128", "per-token", false, "int"},
+                        Case{"w8a8", "crossquant", true, "int"}, Case{"w8a8", "crossquant", false, "fake"},
+                        Case{"w8a8", "remove-kernel", false, "fake"}, Case{"", "per-token", false, "fake"}}) {
+    SCOPED_TRACE(c.scheme + " " + c.activation);
+    Transformer model(dir);
+    QuantConfig config;
+    config.engine = "auto";
+    if (!c.scheme.empty()) config.apply_scheme(c.scheme);
+    config.activation_method = c.activation;
+    std::vector<int32_t> calibration;
+    if (c.calibrated) {
+      config.static_columns = true;
+      config.calib_samples = 2;
+      config.calib_seqlen = 16;
+      for (int32_t t = 0; t < 32; ++t) calibration.push_back(3 + t % 50);
+    }
+    EXPECT_EQ(apply_quantization(model, config, calibration).applied.engine, c.expected);
+  }
+}
+
 TEST(IntegerEngine, UnsupportedConfigurationsAreErrors) {
   QuantConfig config;
   config.engine = "int";
