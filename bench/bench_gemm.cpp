@@ -226,7 +226,7 @@ void bench_shape(int64_t k, int64_t n, const std::vector<int64_t>& ms, int reps,
     std::printf("  %-32s %10.4f %10.1f %8.1f%% %7.2fx\n", name, t * 1e3, static_cast<double>(bytes) / t * 1e-9,
                 100.0 * static_cast<double>(bytes) / t * 1e-9 / kMemoryBandwidthGBs, t_f32 / t);
   };
-  row("fp32 (dnnl_sgemm)", t_f32, bytes_f32);
+  row("fp32 (gemm_f32: own GEMV)", t_f32, bytes_f32);
   row("int8 per-channel", t_i8, bytes_i8);
   row("int4 g128 symmetric", t_i4, bytes_i4);
   row("int4 g128 zero points", t_i4z, i4z_copies[0].bytes());
@@ -255,7 +255,7 @@ int main(int argc, char** argv) {
               "memory %.0f GB/s\n",
               omp_get_max_threads(), g_use_cpu_time ? "process CPU" : "wall", reps, kVnniPeakGops, kFmaPeakGflops, kMemoryBandwidthGBs);
   std::printf("columns: int8 = ours (gemm_int8, fused epilogue; %%peak of the stated ceiling, %%meas of the one "
-              "measured now); fp32 = gemm_f32 (dnnl_sgemm + bias); dnnl-s8 = dnnl_gemm_s8s8s32 + our epilogue, "
+              "measured now); fp32 = gemm_f32 (dnnl_sgemm + bias; M <= 4: own GEMV); dnnl-s8 = dnnl_gemm_s8s8s32 + our epilogue, "
               "dnnl-u8 = dnnl_gemm_u8s8s32 alone, dnnl-mm = oneDNN matmul s8s8s32 with pre-packed weights alone "
               "(ms; GOP/s of the fastest); x fp32 / x dnnl = speed-up of ours over fp32 / the fastest oneDNN. "
               "The M-rows table reuses one weight copy (warm caches)\n");
