@@ -468,7 +468,7 @@ void Transformer::cache_attention(int64_t layer, const float* q, const float* k,
   }
   const float score_scale = attention_score_scale();
   const int64_t attention_work = batch * c.num_heads * length * total * head_dim;
-#pragma omp parallel if (attention_work > kParallelElements * 16)
+#pragma omp parallel if (attention_work > kParallelElements * 2)
   {
     std::vector<float> scores(static_cast<size_t>(length * total));
 #pragma omp for schedule(dynamic) collapse(2)
@@ -494,7 +494,7 @@ void Transformer::packed_attention(const float* q, const float* k, const float* 
   const auto count = static_cast<int64_t>(segments.size());
   int64_t attention_work = 0;
   for (const auto& segment : segments) attention_work += c.num_heads * segment.length * (segment.past + segment.length) * head_dim;
-#pragma omp parallel if (attention_work > kParallelElements * 16)
+#pragma omp parallel if (attention_work > kParallelElements * 2)
   {
     std::vector<float> scores, keys, values;  // keys/values: a segment's visible rows, gathered when not contiguous
 #pragma omp for schedule(dynamic) collapse(2)
