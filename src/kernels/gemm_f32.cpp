@@ -24,13 +24,13 @@ constexpr int64_t kGemvMaxRows = 4;
 // 4 reach ~32 (two threads); 8 × Rows accumulators fit the 32 registers up to Rows = 2.
 template <int Rows>
 constexpr int64_t kGemvChannels = Rows <= 2 ? 8 : 4;
-constexpr int64_t kGemvMaxChunk = 256;    // output channels per OpenMP task, at most
+constexpr int64_t kGemvMaxChunk = 256;  // output channels per OpenMP task, at most
 
 // C rows 0..Rows-1, channels [first, last): one pass over those rows of B, each loaded once
 // for all Rows activation rows; 16-float lanes per (row, channel), masked K tail.
 template <int Rows>
-void gemv_block(const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
-                                                   int64_t ldc, int64_t first, int64_t last, int64_t k) {
+void gemv_block(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t first,
+                int64_t last, int64_t k) {
   const int64_t full = k / 16 * 16;
   const auto tail = static_cast<__mmask16>((1u << (k - full)) - 1u);
   constexpr int64_t kChannels = kGemvChannels<Rows>;
@@ -97,7 +97,7 @@ void gemm_f32(const float* a, int64_t lda, const float* b, int64_t ldb, const fl
   // dnnl_sgemm is row-major; B (N×K) used transposed gives the K×N operand. oneDNN picks
   // its JIT kernel for the CPU (AVX-512 here) and threads with the shared OpenMP runtime.
   // bench_gemm measured it at ~90% of the FMA ceiling for M ≥ 512, which leaves no room for
-  // an own FP32 kernel to pay for itself.
+  // an own FP32 kernel to pay for itself there; decode-sized M is memory-bound (gemv above).
   if (!gemv(a, lda, b, ldb, c, ldc, m, n, k)) {
     const dnnl_status_t status = dnnl_sgemm('N', 'T', m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
     if (status != dnnl_success) fail("gemm_f32: dnnl_sgemm failed (status {})", static_cast<int>(status));
