@@ -49,12 +49,14 @@ int64_t PackedLinearWeights::in_features() const { return impl_ ? impl_->in : 0;
 
 PackedLinearWeights PackedLinearWeights::quantize(const Quantizer& quantizer, const float* weight, int64_t out,
                                                   int64_t in) {
-  const QuantizerSpec& spec = quantizer.spec();
+  check_weight_quantizer(quantizer.spec());  // before quantizing
+  return from_codes(quantizer.quantize(MatrixView{const_cast<float*>(weight), out, in, in}, nullptr));
+}
+
+void PackedLinearWeights::check_weight_quantizer(const QuantizerSpec& spec) {
   if (spec.method != "per-channel" && spec.method != "per-token" && spec.method != "group")
     fail("integer engine: weight quantization '{}' has no integer kernel (per-channel or group only)", spec.method);
-  // Fail before quantizing when no kernel takes the result.
   if (spec.method == "group") check_group_kernel(spec.bits, spec.group_size);
-  return from_codes(quantizer.quantize(MatrixView{const_cast<float*>(weight), out, in, in}, nullptr));
 }
 
 void PackedLinearWeights::check_group_kernel(int bits, int64_t group_size) {
@@ -104,9 +106,7 @@ void PackedLinearWeights::requantize_scaled(const Quantizer& quantizer, const fl
                            (!int4 || (impl_->w4.asymmetric == asymmetric &&
                                       impl_->w4.group_size == (group ? spec.group_size : impl_->w4.k_padded)));
   if (!same_layout) {  // allocate once; the panels below fill everything
-    if (spec.method != "per-channel" && spec.method != "per-token" && !group)
-      fail("integer engine: weight quantization '{}' has no integer kernel (per-channel or group only)", spec.method);
-    if (group) check_group_kernel(spec.bits, spec.group_size);
+    check_weight_quantizer(spec);
     impl_ = std::make_unique<Impl>();
     impl_->out = out;
     impl_->in = in;
@@ -179,7 +179,6 @@ bool is_static_crossquant(const Quantizer& q) {
   return q.spec().method == "crossquant" && !q.spec().static_column_absmax.empty();
 }
 
-
 // Codes int16 → int8; row scales (tensor_scale for per-tensor) into `scales`.
 void to_int8(const QuantizedMatrix& q, int8_t* codes, float* scales) {
   const size_t n = q.codes.size();
@@ -217,7 +216,7 @@ IntegerLinear::IntegerLinear(const IntegerLinearOptions& options, std::span<cons
     mode_ = Mode::DynamicCross;
     weight_.assign(weight.begin(), weight.end());
     // Fail early (not on the first window) when no kernel takes these weights.
-    (void)PackedLinearWeights::quantize(*options_.weight, weight.data(), std::min<int64_t>(out, 1), in);
+    PackedLinearWeights::check_weight_quantizer(options_.weight->spec());
     if (!options_.decode_column_absmax.empty()) {
       QuantizerSpec spec = aspec;
       spec.static_column_absmax = options_.decode_column_absmax;

@@ -52,6 +52,9 @@ class PackedLinearWeights {
   // packs its own 64-row panels while they are in cache. For dynamic CrossQuant, per window.
   void requantize_scaled(const Quantizer& quantizer, const float* weight, int64_t out, int64_t in,
                          const std::vector<float>& column_factors);
+  // Throws cq::Error when no integer kernel takes weights quantized by `spec` (per-channel,
+  // or group-wise with bits <= 4 and a group size that is a multiple of 8).
+  static void check_weight_quantizer(const QuantizerSpec& spec);
   // Packs codes as they are (a quantized checkpoint's, say): per-channel (row_scales) or
   // group-wise with bits <= 4 (group_scales, group_zeros). Throws cq::Error otherwise.
   static PackedLinearWeights from_codes(const QuantizedMatrix& codes);
