@@ -9,8 +9,11 @@
 #include <numbers>
 #include <oneapi/dnnl/dnnl.h>
 
+#include "kernels/column_absmax.h"
 #include "kernels/gemm_f32.h"
+#include "kernels/normalization.h"
 #include "kernels/vector_math.h"
+#include "quant/crossquant.h"
 #include "quant/quantized_checkpoint.h"
 #include "util/error.h"
 
@@ -318,29 +321,26 @@ std::vector<float>& Transformer::norm_bias(int64_t layer, InputSite site) {
   return site == InputSite::AttentionIn ? block.attn_norm.bias : block.mlp_norm.bias;
 }
 
-void Transformer::apply_norm(const Norm& norm, const float* x, float* y, int64_t rows, int64_t width) const {
+void Transformer::apply_norm(const Norm& norm, const float* x, float* y, int64_t rows, int64_t width,
+                             const RowWindows* windows, std::vector<float>* column_absmax) const {
   const bool layer_norm = config_.norm == NormKind::LayerNorm;
   const double eps = config_.norm_eps;
-#pragma omp parallel for schedule(static) if (rows * width > kParallelElements)
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* in = x + r * width;
-    float* out = y + r * width;
-    if (layer_norm) {
-      double sum = 0;
-      for (int64_t j = 0; j < width; ++j) sum += in[j];
-      const double mean = sum / static_cast<double>(width);
-      double squares = 0;
-      for (int64_t j = 0; j < width; ++j) squares += (in[j] - mean) * (in[j] - mean);
-      const auto inv_std = static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(width) + eps));
-      const auto mean_f = static_cast<float>(mean);
-      for (int64_t j = 0; j < width; ++j) out[j] = (in[j] - mean_f) * inv_std * norm.weight[j] + norm.bias[j];
-    } else {
-      double squares = 0;
-      for (int64_t j = 0; j < width; ++j) squares += static_cast<double>(in[j]) * in[j];
-      const auto inv_rms = static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(width) + eps));
-      for (int64_t j = 0; j < width; ++j) out[j] = norm.weight[j] * (in[j] * inv_rms);
-    }
+  const int64_t whole[] = {0, rows};
+  std::span<const int64_t> bounds = whole;
+  if (column_absmax != nullptr) {
+    bounds = windows->bounds();
+    column_absmax->resize(static_cast<size_t>(windows->count() * width));
   }
+  kernels::produce_row_groups(rows, width, rows * width > kParallelElements, bounds,
+                              column_absmax != nullptr ? column_absmax->data() : nullptr,
+                              [&](int64_t begin, int64_t end, float* gather) {
+                                if (layer_norm)
+                                  kernels::layer_norm_rows(x + begin * width, y + begin * width, end - begin, width,
+                                                           norm.weight.data(), norm.bias.data(), eps, gather);
+                                else
+                                  kernels::rms_norm_rows(x + begin * width, y + begin * width, end - begin, width,
+                                                         norm.weight.data(), eps, gather);
+                              });
 }
 
 void Transformer::embed(std::span<const int32_t> tokens, std::span<const int64_t> positions, float* x) {
@@ -403,8 +403,26 @@ void Transformer::apply_rope(float* x, int64_t heads, std::span<const int64_t> p
   }
 }
 
+bool Transformer::gathers_column_absmax(int64_t layer, InputSite site) const {
+  const auto* cross = dynamic_cast<const CrossQuantQuantizer*>(
+      activation_quantizers_[static_cast<size_t>(layer * kInputSites + static_cast<int>(site))].get());
+  if (cross == nullptr || cross->is_static()) return false;
+  const Block& block = blocks_.at(static_cast<size_t>(layer));
+  std::vector<int64_t> readers;
+  switch (site) {
+    case InputSite::AttentionIn: readers = {block.q, block.k, block.v}; break;
+    case InputSite::AttentionOut: readers = {block.o}; break;
+    case InputSite::MlpIn: readers = {block.gate_or_fc1, block.up}; break;
+    case InputSite::MlpDown: readers = {block.down_or_fc2}; break;
+  }
+  // prepare_input quantizes a site's input unless every reader has a backend.
+  return std::any_of(readers.begin(), readers.end(),
+                     [&](int64_t r) { return r >= 0 && backends_[static_cast<size_t>(r)] == nullptr; });
+}
+
 const float* Transformer::prepare_input(int64_t layer, InputSite site, const float* x, int64_t cols,
-                                        const RowWindows& windows, std::span<const int64_t> readers) {
+                                        const RowWindows& windows, std::span<const int64_t> readers,
+                                        const std::vector<float>* column_absmax) {
   const int64_t rows = windows.rows();
   if (observer_) observer_(layer, site, x, rows, cols, windows);
   const auto& quantizer = activation_quantizers_[static_cast<size_t>(layer * kInputSites + static_cast<int>(site))];
@@ -414,10 +432,16 @@ const float* Transformer::prepare_input(int64_t layer, InputSite site, const flo
   if (!quantizer || all_backends) return x;
   quantized_input_.assign(x, x + rows * cols);
   KernelStats site_stats;
+  const auto* gathered_for = column_absmax != nullptr ? dynamic_cast<const CrossQuantQuantizer*>(quantizer.get()) : nullptr;
   // Per window: CrossQuant's column maxima are taken over one sequence's tokens (SPEC.md).
-  for (int64_t w = 0; w < windows.count(); ++w)
-    quantizer->fake_quantize(MatrixView{quantized_input_.data() + windows.begin(w) * cols, windows.size(w), cols, cols},
-                             &site_stats);
+  for (int64_t w = 0; w < windows.count(); ++w) {
+    const MatrixView window{quantized_input_.data() + windows.begin(w) * cols, windows.size(w), cols, cols};
+    if (gathered_for != nullptr)
+      gathered_for->fake_quantize_with_column_absmax(
+          window, std::span<const float>(column_absmax->data() + w * cols, static_cast<size_t>(cols)), &site_stats);
+    else
+      quantizer->fake_quantize(window, &site_stats);
+  }
   for (int64_t reader : readers) stats_[static_cast<size_t>(reader)].merge(site_stats);
   return quantized_input_.data();
 }
@@ -586,7 +610,8 @@ void Transformer::run_mlp(int64_t layer, const float* input, int64_t rows, int64
   mlp_sublayer(layer, input, RowWindows(rows, length), out);
 }
 
-void Transformer::attention_sublayer(int64_t l, const float* input, const Pass& pass, float* out) {
+void Transformer::attention_sublayer(int64_t l, const float* input, const Pass& pass, float* out,
+                                     const std::vector<float>* input_column_absmax) {
   const ModelConfig& c = config_;
   const Block& block = blocks_.at(static_cast<size_t>(l));
   const int64_t rows = pass.rows();
@@ -595,7 +620,8 @@ void Transformer::attention_sublayer(int64_t l, const float* input, const Pass& 
   std::vector<float> q(static_cast<size_t>(rows * q_width)), k(static_cast<size_t>(rows * kv_width)), v(k.size()),
       attn(q.size());
   const int64_t qkv[] = {block.q, block.k, block.v};
-  const float* quantized = prepare_input(l, InputSite::AttentionIn, input, c.hidden_size, pass.windows, qkv);
+  const float* quantized =
+      prepare_input(l, InputSite::AttentionIn, input, c.hidden_size, pass.windows, qkv, input_column_absmax);
   run_linear(block.q, quantized, pass.windows, q.data());
   run_linear(block.k, quantized, pass.windows, k.data());
   run_linear(block.v, quantized, pass.windows, v.data());
@@ -619,31 +645,45 @@ void Transformer::attention_sublayer(int64_t l, const float* input, const Pass& 
              pass.windows, out);
 }
 
-void Transformer::mlp_sublayer(int64_t l, const float* input, const RowWindows& windows, float* out) {
+void Transformer::mlp_sublayer(int64_t l, const float* input, const RowWindows& windows, float* out,
+                               const std::vector<float>* input_column_absmax) {
   const ModelConfig& c = config_;
   const Block& block = blocks_.at(static_cast<size_t>(l));
   const int64_t rows = windows.rows();
   const int64_t inter = c.intermediate_size;
-  std::vector<float> mlp_a(static_cast<size_t>(rows * inter));
+  std::vector<float> mlp_a(static_cast<size_t>(rows * inter)), mlp_b;
+  // The activation function writes the input of down / fc2, gathering its c_j when needed.
+  std::vector<float> down_column_absmax;
+  float* gathered = nullptr;
+  if (gathers_column_absmax(l, InputSite::MlpDown)) {
+    down_column_absmax.resize(static_cast<size_t>(windows.count() * inter));
+    gathered = down_column_absmax.data();
+  }
+  const bool parallel = rows * inter > kParallelElements;
   if (c.mlp == MlpKind::SwiGLU) {
-    std::vector<float> mlp_b(mlp_a.size());
+    mlp_b.resize(mlp_a.size());
     const int64_t readers[] = {block.gate_or_fc1, block.up};
-    const float* in = prepare_input(l, InputSite::MlpIn, input, c.hidden_size, windows, readers);
+    const float* in = prepare_input(l, InputSite::MlpIn, input, c.hidden_size, windows, readers, input_column_absmax);
     run_linear(block.gate_or_fc1, in, windows, mlp_a.data());
     run_linear(block.up, in, windows, mlp_b.data());
-#pragma omp parallel for schedule(static) if (rows * inter > kParallelElements)
-    for (int64_t i = 0; i < rows; ++i)
+    kernels::produce_rows(mlp_a.data(), rows, inter, parallel, windows.bounds(), gathered, [&](int64_t i) {
       kernels::silu_multiply(mlp_a.data() + i * inter, mlp_b.data() + i * inter, mlp_a.data() + i * inter, inter);
+    });
   } else {
     const int64_t readers[] = {block.gate_or_fc1};
-    run_linear(block.gate_or_fc1, prepare_input(l, InputSite::MlpIn, input, c.hidden_size, windows, readers), windows,
+    run_linear(block.gate_or_fc1,
+               prepare_input(l, InputSite::MlpIn, input, c.hidden_size, windows, readers, input_column_absmax), windows,
                mlp_a.data());
-#pragma omp parallel for schedule(static) if (rows * inter > kParallelElements)
-    for (int64_t i = 0; i < rows * inter; ++i) mlp_a[static_cast<size_t>(i)] = std::max(mlp_a[static_cast<size_t>(i)], 0.f);
+    kernels::produce_rows(mlp_a.data(), rows, inter, parallel, windows.bounds(), gathered, [&](int64_t i) {
+      float* row = mlp_a.data() + i * inter;
+      for (int64_t j = 0; j < inter; ++j) row[j] = std::max(row[j], 0.f);
+    });
   }
   const int64_t down_reader[] = {block.down_or_fc2};
-  run_linear(block.down_or_fc2, prepare_input(l, InputSite::MlpDown, mlp_a.data(), inter, windows, down_reader), windows,
-             out);
+  run_linear(block.down_or_fc2,
+             prepare_input(l, InputSite::MlpDown, mlp_a.data(), inter, windows, down_reader,
+                           gathered != nullptr ? &down_column_absmax : nullptr),
+             windows, out);
 }
 
 void Transformer::block_step(int64_t l, float* x, const Pass& pass) {
@@ -656,22 +696,31 @@ void Transformer::block_step(int64_t l, float* x, const Pass& pass) {
 #pragma omp parallel for schedule(static) if (rows * hidden > kParallelElements)
     for (int64_t i = 0; i < rows * hidden; ++i) x[i] += delta[i];
   };
+  // A pre-norm's output is the next site's input: the norm gathers its c_j when needed.
+  std::vector<float> column_absmax;
+  auto norm_into = [&](const Norm& norm, InputSite site) -> const std::vector<float>* {
+    const bool gather = gathers_column_absmax(l, site);
+    apply_norm(norm, x, normed.data(), rows, hidden, &pass.windows, gather ? &column_absmax : nullptr);
+    return gather ? &column_absmax : nullptr;
+  };
   // Attention
   const float* attn_input = x;
+  const std::vector<float>* attn_column_absmax = nullptr;
   if (c.pre_norm) {
-    apply_norm(block.attn_norm, x, normed.data(), rows, hidden);
+    attn_column_absmax = norm_into(block.attn_norm, InputSite::AttentionIn);
     attn_input = normed.data();
   }
-  attention_sublayer(l, attn_input, pass, block_out.data());
+  attention_sublayer(l, attn_input, pass, block_out.data(), attn_column_absmax);
   add_residual(block_out.data());
   if (!c.pre_norm) apply_norm(block.attn_norm, x, x, rows, hidden);
   // MLP
   const float* mlp_input = x;
+  const std::vector<float>* mlp_column_absmax = nullptr;
   if (c.pre_norm) {
-    apply_norm(block.mlp_norm, x, normed.data(), rows, hidden);
+    mlp_column_absmax = norm_into(block.mlp_norm, InputSite::MlpIn);
     mlp_input = normed.data();
   }
-  mlp_sublayer(l, mlp_input, pass.windows, block_out.data());
+  mlp_sublayer(l, mlp_input, pass.windows, block_out.data(), mlp_column_absmax);
   add_residual(block_out.data());
   if (!c.pre_norm) apply_norm(block.mlp_norm, x, x, rows, hidden);
 }

@@ -55,6 +55,7 @@ class RowWindows {
   int64_t begin(int64_t w) const { return bounds_[static_cast<size_t>(w)]; }
   int64_t size(int64_t w) const { return bounds_[static_cast<size_t>(w) + 1] - bounds_[static_cast<size_t>(w)]; }
   int64_t max_size() const;
+  std::span<const int64_t> bounds() const { return bounds_; }
 
  private:
   std::vector<int64_t> bounds_;
@@ -189,11 +190,18 @@ class Transformer {
   const TensorInfo& value_tensor(const std::string& name, const std::vector<int64_t>& shape) const;
   int64_t add_linear(const std::string& module, int64_t layer, InputSite site, int64_t in, int64_t out, bool bias);
   Norm load_norm(const std::string& module, int64_t width) const;
-  void apply_norm(const Norm& norm, const float* x, float* y, int64_t rows, int64_t width) const;
+  // y = norm(x) per row; with column_absmax (windows.count() × width) also the column maxima
+  // of y per window (kernels::produce_rows), for the dynamic CrossQuant of the next site.
+  void apply_norm(const Norm& norm, const float* x, float* y, int64_t rows, int64_t width,
+                  const RowWindows* windows = nullptr, std::vector<float>* column_absmax = nullptr) const;
+  // Whether the fake path quantizes this site's input with dynamic CrossQuant: then the
+  // kernel that writes the input gathers its column maxima c_j on the way (one pass less).
+  bool gathers_column_absmax(int64_t layer, InputSite site) const;
   // Quantizes (a copy of) the site's input per window, counts the kernel for each linear
-  // that reads it, then runs the linears.
+  // that reads it, then runs the linears. column_absmax: c_j per window gathered by the
+  // producer (only when gathers_column_absmax), else null.
   const float* prepare_input(int64_t layer, InputSite site, const float* x, int64_t cols, const RowWindows& windows,
-                             std::span<const int64_t> readers);
+                             std::span<const int64_t> readers, const std::vector<float>* column_absmax = nullptr);
   void run_linear(int64_t index, const float* x, const RowWindows& windows, float* y);
   void embed(std::span<const int32_t> tokens, std::span<const int64_t> positions, float* x);
   void cache_attention(int64_t layer, const float* q, const float* k, const float* v, int64_t batch, int64_t length,
@@ -201,8 +209,11 @@ class Transformer {
   void packed_attention(const float* q, const float* k, const float* v, const std::vector<SegmentRows>& segments,
                         float* out) const;
   void apply_rope(float* x, int64_t heads, std::span<const int64_t> positions) const;
-  void attention_sublayer(int64_t layer, const float* input, const Pass& pass, float* out);
-  void mlp_sublayer(int64_t layer, const float* input, const RowWindows& windows, float* out);
+  // input_column_absmax: the input's column maxima per window when gathers_column_absmax.
+  void attention_sublayer(int64_t layer, const float* input, const Pass& pass, float* out,
+                          const std::vector<float>* input_column_absmax = nullptr);
+  void mlp_sublayer(int64_t layer, const float* input, const RowWindows& windows, float* out,
+                    const std::vector<float>* input_column_absmax = nullptr);
   void block_step(int64_t layer, float* x, const Pass& pass);
   // Final norm, project_out and lm_head for the rows `selected` of x (all rows when empty).
   void compute_logits(const float* x, int64_t rows, std::span<const int64_t> selected, float* logits);

@@ -1,6 +1,22 @@
 #include "quant/crossquant.h"
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
+
+#if defined(CQ_HAVE_LIBMVEC) && defined(__AVX512F__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#ifndef __clang__
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+// glibc's libmvec: pow of 8 doubles (the x86-64 vector function ABI's AVX-512 variant, the
+// one GCC calls for a vectorized pow), within 4 ulp of the true power.
+extern "C" __m512d _ZGVeN8vv_pow(__m512d base, __m512d exponent);
+#define CQ_VECTOR_POW 1
+#endif
 
 #include "quant/methods.h"
 #include "quant/quant_common.h"
@@ -16,6 +32,32 @@ namespace {
 float float_power(float base, float exponent) {
   if (exponent == 0.5f) return std::sqrt(base);
   return static_cast<float>(std::pow(static_cast<double>(base), static_cast<double>(exponent)));
+}
+
+// out[j] = float_power(bases[j], exponent). With libmvec, 8 powers at a time: its double
+// result is within 4 ulp of the true power and std::pow's within 1, so where power·(1 − 2^-44)
+// and power·(1 + 2^-44) round to the same float no float midpoint lies between them, and
+// std::pow's result rounds to that float too. The few lanes where they differ (about 1 in
+// 10^6) take std::pow. 4096 columns: ~15 µs instead of ~45 µs.
+void float_powers(std::span<const float> bases, float exponent, float* out) {
+  size_t j = 0;
+#ifdef CQ_VECTOR_POW
+  if (exponent != 0.5f) {
+    const __m512d exponent_v = _mm512_set1_pd(static_cast<double>(exponent));
+    for (; j + 8 <= bases.size(); j += 8) {
+      const __m512d power = _ZGVeN8vv_pow(_mm512_cvtps_pd(_mm256_loadu_ps(bases.data() + j)), exponent_v);
+      const __m256 low = _mm512_cvtpd_ps(_mm512_mul_pd(power, _mm512_set1_pd(1.0 - 0x1p-44)));
+      const __m256 high = _mm512_cvtpd_ps(_mm512_mul_pd(power, _mm512_set1_pd(1.0 + 0x1p-44)));
+      _mm256_storeu_ps(out + j, high);
+      for (unsigned lanes = ~static_cast<unsigned>(_mm256_cmp_ps_mask(low, high, _CMP_EQ_OQ)) & 0xFFu; lanes != 0;
+           lanes &= lanes - 1) {
+        const size_t lane = j + static_cast<size_t>(std::countr_zero(lanes));
+        out[lane] = float_power(bases[lane], exponent);
+      }
+    }
+  }
+#endif
+  for (; j < bases.size(); ++j) out[j] = float_power(bases[j], exponent);
 }
 
 void check_column_absmax(const std::vector<float>& column_absmax) {
@@ -47,10 +89,11 @@ float CrossQuantQuantizer::row_divisor(float row_absmax) const {
   return quant_detail::nonzero_divisor(float_power(row_absmax, alpha_) / qmax_);
 }
 
-std::vector<float> CrossQuantQuantizer::column_divisors(const std::vector<float>& column_absmax) const {
+std::vector<float> CrossQuantQuantizer::column_divisors(std::span<const float> column_absmax) const {
+  // One thread: waking the second costs more than the powers of a few thousand columns.
   std::vector<float> divisors(column_absmax.size());
-  for (size_t j = 0; j < column_absmax.size(); ++j)
-    divisors[j] = quant_detail::nonzero_divisor(float_power(column_absmax[j], one_minus_alpha_));
+  float_powers(column_absmax, one_minus_alpha_, divisors.data());
+  for (float& divisor : divisors) divisor = quant_detail::nonzero_divisor(divisor);
   return divisors;
 }
 
@@ -65,76 +108,140 @@ void CrossQuantQuantizer::accumulate_column_absmax(MatrixView x, std::vector<flo
     column_absmax[j] = std::max(column_absmax[j], pass.column_absmax[j]);
 }
 
+quant_kernels::RowCounts CrossQuantQuantizer::fake_quantize_known_columns(MatrixView x,
+                                                                         std::span<const float> column_absmax,
+                                                                         const std::vector<float>& divisors,
+                                                                         const std::vector<float>& reciprocals,
+                                                                         KernelStats* stats) const {
+  const quant_detail::RowPass pass = quant_detail::scan_rows(x, false, spec_.method, [&](int64_t i, float row_absmax) {
+    return quant_kernels::fake_quantize_row_cross(x.row(i), x.cols, row_divisor(row_absmax), divisors.data(),
+                                                  reciprocals.data(), qmax_);
+  });
+  if (stats != nullptr)
+    quant_detail::add_stats(stats, x, pass.counts, pass.exact_zeros,
+                            quant_detail::count_column_row_relation(pass.row_absmax, column_absmax, spec_.alpha));
+  return pass.counts;
+}
+
+quant_kernels::RowCounts CrossQuantQuantizer::quantize_known_columns(MatrixView x, std::span<const float> column_absmax,
+                                                                    const std::vector<float>& divisors,
+                                                                    const std::vector<float>& reciprocals,
+                                                                    QuantizedMatrix& quantized,
+                                                                    KernelStats* stats) const {
+  quantized.column_factors = divisors;
+  const quant_detail::RowPass pass = quant_detail::scan_rows(x, false, spec_.method, [&](int64_t i, float row_absmax) {
+    const float divisor = row_divisor(row_absmax);
+    quantized.row_scales[static_cast<size_t>(i)] = divisor;
+    return quant_kernels::quantize_row_cross_codes(x.row(i), x.cols, divisor, divisors.data(), reciprocals.data(),
+                                                   qmax_, quantized.codes.data() + i * x.cols);
+  });
+  if (stats != nullptr)
+    quant_detail::add_stats(stats, x, pass.counts, pass.exact_zeros,
+                            quant_detail::count_column_row_relation(pass.row_absmax, column_absmax, spec_.alpha));
+  return pass.counts;
+}
+
+namespace {
+void check_static_column_count(size_t static_columns, int64_t cols) {
+  if (static_cast<int64_t>(static_columns) != cols)
+    fail("crossquant: {} static column maxima for a matrix with {} columns", static_columns, cols);
+}
+
+QuantizedMatrix empty_codes(const MatrixView& x, int bits) {
+  QuantizedMatrix quantized;
+  quantized.rows = x.rows;
+  quantized.cols = x.cols;
+  quantized.bits = bits;
+  quantized.codes.resize(static_cast<size_t>(x.rows * x.cols));
+  quantized.row_scales.resize(static_cast<size_t>(x.rows));
+  return quantized;
+}
+
+bool all_finite(std::span<const float> values) {
+  return std::all_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); });
+}
+
+// Dynamic c never clips (|x_ij| <= c_j); a clipped code means the maxima given were wrong.
+void check_not_clipped(const quant_kernels::RowCounts& counts) {
+  if (counts.clipped > 0)
+    fail("crossquant: the column maxima given are below the matrix's own ({} codes clipped); they must be "
+         "max_i |x_ij| of the matrix quantized",
+         counts.clipped);
+}
+}  // namespace
+
+void CrossQuantQuantizer::check_given_column_absmax(const MatrixView& x, std::span<const float> column_absmax) const {
+  quant_detail::check_view(x, spec_.method);
+  if (is_static()) fail("crossquant: column maxima given to a static CrossQuant quantizer (it has its own)");
+  if (static_cast<int64_t>(column_absmax.size()) != x.cols)
+    fail("crossquant: {} column maxima given for a matrix with {} columns", column_absmax.size(), x.cols);
+}
+
 void CrossQuantQuantizer::fake_quantize(MatrixView x, KernelStats* stats) const {
   quant_detail::check_view(x, spec_.method);
-  quant_detail::RowPass pass;
-  quant_kernels::RowCounts counts;
   if (is_static()) {
-    if (static_cast<int64_t>(static_column_divisors_.size()) != x.cols)
-      fail("crossquant: {} static column maxima for a matrix with {} columns", static_column_divisors_.size(), x.cols);
-    // c is known: quantize each row right after its scan, in one pass like per-token.
-    pass = quant_detail::scan_rows(x, false, spec_.method, [&](int64_t i, float row_absmax) {
-      return quant_kernels::fake_quantize_row_cross(x.row(i), x.cols, row_divisor(row_absmax),
-                                                    static_column_divisors_.data(),
-                                                    static_column_reciprocals_.data(), qmax_);
-    });
-    counts = pass.counts;
-    pass.column_absmax = spec_.static_column_absmax;
-  } else {
-    // c_j needs every row first: one pass for t and c, one to quantize.
-    pass = quant_detail::scan_rows(x, true, spec_.method,
-                                   [](int64_t, float) { return quant_kernels::RowCounts{}; });
-    const std::vector<float> divisors = column_divisors(pass.column_absmax);
-    const std::vector<float> reciprocals = quant_kernels::reciprocals_for(divisors);
-    counts = quant_detail::for_each_row_after_scan(x, [&](int64_t i) {
-      return quant_kernels::fake_quantize_row_cross(x.row(i), x.cols,
-                                                    row_divisor(pass.row_absmax[static_cast<size_t>(i)]),
-                                                    divisors.data(), reciprocals.data(), qmax_);
-    });
+    check_static_column_count(static_column_divisors_.size(), x.cols);
+    fake_quantize_known_columns(x, spec_.static_column_absmax, static_column_divisors_, static_column_reciprocals_,
+                                stats);
+    return;
   }
+  // c_j needs every row first: one pass for t and c, one to quantize.
+  const quant_detail::RowPass pass = quant_detail::scan_rows(
+      x, true, spec_.method, [](int64_t, float) { return quant_kernels::RowCounts{}; });
+  const std::vector<float> divisors = column_divisors(pass.column_absmax);
+  const std::vector<float> reciprocals = quant_kernels::reciprocals_for(divisors);
+  const quant_kernels::RowCounts counts = quant_detail::for_each_row_after_scan(x, [&](int64_t i) {
+    return quant_kernels::fake_quantize_row_cross(x.row(i), x.cols, row_divisor(pass.row_absmax[static_cast<size_t>(i)]),
+                                                  divisors.data(), reciprocals.data(), qmax_);
+  });
   if (stats != nullptr)
     quant_detail::add_stats(stats, x, counts, pass.exact_zeros,
                             quant_detail::count_column_row_relation(pass.row_absmax, pass.column_absmax, spec_.alpha));
 }
 
+void CrossQuantQuantizer::fake_quantize_with_column_absmax(MatrixView x, std::span<const float> column_absmax,
+                                                           KernelStats* stats) const {
+  check_given_column_absmax(x, column_absmax);
+  // NaN/Inf in X reaches c too: the two-pass path names the offending row.
+  if (!all_finite(column_absmax)) return fake_quantize(x, stats);
+  const std::vector<float> divisors = column_divisors(column_absmax);
+  check_not_clipped(fake_quantize_known_columns(x, column_absmax, divisors, quant_kernels::reciprocals_for(divisors),
+                                                stats));
+}
+
 QuantizedMatrix CrossQuantQuantizer::quantize(MatrixView x, KernelStats* stats) const {
   quant_detail::check_view(x, spec_.method);
-  QuantizedMatrix quantized;
-  quantized.rows = x.rows;
-  quantized.cols = x.cols;
-  quantized.bits = spec_.bits;
-  quantized.codes.resize(static_cast<size_t>(x.rows * x.cols));
-  quantized.row_scales.resize(static_cast<size_t>(x.rows));
-  quant_detail::RowPass pass;
-  quant_kernels::RowCounts counts;
+  QuantizedMatrix quantized = empty_codes(x, spec_.bits);
   if (is_static()) {
-    if (static_cast<int64_t>(static_column_divisors_.size()) != x.cols)
-      fail("crossquant: {} static column maxima for a matrix with {} columns", static_column_divisors_.size(), x.cols);
-    quantized.column_factors = static_column_divisors_;
-    pass = quant_detail::scan_rows(x, false, spec_.method, [&](int64_t i, float row_absmax) {
-      const float divisor = row_divisor(row_absmax);
-      quantized.row_scales[static_cast<size_t>(i)] = divisor;
-      return quant_kernels::quantize_row_cross_codes(x.row(i), x.cols, divisor, static_column_divisors_.data(),
-                                                     static_column_reciprocals_.data(), qmax_,
-                                                     quantized.codes.data() + i * x.cols);
-    });
-    counts = pass.counts;
-    pass.column_absmax = spec_.static_column_absmax;
-  } else {
-    pass = quant_detail::scan_rows(x, true, spec_.method,
-                                   [](int64_t, float) { return quant_kernels::RowCounts{}; });
-    quantized.column_factors = column_divisors(pass.column_absmax);
-    const std::vector<float> reciprocals = quant_kernels::reciprocals_for(quantized.column_factors);
-    counts = quant_detail::for_each_row_after_scan(x, [&](int64_t i) {
-      const float divisor = row_divisor(pass.row_absmax[static_cast<size_t>(i)]);
-      quantized.row_scales[static_cast<size_t>(i)] = divisor;
-      return quant_kernels::quantize_row_cross_codes(x.row(i), x.cols, divisor, quantized.column_factors.data(),
-                                                     reciprocals.data(), qmax_, quantized.codes.data() + i * x.cols);
-    });
+    check_static_column_count(static_column_divisors_.size(), x.cols);
+    quantize_known_columns(x, spec_.static_column_absmax, static_column_divisors_, static_column_reciprocals_,
+                           quantized, stats);
+    return quantized;
   }
+  const quant_detail::RowPass pass = quant_detail::scan_rows(
+      x, true, spec_.method, [](int64_t, float) { return quant_kernels::RowCounts{}; });
+  quantized.column_factors = column_divisors(pass.column_absmax);
+  const std::vector<float> reciprocals = quant_kernels::reciprocals_for(quantized.column_factors);
+  const quant_kernels::RowCounts counts = quant_detail::for_each_row_after_scan(x, [&](int64_t i) {
+    const float divisor = row_divisor(pass.row_absmax[static_cast<size_t>(i)]);
+    quantized.row_scales[static_cast<size_t>(i)] = divisor;
+    return quant_kernels::quantize_row_cross_codes(x.row(i), x.cols, divisor, quantized.column_factors.data(),
+                                                   reciprocals.data(), qmax_, quantized.codes.data() + i * x.cols);
+  });
   if (stats != nullptr)
     quant_detail::add_stats(stats, x, counts, pass.exact_zeros,
                             quant_detail::count_column_row_relation(pass.row_absmax, pass.column_absmax, spec_.alpha));
+  return quantized;
+}
+
+QuantizedMatrix CrossQuantQuantizer::quantize_with_column_absmax(MatrixView x, std::span<const float> column_absmax,
+                                                                 KernelStats* stats) const {
+  check_given_column_absmax(x, column_absmax);
+  if (!all_finite(column_absmax)) return quantize(x, stats);
+  QuantizedMatrix quantized = empty_codes(x, spec_.bits);
+  const std::vector<float> divisors = column_divisors(column_absmax);
+  check_not_clipped(
+      quantize_known_columns(x, column_absmax, divisors, quant_kernels::reciprocals_for(divisors), quantized, stats));
   return quantized;
 }
 

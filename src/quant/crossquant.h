@@ -19,9 +19,11 @@
 // whose elements are all 0) is replaced by 1, so zeros quantize to zeros, never NaN.
 // Powers are correctly rounded (computed in double, α given to float first as torch does;
 // α = 0.5 uses sqrt as torch does); torch's own float pow may be one ulp off (docs/QUANTIZERS.md).
+#include <span>
 #include <vector>
 
 #include "quant/quantizer.h"
+#include "quant/row_kernels.h"
 
 namespace cq {
 
@@ -34,6 +36,15 @@ class CrossQuantQuantizer final : public Quantizer {
   void fake_quantize(MatrixView x, KernelStats* stats) const override;
   QuantizedMatrix quantize(MatrixView x, KernelStats* stats) const override;
 
+  // Dynamic CrossQuant in one pass, with c_j = max_i |X_ij| already gathered by the kernel
+  // that wrote X (kernels::produce_rows): the same result and statistics as fake_quantize() /
+  // quantize() bit for bit, without their first pass over X. column_absmax must be exactly
+  // those maxima (one per column); a value below a column's maximum is detected (a code would
+  // be clipped) and reported as a cq::Error after X was modified. Dynamic quantizers only.
+  void fake_quantize_with_column_absmax(MatrixView x, std::span<const float> column_absmax, KernelStats* stats) const;
+  QuantizedMatrix quantize_with_column_absmax(MatrixView x, std::span<const float> column_absmax,
+                                              KernelStats* stats) const;
+
   // Switches to static CrossQuant with these c_j (one per column, finite, >= 0); an empty
   // vector switches back to dynamic. Throws cq::Error for bad values; a later matrix whose
   // column count differs from the vector's size is an error too.
@@ -42,13 +53,24 @@ class CrossQuantQuantizer final : public Quantizer {
 
   // The divisors the formula uses (zero guarded as above): t^α / qmax and c_j^(1−α).
   float row_divisor(float row_absmax) const;
-  std::vector<float> column_divisors(const std::vector<float>& column_absmax) const;
+  std::vector<float> column_divisors(std::span<const float> column_absmax) const;
 
   // Calibration: column_absmax[j] = max(column_absmax[j], max_i |X_ij|); resizes an empty
   // vector to X's column count. Throws cq::Error on NaN/Inf or a column count mismatch.
   static void accumulate_column_absmax(MatrixView x, std::vector<float>& column_absmax);
 
  private:
+  // c known (static, or gathered by the producer): each row is quantized right after its
+  // scan, in one pass like per-token. Returns the counts (clipped ones included).
+  quant_kernels::RowCounts fake_quantize_known_columns(MatrixView x, std::span<const float> column_absmax,
+                                                       const std::vector<float>& divisors,
+                                                       const std::vector<float>& reciprocals, KernelStats* stats) const;
+  quant_kernels::RowCounts quantize_known_columns(MatrixView x, std::span<const float> column_absmax,
+                                                  const std::vector<float>& divisors,
+                                                  const std::vector<float>& reciprocals, QuantizedMatrix& quantized,
+                                                  KernelStats* stats) const;
+  void check_given_column_absmax(const MatrixView& x, std::span<const float> column_absmax) const;
+
   QuantizerSpec spec_;
   float qmax_;
   float alpha_;                                // α as float, as torch's pow receives it

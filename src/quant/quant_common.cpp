@@ -36,7 +36,7 @@ RowBlock rows_of_this_thread(int64_t rows) {
 }
 
 ColumnRowRelation count_column_row_relation(const std::vector<float>& row_absmax,
-                                            const std::vector<float>& column_absmax, double alpha) {
+                                            std::span<const float> column_absmax, double alpha) {
   const auto columns = static_cast<int64_t>(column_absmax.size());
   ColumnRowRelation relation;
   // A few rows (decoding: one token): count directly, O(rows·cols), rather than sort.
@@ -49,7 +49,7 @@ ColumnRowRelation count_column_row_relation(const std::vector<float>& row_absmax
     }
     return relation;
   }
-  std::vector<float> sorted_columns = column_absmax;
+  std::vector<float> sorted_columns(column_absmax.begin(), column_absmax.end());
   std::sort(sorted_columns.begin(), sorted_columns.end());
   for (const float row_max : row_absmax) {
     const auto below = static_cast<int64_t>(

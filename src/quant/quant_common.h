@@ -3,6 +3,7 @@
 // the parallel row loops, and the Table 1 counts.
 #include <algorithm>
 #include <cstdint>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -128,7 +129,7 @@ struct ColumnRowRelation {
   int64_t bound_below_per_token = 0;
 };
 ColumnRowRelation count_column_row_relation(const std::vector<float>& row_absmax,
-                                            const std::vector<float>& column_absmax, double alpha);
+                                            std::span<const float> column_absmax, double alpha);
 
 // Adds one call's counts to *stats.
 void add_stats(KernelStats* stats, const MatrixView& x, const quant_kernels::RowCounts& counts,

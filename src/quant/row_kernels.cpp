@@ -181,8 +181,39 @@ inline __m512 clamp_and_count(__m512 code, __m512 qmax, __mmask16 valid, LaneCou
   return clamped;
 }
 
+// The quantize loops run body.template operator()<Full>(j, valid) over a row's 16-lane
+// vectors: whole vectors with Full = true, whose loads and stores are plain (Zen 4 runs the
+// masked forms as extra uops), then the tail with Full = false, masked by `valid`.
+template <typename Body>
+inline void for_each_vector(int64_t n, Body&& body) {
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) body.template operator()<true>(j, static_cast<__mmask16>(0xFFFF));
+  if (j < n) body.template operator()<false>(j, lanes_left(n, j));
+}
+
+template <bool Full>
+inline __m512 load_or_zero(const float* p, __mmask16 valid) {
+  if constexpr (Full) return _mm512_loadu_ps(p);
+  else return _mm512_maskz_loadu_ps(valid, p);
+}
+
+// Masked-off lanes read 1, so that no 0/0 is computed there.
+template <bool Full>
+inline __m512 load_or_one(const float* p, __mmask16 valid) {
+  if constexpr (Full) return _mm512_loadu_ps(p);
+  else return _mm512_mask_loadu_ps(_mm512_set1_ps(1.f), valid, p);
+}
+
+template <bool Full>
+inline void store_values(float* p, __m512 v, __mmask16 valid) {
+  if constexpr (Full) _mm512_storeu_ps(p, v);
+  else _mm512_mask_storeu_ps(p, valid, v);
+}
+
+template <bool Full>
 inline void store_codes(int16_t* codes, __m512 code, __mmask16 valid) {
-  _mm512_mask_cvtsepi32_storeu_epi16(codes, valid, _mm512_cvtps_epi32(code));
+  if constexpr (Full) _mm256_storeu_si256(reinterpret_cast<__m256i*>(codes), _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(code)));
+  else _mm512_mask_cvtsepi32_storeu_epi16(codes, valid, _mm512_cvtps_epi32(code));
 }
 
 }  // namespace
@@ -233,13 +264,12 @@ RowCounts fake_quantize_row(float* x, int64_t n, float divisor, float qmax) {
   const bool use_reciprocal = reciprocal_safe(divisor);
   const __m512 qmax_v = _mm512_set1_ps(qmax);
   LaneCounts counts;
-  for (int64_t j = 0; j < n; j += kLanes) {
-    const __mmask16 valid = lanes_left(n, j);
-    const __m512 value = _mm512_maskz_loadu_ps(valid, x + j);
+  for_each_vector(n, [&]<bool Full>(int64_t j, __mmask16 valid) {
+    const __m512 value = load_or_zero<Full>(x + j, valid);
     const __m512 code =
         clamp_and_count(rounded_quotient(value, divisor_v, reciprocal_v, use_reciprocal), qmax_v, valid, counts);
-    _mm512_mask_storeu_ps(x + j, valid, _mm512_mul_ps(code, divisor_v));
-  }
+    store_values<Full>(x + j, _mm512_mul_ps(code, divisor_v), valid);
+  });
   return counts.total();
 }
 
@@ -249,58 +279,78 @@ RowCounts quantize_row_codes(const float* x, int64_t n, float divisor, float qma
   const bool use_reciprocal = reciprocal_safe(divisor);
   const __m512 qmax_v = _mm512_set1_ps(qmax);
   LaneCounts counts;
-  for (int64_t j = 0; j < n; j += kLanes) {
-    const __mmask16 valid = lanes_left(n, j);
-    const __m512 value = _mm512_maskz_loadu_ps(valid, x + j);
-    store_codes(codes + j,
-                clamp_and_count(rounded_quotient(value, divisor_v, reciprocal_v, use_reciprocal), qmax_v, valid, counts),
-                valid);
-  }
+  for_each_vector(n, [&]<bool Full>(int64_t j, __mmask16 valid) {
+    const __m512 value = load_or_zero<Full>(x + j, valid);
+    store_codes<Full>(
+        codes + j,
+        clamp_and_count(rounded_quotient(value, divisor_v, reciprocal_v, use_reciprocal), qmax_v, valid, counts),
+        valid);
+  });
   return counts.total();
 }
 
-RowCounts fake_quantize_row_cross(float* x, int64_t n, float row_divisor, const float* column_divisors,
-                                  const float* column_reciprocals, float qmax) {
+namespace {
+// round(x_j / row_divisor / column_divisor_j) for the vector at j, clamped and counted.
+// UseReciprocal is a template argument so that each row's loop carries no branch on it.
+template <bool Full, bool UseReciprocal>
+inline __m512 cross_code(const float* x, int64_t j, __mmask16 valid, __m512 row_divisor, __m512 row_reciprocal,
+                         const float* column_divisors, const float* column_reciprocals, __m512 qmax,
+                         LaneCounts& counts, __m512& column_divisor) {
+  const __m512 value = load_or_zero<Full>(x + j, valid);
+  column_divisor = load_or_one<Full>(column_divisors + j, valid);
+  const __m512 column_reciprocal =
+      UseReciprocal ? load_or_one<Full>(column_reciprocals + j, valid) : _mm512_set1_ps(1.f);
+  return clamp_and_count(rounded_cross_quotient(value, row_divisor, column_divisor, row_reciprocal, column_reciprocal,
+                                                UseReciprocal),
+                         qmax, valid, counts);
+}
+
+template <bool UseReciprocal>
+RowCounts fake_quantize_row_cross_loop(float* x, int64_t n, float row_divisor, const float* column_divisors,
+                                       const float* column_reciprocals, float qmax) {
   const __m512 row_divisor_v = _mm512_set1_ps(row_divisor);
   const __m512 row_reciprocal_v = _mm512_set1_ps(1.f / row_divisor);
-  const bool use_reciprocal = column_reciprocals != nullptr && reciprocal_safe(row_divisor);
   const __m512 qmax_v = _mm512_set1_ps(qmax);
-  const __m512 one = _mm512_set1_ps(1.f);
   LaneCounts counts;
-  for (int64_t j = 0; j < n; j += kLanes) {
-    const __mmask16 valid = lanes_left(n, j);
-    const __m512 value = _mm512_maskz_loadu_ps(valid, x + j);
-    // Masked-off lanes divide by 1 so that no 0/0 is computed there.
-    const __m512 column_divisor = _mm512_mask_loadu_ps(one, valid, column_divisors + j);
-    const __m512 column_reciprocal = use_reciprocal ? _mm512_mask_loadu_ps(one, valid, column_reciprocals + j) : one;
-    const __m512 code = clamp_and_count(rounded_cross_quotient(value, row_divisor_v, column_divisor, row_reciprocal_v,
-                                                               column_reciprocal, use_reciprocal),
-                                        qmax_v, valid, counts);
-    _mm512_mask_storeu_ps(x + j, valid, _mm512_mul_ps(_mm512_mul_ps(code, column_divisor), row_divisor_v));
-  }
+  for_each_vector(n, [&]<bool Full>(int64_t j, __mmask16 valid) {
+    __m512 column_divisor;
+    const __m512 code = cross_code<Full, UseReciprocal>(x, j, valid, row_divisor_v, row_reciprocal_v, column_divisors,
+                                                        column_reciprocals, qmax_v, counts, column_divisor);
+    store_values<Full>(x + j, _mm512_mul_ps(_mm512_mul_ps(code, column_divisor), row_divisor_v), valid);
+  });
   return counts.total();
+}
+
+template <bool UseReciprocal>
+RowCounts quantize_row_cross_codes_loop(const float* x, int64_t n, float row_divisor, const float* column_divisors,
+                                        const float* column_reciprocals, float qmax, int16_t* codes) {
+  const __m512 row_divisor_v = _mm512_set1_ps(row_divisor);
+  const __m512 row_reciprocal_v = _mm512_set1_ps(1.f / row_divisor);
+  const __m512 qmax_v = _mm512_set1_ps(qmax);
+  LaneCounts counts;
+  for_each_vector(n, [&]<bool Full>(int64_t j, __mmask16 valid) {
+    __m512 column_divisor;
+    store_codes<Full>(codes + j,
+                      cross_code<Full, UseReciprocal>(x, j, valid, row_divisor_v, row_reciprocal_v, column_divisors,
+                                                      column_reciprocals, qmax_v, counts, column_divisor),
+                      valid);
+  });
+  return counts.total();
+}
+}  // namespace
+
+RowCounts fake_quantize_row_cross(float* x, int64_t n, float row_divisor, const float* column_divisors,
+                                  const float* column_reciprocals, float qmax) {
+  if (column_reciprocals != nullptr && reciprocal_safe(row_divisor))
+    return fake_quantize_row_cross_loop<true>(x, n, row_divisor, column_divisors, column_reciprocals, qmax);
+  return fake_quantize_row_cross_loop<false>(x, n, row_divisor, column_divisors, column_reciprocals, qmax);
 }
 
 RowCounts quantize_row_cross_codes(const float* x, int64_t n, float row_divisor, const float* column_divisors,
                                    const float* column_reciprocals, float qmax, int16_t* codes) {
-  const __m512 row_divisor_v = _mm512_set1_ps(row_divisor);
-  const __m512 row_reciprocal_v = _mm512_set1_ps(1.f / row_divisor);
-  const bool use_reciprocal = column_reciprocals != nullptr && reciprocal_safe(row_divisor);
-  const __m512 qmax_v = _mm512_set1_ps(qmax);
-  const __m512 one = _mm512_set1_ps(1.f);
-  LaneCounts counts;
-  for (int64_t j = 0; j < n; j += kLanes) {
-    const __mmask16 valid = lanes_left(n, j);
-    const __m512 value = _mm512_maskz_loadu_ps(valid, x + j);
-    const __m512 column_divisor = _mm512_mask_loadu_ps(one, valid, column_divisors + j);
-    const __m512 column_reciprocal = use_reciprocal ? _mm512_mask_loadu_ps(one, valid, column_reciprocals + j) : one;
-    store_codes(codes + j,
-                clamp_and_count(rounded_cross_quotient(value, row_divisor_v, column_divisor, row_reciprocal_v,
-                                                       column_reciprocal, use_reciprocal),
-                                qmax_v, valid, counts),
-                valid);
-  }
-  return counts.total();
+  if (column_reciprocals != nullptr && reciprocal_safe(row_divisor))
+    return quantize_row_cross_codes_loop<true>(x, n, row_divisor, column_divisors, column_reciprocals, qmax, codes);
+  return quantize_row_cross_codes_loop<false>(x, n, row_divisor, column_divisors, column_reciprocals, qmax, codes);
 }
 
 }  // namespace avx512

@@ -321,3 +321,31 @@ TEST(QuantProperties, RemoveKernelTargetZeroesThatShare) {
 }
 
 }  // namespace
+
+// column_divisors computes c^(1−α) in vectors (libmvec's pow where the build has it); it
+// must equal the definition, the double-precision std::pow rounded to float, bit for bit.
+TEST(QuantProperties, ColumnDivisorsEqualDoublePowRoundedToFloat) {
+  std::mt19937 generator(17);
+  std::uniform_real_distribution<float> log2_magnitude(-40.f, 40.f);
+  std::vector<float> column_absmax(100003);
+  for (float& value : column_absmax) value = std::exp2(log2_magnitude(generator));
+  column_absmax[0] = 0.f;
+  column_absmax[1] = std::numeric_limits<float>::denorm_min();
+  column_absmax[2] = std::numeric_limits<float>::max();
+  column_absmax[3] = 1.f;
+  for (const double alpha : {0.0, 0.15, 0.3, 0.5, 0.75, 0.99, 1.0}) {
+    const cq::CrossQuantQuantizer quantizer(make_spec("crossquant", 8, alpha));
+    const std::vector<float> divisors = quantizer.column_divisors(column_absmax);
+    const auto exponent = static_cast<float>(1.0 - alpha);
+    size_t mismatches = 0;
+    for (size_t j = 0; j < column_absmax.size(); ++j) {
+      float expected = exponent == 0.5f ? std::sqrt(column_absmax[j])
+                                        : static_cast<float>(std::pow(static_cast<double>(column_absmax[j]),
+                                                                      static_cast<double>(exponent)));
+      if (!(expected > 0.f)) expected = 1.f;  // the zero guard (SPEC.md)
+      if (std::bit_cast<uint32_t>(divisors[j]) != std::bit_cast<uint32_t>(expected) && mismatches++ < 5)
+        ADD_FAILURE() << "alpha " << alpha << ", c = " << column_absmax[j] << ": " << divisors[j] << " != " << expected;
+    }
+    EXPECT_EQ(mismatches, 0u) << "alpha " << alpha;
+  }
+}

@@ -1,0 +1,19 @@
+#pragma once
+// The two normalizations of the decoder families: LayerNorm (OPT) and RMSNorm (LLaMA), over a
+// group of consecutive rows (row-major, n wide). Row statistics are accumulated in double, so
+// that wide rows lose no precision to the order of summation. With column_absmax non-null the
+// kernel also raises column_absmax[j] to max |out_ij| over the group
+// (kernels::update_column_absmax, right after the group is written, while it is in cache):
+// the column maxima dynamic CrossQuant needs. The outputs are the same with or without it.
+#include <cstdint>
+
+namespace cq::kernels {
+
+// out_ij = (in_ij − mean_i) / sqrt(var_i + eps) · weight_j + bias_j. out may alias in.
+void layer_norm_rows(const float* in, float* out, int64_t rows, int64_t n, const float* weight, const float* bias,
+                     double eps, float* column_absmax = nullptr);
+// out_ij = weight_j · (in_ij / sqrt(mean_j(in_ij²) + eps)). out may alias in.
+void rms_norm_rows(const float* in, float* out, int64_t rows, int64_t n, const float* weight, double eps,
+                   float* column_absmax = nullptr);
+
+}  // namespace cq::kernels
