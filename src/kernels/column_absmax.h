@@ -17,9 +17,8 @@ namespace cq::kernels {
 // finite value) propagates instead of vanishing.
 void update_column_absmax(const float* x, int64_t rows, int64_t n, int64_t stride, float* column_absmax);
 
-// Rows a producer writes before they are gathered together: one read-modify-write of the
-// column maxima per group instead of per row, while the group (4 · 16 KB at 4096 wide)
-// still sits in L2.
+// Rows a producer writes together: one read-modify-write of the column maxima per group
+// instead of per row (and the norms load their weights once per group).
 inline constexpr int64_t kGatherRowGroup = 4;
 
 // Runs produce_group(begin, end, gather) over the rows [0, rows) of a rows × cols output, on
@@ -30,13 +29,15 @@ inline constexpr int64_t kGatherRowGroup = 4;
 // window w (rows [window_bounds[w], window_bounds[w + 1]), window_bounds[0] = 0, the last
 // bound = rows), column_absmax[w · cols + j] = max over the window's rows of |y_ij|: each
 // thread gathers into its own copy and merges once per window it touched. Without
-// column_absmax, gather is null and the groups are single rows.
+// column_absmax, gather is null.
 template <typename ProduceGroup>
 void produce_row_groups(int64_t rows, int64_t cols, bool parallel, std::span<const int64_t> window_bounds,
                         float* column_absmax, ProduceGroup&& produce_group) {
   if (column_absmax == nullptr) {
+    const int64_t groups = (rows + kGatherRowGroup - 1) / kGatherRowGroup;
 #pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t i = 0; i < rows; ++i) produce_group(i, i + 1, static_cast<float*>(nullptr));
+    for (int64_t g = 0; g < groups; ++g)
+      produce_group(g * kGatherRowGroup, std::min(rows, (g + 1) * kGatherRowGroup), static_cast<float*>(nullptr));
     return;
   }
   const auto windows = static_cast<int64_t>(window_bounds.size()) - 1;

@@ -1,10 +1,11 @@
 #pragma once
 // The two normalizations of the decoder families: LayerNorm (OPT) and RMSNorm (LLaMA), over a
 // group of consecutive rows (row-major, n wide). Row statistics are accumulated in double, so
-// that wide rows lose no precision to the order of summation. With column_absmax non-null the
-// kernel also raises column_absmax[j] to max |out_ij| over the group
-// (kernels::update_column_absmax, right after the group is written, while it is in cache):
-// the column maxima dynamic CrossQuant needs. The outputs are the same with or without it.
+// that wide rows lose no precision to the order of summation. Rows are written four at a time
+// in one sweep over the columns. With column_absmax non-null that sweep also raises
+// column_absmax[j] to max |out_ij| over the rows (a bit-pattern max, as
+// kernels::update_column_absmax): the column maxima dynamic CrossQuant needs, taken while
+// the values are in registers. The outputs are the same with or without it.
 #include <cstdint>
 
 namespace cq::kernels {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/column_absmax.h"
+#include "kernels/normalization.h"
 #include "model/transformer.h"
 #include "quant/crossquant.h"
 #include "quant/quantizer.h"
@@ -20,12 +21,13 @@
 namespace cq {
 namespace {
 
-// Gaussian values with a few outlier columns and one all-zero row.
+// Gaussian values with a few outlier columns and (from two rows on) an all-zero row 1.
 std::vector<float> activations(int64_t rows, int64_t cols, uint32_t seed) {
   std::vector<float> x = test::random_normal(rows * cols, seed, 1.f);
   for (const int64_t column : {int64_t{0}, cols / 3, cols - 1})
     for (int64_t i = 0; i < rows; ++i) x[static_cast<size_t>(i * cols + column)] *= 40.f;
-  for (int64_t j = 0; j < cols; ++j) x[static_cast<size_t>(cols + j)] = 0.f;
+  if (rows > 1)
+    for (int64_t j = 0; j < cols; ++j) x[static_cast<size_t>(cols + j)] = 0.f;
   return x;
 }
 
@@ -136,6 +138,43 @@ TEST(ColumnGather, WrongColumnMaximaAreErrors) {
   EXPECT_NE(test::error_of([&] { quantizer.fake_quantize_with_column_absmax(view, column_absmax, nullptr); })
                 .find("input row 5 holds NaN or Inf"),
             std::string::npos);
+}
+
+// LayerNorm and RMSNorm against their definitions in double, for row counts that fill and
+// do not fill the four-row groups and widths with a SIMD tail; gathering the column maxima
+// must not change an output, and must give the maxima of what was written.
+TEST(ColumnGather, NormsEqualTheirDefinitionWithAndWithoutGathering) {
+  for (const int64_t rows : {int64_t{1}, int64_t{3}, int64_t{4}, int64_t{7}}) {
+    for (const int64_t width : {int64_t{37}, int64_t{64}, int64_t{133}}) {
+      const std::vector<float> x = activations(rows, width, static_cast<uint32_t>(rows * 1000 + width));
+      const std::vector<float> weight = test::random_normal(width, 3, 1.f), bias = test::random_normal(width, 4, 1.f);
+      for (const bool layer_norm : {true, false}) {
+        std::vector<float> plain(x.size()), gathered_out(x.size()), column_absmax(static_cast<size_t>(width), 0.f);
+        auto run = [&](float* out, float* gather) {
+          if (layer_norm) kernels::layer_norm_rows(x.data(), out, rows, width, weight.data(), bias.data(), 1e-5, gather);
+          else kernels::rms_norm_rows(x.data(), out, rows, width, weight.data(), 1e-6, gather);
+        };
+        run(plain.data(), nullptr);
+        run(gathered_out.data(), column_absmax.data());
+        ASSERT_EQ(gathered_out, plain);
+        EXPECT_EQ(column_absmax, column_absmax_of(plain, width, {0, rows}));
+        for (int64_t i = 0; i < rows; ++i) {
+          const float* row = x.data() + i * width;
+          double mean = 0, squares = 0;
+          for (int64_t j = 0; j < width; ++j) mean += row[j];
+          mean = layer_norm ? mean / static_cast<double>(width) : 0.0;
+          for (int64_t j = 0; j < width; ++j) squares += (row[j] - mean) * (row[j] - mean);
+          const double scale = 1.0 / std::sqrt(squares / static_cast<double>(width) + (layer_norm ? 1e-5 : 1e-6));
+          for (int64_t j = 0; j < width; ++j) {
+            const double expected = (row[j] - mean) * scale * weight[static_cast<size_t>(j)] +
+                                    (layer_norm ? bias[static_cast<size_t>(j)] : 0.0);
+            ASSERT_NEAR(plain[static_cast<size_t>(i * width + j)], expected, 1e-5 * (1.0 + std::fabs(expected)))
+                << (layer_norm ? "layer" : "rms") << " norm, row " << i << ", column " << j;
+          }
+        }
+      }
+    }
+  }
 }
 
 // Hides the quantizer's type, so that the model cannot fuse and runs the two-pass path.
