@@ -108,15 +108,45 @@ void CrossQuantQuantizer::accumulate_column_absmax(MatrixView x, std::vector<flo
     column_absmax[j] = std::max(column_absmax[j], pass.column_absmax[j]);
 }
 
+quant_kernels::RowCounts CrossQuantQuantizer::fake_quantize_row_group(MatrixView x, int64_t i, int64_t count,
+                                                                     const float* row_absmax,
+                                                                     const std::vector<float>& divisors,
+                                                                     const std::vector<float>& reciprocals) const {
+  if (count == 2)
+    return quant_kernels::fake_quantize_row_pair_cross(x.row(i), x.row(i + 1), x.cols, row_divisor(row_absmax[0]),
+                                                       row_divisor(row_absmax[1]), divisors.data(), reciprocals.data(),
+                                                       qmax_);
+  return quant_kernels::fake_quantize_row_cross(x.row(i), x.cols, row_divisor(row_absmax[0]), divisors.data(),
+                                                reciprocals.data(), qmax_);
+}
+
+quant_kernels::RowCounts CrossQuantQuantizer::quantize_row_group(MatrixView x, int64_t i, int64_t count,
+                                                                const float* row_absmax,
+                                                                const std::vector<float>& divisors,
+                                                                const std::vector<float>& reciprocals,
+                                                                QuantizedMatrix& quantized) const {
+  const float divisor0 = row_divisor(row_absmax[0]);
+  quantized.row_scales[static_cast<size_t>(i)] = divisor0;
+  int16_t* codes = quantized.codes.data() + i * x.cols;
+  if (count == 1)
+    return quant_kernels::quantize_row_cross_codes(x.row(i), x.cols, divisor0, divisors.data(), reciprocals.data(),
+                                                   qmax_, codes);
+  const float divisor1 = row_divisor(row_absmax[1]);
+  quantized.row_scales[static_cast<size_t>(i + 1)] = divisor1;
+  return quant_kernels::quantize_row_pair_cross_codes(x.row(i), x.row(i + 1), x.cols, divisor0, divisor1,
+                                                      divisors.data(), reciprocals.data(), qmax_, codes,
+                                                      codes + x.cols);
+}
+
 quant_kernels::RowCounts CrossQuantQuantizer::fake_quantize_known_columns(MatrixView x,
                                                                          std::span<const float> column_absmax,
                                                                          const std::vector<float>& divisors,
                                                                          const std::vector<float>& reciprocals,
                                                                          KernelStats* stats) const {
-  const quant_detail::RowPass pass = quant_detail::scan_rows(x, false, spec_.method, [&](int64_t i, float row_absmax) {
-    return quant_kernels::fake_quantize_row_cross(x.row(i), x.cols, row_divisor(row_absmax), divisors.data(),
-                                                  reciprocals.data(), qmax_);
-  });
+  const quant_detail::RowPass pass = quant_detail::scan_row_groups<kRowGroup>(
+      x, false, spec_.method, [&](int64_t i, int64_t count, const float* row_absmax) {
+        return fake_quantize_row_group(x, i, count, row_absmax, divisors, reciprocals);
+      });
   if (stats != nullptr)
     quant_detail::add_stats(stats, x, pass.counts, pass.exact_zeros,
                             quant_detail::count_column_row_relation(pass.row_absmax, column_absmax, spec_.alpha));
@@ -129,12 +159,10 @@ quant_kernels::RowCounts CrossQuantQuantizer::quantize_known_columns(MatrixView 
                                                                     QuantizedMatrix& quantized,
                                                                     KernelStats* stats) const {
   quantized.column_factors = divisors;
-  const quant_detail::RowPass pass = quant_detail::scan_rows(x, false, spec_.method, [&](int64_t i, float row_absmax) {
-    const float divisor = row_divisor(row_absmax);
-    quantized.row_scales[static_cast<size_t>(i)] = divisor;
-    return quant_kernels::quantize_row_cross_codes(x.row(i), x.cols, divisor, divisors.data(), reciprocals.data(),
-                                                   qmax_, quantized.codes.data() + i * x.cols);
-  });
+  const quant_detail::RowPass pass = quant_detail::scan_row_groups<kRowGroup>(
+      x, false, spec_.method, [&](int64_t i, int64_t count, const float* row_absmax) {
+        return quantize_row_group(x, i, count, row_absmax, divisors, reciprocals, quantized);
+      });
   if (stats != nullptr)
     quant_detail::add_stats(stats, x, pass.counts, pass.exact_zeros,
                             quant_detail::count_column_row_relation(pass.row_absmax, column_absmax, spec_.alpha));
@@ -190,10 +218,10 @@ void CrossQuantQuantizer::fake_quantize(MatrixView x, KernelStats* stats) const 
       x, true, spec_.method, [](int64_t, float) { return quant_kernels::RowCounts{}; });
   const std::vector<float> divisors = column_divisors(pass.column_absmax);
   const std::vector<float> reciprocals = quant_kernels::reciprocals_for(divisors);
-  const quant_kernels::RowCounts counts = quant_detail::for_each_row_after_scan(x, [&](int64_t i) {
-    return quant_kernels::fake_quantize_row_cross(x.row(i), x.cols, row_divisor(pass.row_absmax[static_cast<size_t>(i)]),
-                                                  divisors.data(), reciprocals.data(), qmax_);
-  });
+  const quant_kernels::RowCounts counts =
+      quant_detail::for_each_row_group_after_scan<kRowGroup>(x, [&](int64_t i, int64_t count) {
+        return fake_quantize_row_group(x, i, count, pass.row_absmax.data() + i, divisors, reciprocals);
+      });
   if (stats != nullptr)
     quant_detail::add_stats(stats, x, counts, pass.exact_zeros,
                             quant_detail::count_column_row_relation(pass.row_absmax, pass.column_absmax, spec_.alpha));
@@ -222,12 +250,11 @@ QuantizedMatrix CrossQuantQuantizer::quantize(MatrixView x, KernelStats* stats) 
       x, true, spec_.method, [](int64_t, float) { return quant_kernels::RowCounts{}; });
   quantized.column_factors = column_divisors(pass.column_absmax);
   const std::vector<float> reciprocals = quant_kernels::reciprocals_for(quantized.column_factors);
-  const quant_kernels::RowCounts counts = quant_detail::for_each_row_after_scan(x, [&](int64_t i) {
-    const float divisor = row_divisor(pass.row_absmax[static_cast<size_t>(i)]);
-    quantized.row_scales[static_cast<size_t>(i)] = divisor;
-    return quant_kernels::quantize_row_cross_codes(x.row(i), x.cols, divisor, quantized.column_factors.data(),
-                                                   reciprocals.data(), qmax_, quantized.codes.data() + i * x.cols);
-  });
+  const quant_kernels::RowCounts counts =
+      quant_detail::for_each_row_group_after_scan<kRowGroup>(x, [&](int64_t i, int64_t count) {
+        return quantize_row_group(x, i, count, pass.row_absmax.data() + i, quantized.column_factors, reciprocals,
+                                  quantized);
+      });
   if (stats != nullptr)
     quant_detail::add_stats(stats, x, counts, pass.exact_zeros,
                             quant_detail::count_column_row_relation(pass.row_absmax, pass.column_absmax, spec_.alpha));

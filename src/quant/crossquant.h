@@ -60,7 +60,16 @@ class CrossQuantQuantizer final : public Quantizer {
   static void accumulate_column_absmax(MatrixView x, std::vector<float>& column_absmax);
 
  private:
-  // c known (static, or gathered by the producer): each row is quantized right after its
+  // Rows [i, i + count), count 1 or kRowGroup = 2, with their maxima row_absmax[0..count):
+  // two rows go through the pair kernels, which load each column's divisor and reciprocal once.
+  static constexpr int64_t kRowGroup = 2;
+  quant_kernels::RowCounts fake_quantize_row_group(MatrixView x, int64_t i, int64_t count, const float* row_absmax,
+                                                   const std::vector<float>& divisors,
+                                                   const std::vector<float>& reciprocals) const;
+  quant_kernels::RowCounts quantize_row_group(MatrixView x, int64_t i, int64_t count, const float* row_absmax,
+                                              const std::vector<float>& divisors, const std::vector<float>& reciprocals,
+                                              QuantizedMatrix& quantized) const;
+  // c known (static, or gathered by the producer): each row pair is quantized right after its
   // scan, in one pass like per-token. Returns the counts (clipped ones included).
   quant_kernels::RowCounts fake_quantize_known_columns(MatrixView x, std::span<const float> column_absmax,
                                                        const std::vector<float>& divisors,

@@ -42,13 +42,15 @@ struct RowPass {
   int64_t exact_zeros = 0;
 };
 
-// One parallel pass over the rows: scan row i (t_i, finiteness, and c_j when asked), then
-// call after_scan(i, t_i) while the row is still in cache (per-token quantizes it there).
-// Throws cq::Error naming the first row with NaN/Inf; rows before it may already have been
-// processed by after_scan. after_scan must not throw.
-template <typename AfterScan>
-RowPass scan_rows(const MatrixView& x, bool want_column_absmax, std::string_view method,
-                  AfterScan&& after_scan) {
+// One parallel pass over the rows in groups of up to Group consecutive rows (of one thread's
+// block): scan each row of the group (t_i, finiteness, and c_j when asked), then call
+// after_scan(begin, count, t) with t the group's row maxima while the rows are still in cache
+// (per-token quantizes them there; CrossQuant with known c quantizes rows in pairs).
+// Throws cq::Error naming the first row with NaN/Inf; groups before it may already have been
+// processed by after_scan, its own group is not. after_scan must not throw.
+template <int64_t Group, typename AfterScan>
+RowPass scan_row_groups(const MatrixView& x, bool want_column_absmax, std::string_view method,
+                        AfterScan&& after_scan) {
   RowPass pass;
   pass.row_absmax.assign(static_cast<size_t>(x.rows), 0.f);
   if (want_column_absmax) pass.column_absmax.assign(static_cast<size_t>(x.cols), 0.f);
@@ -61,16 +63,22 @@ RowPass scan_rows(const MatrixView& x, bool want_column_absmax, std::string_view
   {
     std::vector<float> local_column_absmax(want_column_absmax ? static_cast<size_t>(x.cols) : 0, 0.f);
     const RowBlock block = rows_of_this_thread(x.rows);
-    for (int64_t i = block.begin; i < block.end; ++i) {
-      const quant_kernels::RowScan scan = quant_kernels::scan_row(
-          x.row(i), x.cols, want_column_absmax ? local_column_absmax.data() : nullptr);
-      if (!scan.finite) {
-        first_nonfinite_row = std::min(first_nonfinite_row, i);
-        continue;
+    for (int64_t begin = block.begin; begin < block.end; begin += Group) {
+      const int64_t count = std::min(Group, block.end - begin);
+      bool finite = true;
+      for (int64_t i = begin; i < begin + count; ++i) {
+        const quant_kernels::RowScan scan = quant_kernels::scan_row(
+            x.row(i), x.cols, want_column_absmax ? local_column_absmax.data() : nullptr);
+        if (!scan.finite) {
+          first_nonfinite_row = std::min(first_nonfinite_row, i);
+          finite = false;
+          continue;
+        }
+        pass.row_absmax[static_cast<size_t>(i)] = scan.absmax;
+        exact_zeros += scan.exact_zeros;
       }
-      pass.row_absmax[static_cast<size_t>(i)] = scan.absmax;
-      exact_zeros += scan.exact_zeros;
-      const quant_kernels::RowCounts counts = after_scan(i, scan.absmax);
+      if (!finite) continue;
+      const quant_kernels::RowCounts counts = after_scan(begin, count, pass.row_absmax.data() + begin);
       kernel += counts.kernel;
       clipped += counts.clipped;
     }
@@ -87,6 +95,13 @@ RowPass scan_rows(const MatrixView& x, bool want_column_absmax, std::string_view
   return pass;
 }
 
+// scan_row_groups one row at a time: after_scan(i, t_i).
+template <typename AfterScan>
+RowPass scan_rows(const MatrixView& x, bool want_column_absmax, std::string_view method, AfterScan&& after_scan) {
+  return scan_row_groups<1>(x, want_column_absmax, method,
+                            [&](int64_t i, int64_t, const float* row_absmax) { return after_scan(i, *row_absmax); });
+}
+
 // Parallel loop over rows summing what quantize_row(i) returns. quantize_row must not throw.
 template <typename QuantizeRow>
 quant_kernels::RowCounts for_each_row(const MatrixView& x, QuantizeRow&& quantize_row) {
@@ -101,20 +116,23 @@ quant_kernels::RowCounts for_each_row(const MatrixView& x, QuantizeRow&& quantiz
   return {kernel, clipped};
 }
 
-// Like for_each_row, but each thread walks the rows of its scan_rows block last to first:
-// after a scan pass the most recently read rows are the ones still in cache (a 2048 x 4096
-// window is as large as the L3), so the second pass starts where the first left off.
-template <typename QuantizeRow>
-quant_kernels::RowCounts for_each_row_after_scan(const MatrixView& x, QuantizeRow&& quantize_row) {
+// Like for_each_row, but in groups of up to Group rows, quantize_group(begin, count), and
+// each thread walks the rows of its scan_rows block last to first: after a scan pass the
+// most recently read rows are the ones still in cache (a 2048 x 4096 window is as large as
+// the L3), so the second pass starts where the first left off.
+template <int64_t Group, typename QuantizeGroup>
+quant_kernels::RowCounts for_each_row_group_after_scan(const MatrixView& x, QuantizeGroup&& quantize_group) {
   int64_t kernel = 0;
   int64_t clipped = 0;
 #pragma omp parallel if (worth_parallel(x)) reduction(+ : kernel, clipped)
   {
     const RowBlock block = rows_of_this_thread(x.rows);
-    for (int64_t i = block.end - 1; i >= block.begin; --i) {
-      const quant_kernels::RowCounts counts = quantize_row(i);
+    for (int64_t end = block.end; end > block.begin;) {
+      const int64_t begin = std::max(block.begin, end - Group);
+      const quant_kernels::RowCounts counts = quantize_group(begin, end - begin);
       kernel += counts.kernel;
       clipped += counts.clipped;
+      end = begin;
     }
   }
   return {kernel, clipped};

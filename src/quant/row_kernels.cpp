@@ -100,6 +100,22 @@ RowCounts quantize_row_cross_codes(const float* x, int64_t n, float row_divisor,
   return counts;
 }
 
+RowCounts fake_quantize_row_pair_cross(float* x0, float* x1, int64_t n, float row_divisor0, float row_divisor1,
+                                       const float* column_divisors, const float* column_reciprocals, float qmax) {
+  RowCounts counts = fake_quantize_row_cross(x0, n, row_divisor0, column_divisors, column_reciprocals, qmax);
+  counts += fake_quantize_row_cross(x1, n, row_divisor1, column_divisors, column_reciprocals, qmax);
+  return counts;
+}
+
+RowCounts quantize_row_pair_cross_codes(const float* x0, const float* x1, int64_t n, float row_divisor0,
+                                        float row_divisor1, const float* column_divisors,
+                                        const float* column_reciprocals, float qmax, int16_t* codes0,
+                                        int16_t* codes1) {
+  RowCounts counts = quantize_row_cross_codes(x0, n, row_divisor0, column_divisors, column_reciprocals, qmax, codes0);
+  counts += quantize_row_cross_codes(x1, n, row_divisor1, column_divisors, column_reciprocals, qmax, codes1);
+  return counts;
+}
+
 }  // namespace scalar
 
 #ifdef __AVX512F__
@@ -321,6 +337,64 @@ RowCounts fake_quantize_row_cross_loop(float* x, int64_t n, float row_divisor, c
   return counts.total();
 }
 
+// Two rows in one sweep: each column's divisor and reciprocal are loaded once for both.
+template <bool UseReciprocal>
+RowCounts fake_quantize_row_pair_cross_loop(float* x0, float* x1, int64_t n, float row_divisor0, float row_divisor1,
+                                            const float* column_divisors, const float* column_reciprocals,
+                                            float qmax) {
+  const __m512 row_divisor0_v = _mm512_set1_ps(row_divisor0), row_divisor1_v = _mm512_set1_ps(row_divisor1);
+  const __m512 row_reciprocal0_v = _mm512_set1_ps(1.f / row_divisor0);
+  const __m512 row_reciprocal1_v = _mm512_set1_ps(1.f / row_divisor1);
+  const __m512 qmax_v = _mm512_set1_ps(qmax);
+  LaneCounts counts;
+  for_each_vector(n, [&]<bool Full>(int64_t j, __mmask16 valid) {
+    const __m512 column_divisor = load_or_one<Full>(column_divisors + j, valid);
+    const __m512 column_reciprocal =
+        UseReciprocal ? load_or_one<Full>(column_reciprocals + j, valid) : _mm512_set1_ps(1.f);
+    const __m512 value0 = load_or_zero<Full>(x0 + j, valid);
+    const __m512 value1 = load_or_zero<Full>(x1 + j, valid);
+    const __m512 code0 = clamp_and_count(rounded_cross_quotient(value0, row_divisor0_v, column_divisor,
+                                                                row_reciprocal0_v, column_reciprocal, UseReciprocal),
+                                         qmax_v, valid, counts);
+    const __m512 code1 = clamp_and_count(rounded_cross_quotient(value1, row_divisor1_v, column_divisor,
+                                                                row_reciprocal1_v, column_reciprocal, UseReciprocal),
+                                         qmax_v, valid, counts);
+    store_values<Full>(x0 + j, _mm512_mul_ps(_mm512_mul_ps(code0, column_divisor), row_divisor0_v), valid);
+    store_values<Full>(x1 + j, _mm512_mul_ps(_mm512_mul_ps(code1, column_divisor), row_divisor1_v), valid);
+  });
+  return counts.total();
+}
+
+template <bool UseReciprocal>
+RowCounts quantize_row_pair_cross_codes_loop(const float* x0, const float* x1, int64_t n, float row_divisor0,
+                                             float row_divisor1, const float* column_divisors,
+                                             const float* column_reciprocals, float qmax, int16_t* codes0,
+                                             int16_t* codes1) {
+  const __m512 row_divisor0_v = _mm512_set1_ps(row_divisor0), row_divisor1_v = _mm512_set1_ps(row_divisor1);
+  const __m512 row_reciprocal0_v = _mm512_set1_ps(1.f / row_divisor0);
+  const __m512 row_reciprocal1_v = _mm512_set1_ps(1.f / row_divisor1);
+  const __m512 qmax_v = _mm512_set1_ps(qmax);
+  LaneCounts counts;
+  for_each_vector(n, [&]<bool Full>(int64_t j, __mmask16 valid) {
+    const __m512 column_divisor = load_or_one<Full>(column_divisors + j, valid);
+    const __m512 column_reciprocal =
+        UseReciprocal ? load_or_one<Full>(column_reciprocals + j, valid) : _mm512_set1_ps(1.f);
+    const __m512 value0 = load_or_zero<Full>(x0 + j, valid);
+    const __m512 value1 = load_or_zero<Full>(x1 + j, valid);
+    store_codes<Full>(codes0 + j,
+                      clamp_and_count(rounded_cross_quotient(value0, row_divisor0_v, column_divisor, row_reciprocal0_v,
+                                                             column_reciprocal, UseReciprocal),
+                                      qmax_v, valid, counts),
+                      valid);
+    store_codes<Full>(codes1 + j,
+                      clamp_and_count(rounded_cross_quotient(value1, row_divisor1_v, column_divisor, row_reciprocal1_v,
+                                                             column_reciprocal, UseReciprocal),
+                                      qmax_v, valid, counts),
+                      valid);
+  });
+  return counts.total();
+}
+
 template <bool UseReciprocal>
 RowCounts quantize_row_cross_codes_loop(const float* x, int64_t n, float row_divisor, const float* column_divisors,
                                         const float* column_reciprocals, float qmax, int16_t* codes) {
@@ -344,6 +418,26 @@ RowCounts fake_quantize_row_cross(float* x, int64_t n, float row_divisor, const 
   if (column_reciprocals != nullptr && reciprocal_safe(row_divisor))
     return fake_quantize_row_cross_loop<true>(x, n, row_divisor, column_divisors, column_reciprocals, qmax);
   return fake_quantize_row_cross_loop<false>(x, n, row_divisor, column_divisors, column_reciprocals, qmax);
+}
+
+RowCounts fake_quantize_row_pair_cross(float* x0, float* x1, int64_t n, float row_divisor0, float row_divisor1,
+                                       const float* column_divisors, const float* column_reciprocals, float qmax) {
+  if (column_reciprocals != nullptr && reciprocal_safe(row_divisor0) && reciprocal_safe(row_divisor1))
+    return fake_quantize_row_pair_cross_loop<true>(x0, x1, n, row_divisor0, row_divisor1, column_divisors,
+                                                   column_reciprocals, qmax);
+  return fake_quantize_row_pair_cross_loop<false>(x0, x1, n, row_divisor0, row_divisor1, column_divisors,
+                                                  column_reciprocals, qmax);
+}
+
+RowCounts quantize_row_pair_cross_codes(const float* x0, const float* x1, int64_t n, float row_divisor0,
+                                        float row_divisor1, const float* column_divisors,
+                                        const float* column_reciprocals, float qmax, int16_t* codes0,
+                                        int16_t* codes1) {
+  if (column_reciprocals != nullptr && reciprocal_safe(row_divisor0) && reciprocal_safe(row_divisor1))
+    return quantize_row_pair_cross_codes_loop<true>(x0, x1, n, row_divisor0, row_divisor1, column_divisors,
+                                                    column_reciprocals, qmax, codes0, codes1);
+  return quantize_row_pair_cross_codes_loop<false>(x0, x1, n, row_divisor0, row_divisor1, column_divisors,
+                                                   column_reciprocals, qmax, codes0, codes1);
 }
 
 RowCounts quantize_row_cross_codes(const float* x, int64_t n, float row_divisor, const float* column_divisors,

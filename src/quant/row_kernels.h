@@ -47,7 +47,16 @@ struct RowCounts {
                                     const float* column_reciprocals, float qmax);                   \
   RowCounts quantize_row_cross_codes(const float* x, int64_t n, float row_divisor,                  \
                                      const float* column_divisors, const float* column_reciprocals, \
-                                     float qmax, int16_t* codes);
+                                     float qmax, int16_t* codes);                                   \
+  /* Two rows at once, as two calls of the one-row kernel (each column's divisor and          \
+     reciprocal are loaded once for both: CrossQuant's kernel streams three arrays). */        \
+  RowCounts fake_quantize_row_pair_cross(float* x0, float* x1, int64_t n, float row_divisor0,       \
+                                         float row_divisor1, const float* column_divisors,          \
+                                         const float* column_reciprocals, float qmax);              \
+  RowCounts quantize_row_pair_cross_codes(const float* x0, const float* x1, int64_t n,              \
+                                          float row_divisor0, float row_divisor1,                   \
+                                          const float* column_divisors, const float* column_reciprocals, \
+                                          float qmax, int16_t* codes0, int16_t* codes1);
 
 namespace scalar {
 CQ_ROW_KERNEL_DECLARATIONS
@@ -73,6 +82,8 @@ std::vector<float> reciprocals_for(const std::vector<float>& divisors);
 // What the quantizers call: the SIMD version where compiled, else the scalar one.
 using simd::fake_quantize_row;
 using simd::fake_quantize_row_cross;
+using simd::fake_quantize_row_pair_cross;
+using simd::quantize_row_pair_cross_codes;
 using simd::quantize_row_codes;
 using simd::quantize_row_cross_codes;
 using simd::scan_row;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "quant/row_kernels.h"
@@ -95,6 +96,44 @@ TEST(QuantKernels, SimdEqualsScalar) {
                                                                reciprocals, qmax, simd_codes.data()));
           EXPECT_EQ(scalar_codes, simd_codes);
         }
+      }
+    }
+  }
+}
+
+// The pair kernels (two rows in one sweep) against two calls of the scalar one-row kernel,
+// with row divisors inside and outside the reciprocal fast path's range.
+TEST(QuantKernels, PairKernelsEqualTwoScalarRows) {
+  for (int64_t n = 0; n <= 80; ++n) {
+    SCOPED_TRACE(n);
+    const std::vector<float> first = test_row(n, static_cast<uint32_t>(n + 100));
+    const std::vector<float> second = test_row(n, static_cast<uint32_t>(n + 200));
+    std::vector<float> column_divisors(static_cast<size_t>(n));
+    for (int64_t j = 0; j < n; ++j) column_divisors[static_cast<size_t>(j)] = 0.25f + static_cast<float>(j % 9);
+    const std::vector<float> column_reciprocals = kernels::reciprocals_for(column_divisors);
+    for (const float qmax : {7.f, 127.f}) {
+      for (const auto& [divisor0, divisor1] : {std::pair{0.37f, 3.f}, std::pair{1.f, 0x1p-70f}}) {
+        std::vector<float> scalar0 = first, scalar1 = second, simd0 = first, simd1 = second;
+        kernels::RowCounts scalar_counts =
+            kernels::scalar::fake_quantize_row_cross(scalar0.data(), n, divisor0, column_divisors.data(), nullptr, qmax);
+        scalar_counts +=
+            kernels::scalar::fake_quantize_row_cross(scalar1.data(), n, divisor1, column_divisors.data(), nullptr, qmax);
+        expect_same_counts(scalar_counts,
+                           kernels::fake_quantize_row_pair_cross(simd0.data(), simd1.data(), n, divisor0, divisor1,
+                                                                 column_divisors.data(), column_reciprocals.data(), qmax));
+        EXPECT_TRUE(same_bits(scalar0, simd0));
+        EXPECT_TRUE(same_bits(scalar1, simd1));
+
+        std::vector<int16_t> scalar_codes(2 * static_cast<size_t>(n), -99), simd_codes = scalar_codes;
+        scalar_counts = kernels::scalar::quantize_row_cross_codes(first.data(), n, divisor0, column_divisors.data(),
+                                                                  nullptr, qmax, scalar_codes.data());
+        scalar_counts += kernels::scalar::quantize_row_cross_codes(second.data(), n, divisor1, column_divisors.data(),
+                                                                   nullptr, qmax, scalar_codes.data() + n);
+        expect_same_counts(scalar_counts, kernels::quantize_row_pair_cross_codes(
+                                              first.data(), second.data(), n, divisor0, divisor1,
+                                              column_divisors.data(), column_reciprocals.data(), qmax,
+                                              simd_codes.data(), simd_codes.data() + n));
+        EXPECT_EQ(scalar_codes, simd_codes);
       }
     }
   }
