@@ -474,7 +474,7 @@ void Transformer::run_linear(int64_t index, const float* x, const RowWindows& wi
 }
 
 void Transformer::cache_attention(int64_t layer, const float* q, const float* k, const float* v, int64_t batch,
-                                  int64_t length, KVCache& cache, float* out) {
+                                  int64_t length, KVCache& cache, float* out, float* column_absmax) {
   const ModelConfig& c = config_;
   const int64_t head_dim = c.head_dim;
   const int64_t q_width = c.num_heads * head_dim;
@@ -499,9 +499,12 @@ void Transformer::cache_attention(int64_t layer, const float* q, const float* k,
     for (int64_t b = 0; b < batch; ++b) {
       for (int64_t h = 0; h < c.num_heads; ++h) {
         const int64_t kv_offset = b * cache.capacity * kv_width + h / group * head_dim;
+        float* head_out = out + b * length * q_width + h * head_dim;
         attend_head(q + b * length * q_width + h * head_dim, q_width, keys + kv_offset, values + kv_offset, kv_width,
-                    past, length, head_dim, score_scale, out + b * length * q_width + h * head_dim, q_width,
-                    scores.data());
+                    past, length, head_dim, score_scale, head_out, q_width, scores.data());
+        // This task alone writes these columns of sequence b: their maxima need no merge.
+        if (column_absmax != nullptr)
+          kernels::update_column_absmax(head_out, length, head_dim, q_width, column_absmax + b * q_width + h * head_dim);
       }
     }
   }
@@ -638,10 +641,20 @@ void Transformer::attention_sublayer(int64_t l, const float* input, const Pass& 
     apply_rope(q.data(), c.num_heads, pass.positions);
     apply_rope(k.data(), c.num_kv_heads, pass.positions);
   }
+  // Causal attention over a cache writes each sequence's (window's) heads as separate tasks,
+  // which gather the column maxima of o_proj's input for dynamic CrossQuant on the way; the
+  // packed form (segments of one tree on different tasks) leaves it to the quantizer.
+  std::vector<float> attn_column_absmax;
+  if (!pass.segments && gathers_column_absmax(l, InputSite::AttentionOut))
+    attn_column_absmax.assign(static_cast<size_t>(pass.windows.count() * q_width), 0.f);
   if (pass.segments) packed_attention(q.data(), k.data(), v.data(), *pass.segments, attn.data());
-  else cache_attention(l, q.data(), k.data(), v.data(), pass.batch, pass.length, *pass.cache, attn.data());
+  else
+    cache_attention(l, q.data(), k.data(), v.data(), pass.batch, pass.length, *pass.cache, attn.data(),
+                    attn_column_absmax.empty() ? nullptr : attn_column_absmax.data());
   const int64_t o_reader[] = {block.o};
-  run_linear(block.o, prepare_input(l, InputSite::AttentionOut, attn.data(), q_width, pass.windows, o_reader),
+  run_linear(block.o,
+             prepare_input(l, InputSite::AttentionOut, attn.data(), q_width, pass.windows, o_reader,
+                           attn_column_absmax.empty() ? nullptr : &attn_column_absmax),
              pass.windows, out);
 }
 

@@ -204,8 +204,9 @@ class Transformer {
                              std::span<const int64_t> readers, const std::vector<float>* column_absmax = nullptr);
   void run_linear(int64_t index, const float* x, const RowWindows& windows, float* y);
   void embed(std::span<const int32_t> tokens, std::span<const int64_t> positions, float* x);
+  // column_absmax (batch × q width, zeroed, or null): raised to each sequence's column maxima of out.
   void cache_attention(int64_t layer, const float* q, const float* k, const float* v, int64_t batch, int64_t length,
-                       KVCache& cache, float* out);
+                       KVCache& cache, float* out, float* column_absmax = nullptr);
   void packed_attention(const float* q, const float* k, const float* v, const std::vector<SegmentRows>& segments,
                         float* out) const;
   void apply_rope(float* x, int64_t heads, std::span<const int64_t> positions) const;

@@ -189,9 +189,10 @@ class OpaqueQuantizer final : public Quantizer {
   std::shared_ptr<const Quantizer> inner_;
 };
 
-// The norms (LayerNorm, RMSNorm) and the MLP activations (ReLU, SwiGLU) gather c_j for
-// dynamic CrossQuant; the logits and every layer's statistics must not change. 16 windows
-// of 40 rows put the MLP's gathering on both threads with windows across their blocks.
+// The norms (LayerNorm, RMSNorm), the attention heads and the MLP activations (ReLU, SwiGLU)
+// gather c_j for dynamic CrossQuant; the logits and every layer's statistics must not
+// change. 16 windows of 40 rows put the MLP's gathering on both threads with windows across
+// their blocks.
 TEST(ColumnGather, ModelLogitsAndStatisticsEqualTheUnfusedPath) {
   for (const char* preset : {"opt-pre", "llama-gqa"}) {
     Transformer model(test::synthetic_model(preset));
