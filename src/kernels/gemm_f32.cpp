@@ -13,12 +13,6 @@ namespace cq::kernels {
 namespace {
 
 #ifdef __AVX512F__
-// The unused merge operands of GCC 12's AVX-512 intrinsics look uninitialized (as in vector_math.cpp).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#ifndef __clang__
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 constexpr int64_t kGemvMaxRows = 4;
 // Output channels per inner step: 8 concurrent streams of B reach ~42 GB/s at K = 4096 where
 // 4 reach ~32 (two threads); 8 × Rows accumulators fit the 32 registers up to Rows = 2.
@@ -81,7 +75,6 @@ bool gemv(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, in
   }
   return true;
 }
-#pragma GCC diagnostic pop
 #else
 bool gemv(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, int64_t, int64_t) { return false; }
 #endif

@@ -6,16 +6,7 @@
 
 #include "kernels/column_absmax.h"
 
-#ifdef __AVX512F__
-// GCC 12's AVX-512 intrinsics trip -W(maybe-)uninitialized when inlined (GCC bug 105593).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#ifndef __clang__
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#endif
+#include "kernels/avx512.h"
 
 namespace cq::kernels {
 

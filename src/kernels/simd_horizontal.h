@@ -1,8 +1,9 @@
 #pragma once
 // Horizontal reductions of one AVX-512 register by halving shuffles, shared by the SIMD
 // kernels (GCC 12's _mm512_reduce_* trip -Wmaybe-uninitialized). AVX-512 builds only.
+#include "kernels/avx512.h"
+
 #ifdef __AVX512F__
-#include <immintrin.h>
 
 namespace cq::kernels::simd {
 

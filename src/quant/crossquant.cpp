@@ -5,13 +5,7 @@
 #include <cmath>
 
 #if defined(CQ_HAVE_LIBMVEC) && defined(__AVX512F__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#ifndef __clang__
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+#include "kernels/avx512.h"
 // glibc's libmvec: pow of 8 doubles (the x86-64 vector function ABI's AVX-512 variant, the
 // one GCC calls for a vectorized pow), within 4 ulp of the true power.
 extern "C" __m512d _ZGVeN8vv_pow(__m512d base, __m512d exponent);

@@ -43,15 +43,6 @@ std::vector<float> column_absmax_of(const std::vector<float>& x, int64_t cols, c
   return expected;
 }
 
-void expect_same_stats(const KernelStats& a, const KernelStats& b) {
-  EXPECT_EQ(a.elements, b.elements);
-  EXPECT_EQ(a.kernel, b.kernel);
-  EXPECT_EQ(a.exact_zeros, b.exact_zeros);
-  EXPECT_EQ(a.column_max_ge_row_max, b.column_max_ge_row_max);
-  EXPECT_EQ(a.bound_below_per_token, b.bound_below_per_token);
-  EXPECT_EQ(a.clipped, b.clipped);
-}
-
 // Windows that start and end inside the threads' row blocks, a one-row window, a tail.
 TEST(ColumnGather, ProduceRowsGathersEachWindowsColumnMaxima) {
   const int64_t rows = 301, cols = 133;  // odd widths exercise the SIMD tail
@@ -97,7 +88,7 @@ TEST(ColumnGather, GivenColumnMaximaEqualTheTwoPassQuantizer) {
       quantizer.fake_quantize_with_column_absmax(MatrixView{one_pass.data(), rows, cols, cols}, column_absmax,
                                                  &one_pass_stats);
       ASSERT_EQ(one_pass, two_pass) << bits << " bits, alpha " << alpha;
-      expect_same_stats(one_pass_stats, two_pass_stats);
+      test::expect_same_stats(one_pass_stats, two_pass_stats);
 
       std::vector<float> untouched = input;
       KernelStats codes_stats, given_codes_stats;
@@ -107,7 +98,7 @@ TEST(ColumnGather, GivenColumnMaximaEqualTheTwoPassQuantizer) {
       EXPECT_EQ(given.codes, codes.codes);
       EXPECT_EQ(given.row_scales, codes.row_scales);
       EXPECT_EQ(given.column_factors, codes.column_factors);
-      expect_same_stats(given_codes_stats, codes_stats);
+      test::expect_same_stats(given_codes_stats, codes_stats);
     }
   }
 }
@@ -216,7 +207,7 @@ TEST(ColumnGather, ModelLogitsAndStatisticsEqualTheUnfusedPath) {
     }
     EXPECT_EQ(logits[1], logits[0]) << preset;
     ASSERT_EQ(stats[1].size(), stats[0].size());
-    for (size_t i = 0; i < stats[0].size(); ++i) expect_same_stats(stats[1][i], stats[0][i]);
+    for (size_t i = 0; i < stats[0].size(); ++i) test::expect_same_stats(stats[1][i], stats[0][i]);
     EXPECT_GT(model.total_kernel_stats().elements, 0);
   }
 }

@@ -63,15 +63,6 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& want
   EXPECT_LE(max_err, tolerance * max_abs) << "max error " << max_err << " of max |y| " << max_abs;
 }
 
-void expect_same_stats(const KernelStats& a, const KernelStats& b) {
-  EXPECT_EQ(a.elements, b.elements);
-  EXPECT_EQ(a.kernel, b.kernel);
-  EXPECT_EQ(a.exact_zeros, b.exact_zeros);
-  EXPECT_EQ(a.column_max_ge_row_max, b.column_max_ge_row_max);
-  EXPECT_EQ(a.bound_below_per_token, b.bound_below_per_token);
-  EXPECT_EQ(a.clipped, b.clipped);
-}
-
 std::shared_ptr<const Quantizer> quantizer(const std::string& method, int bits, int64_t group = 128,
                                            std::vector<float> static_c = {}) {
   QuantizerSpec spec;
@@ -97,7 +88,7 @@ KernelStats expect_backend_matches_fake(const RandomLayer& layer, const IntegerL
   backend.run(layer.x.data(), RowWindows(layer.rows, layer.sequence_length), y.data(), stats);
   const auto w_hat = fake_weights(*options.weight, layer.w, layer.out, layer.in);
   expect_close(y, reference_output(layer, *options.activation, w_hat, want_stats), 1e-5);
-  expect_same_stats(stats, want_stats);
+  test::expect_same_stats(stats, want_stats);
   return stats;
 }
 
@@ -144,7 +135,7 @@ TEST(IntegerEngine, StaticCrossQuantBackendFoldsColumnFactorsIntoWeights) {
       for (int64_t j = 0; j < layer.in; ++j) folded[static_cast<size_t>(k * layer.in + j)] *= f[static_cast<size_t>(j)];
     const auto w_hat = fake_weights(*options.weight, folded, layer.out, layer.in);
     expect_close(y, reference_output(layer, *options.activation, w_hat, want_stats), 1e-5);
-    expect_same_stats(stats, want_stats);
+    test::expect_same_stats(stats, want_stats);
     EXPECT_GT(stats.clipped, 0);  // the second sequence exceeds the calibrated c somewhere
   }
 }
@@ -215,7 +206,7 @@ TEST(IntegerEngine, DynamicCrossQuantBackendRequantizesPerWindow) {
       std::copy(part.begin(), part.end(), want.begin() + start * layer.out);
     }
     expect_close(y, want, 1e-5);
-    expect_same_stats(stats, want_stats);
+    test::expect_same_stats(stats, want_stats);
   }
 }
 

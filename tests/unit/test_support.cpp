@@ -75,4 +75,13 @@ std::vector<float> random_normal(int64_t count, uint32_t seed, float scale) {
   return values;
 }
 
+void expect_same_stats(const KernelStats& a, const KernelStats& b) {
+  EXPECT_EQ(a.elements, b.elements);
+  EXPECT_EQ(a.kernel, b.kernel);
+  EXPECT_EQ(a.exact_zeros, b.exact_zeros);
+  EXPECT_EQ(a.column_max_ge_row_max, b.column_max_ge_row_max);
+  EXPECT_EQ(a.bound_below_per_token, b.bound_below_per_token);
+  EXPECT_EQ(a.clipped, b.clipped);
+}
+
 }  // namespace cq::test

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "quant/kernel_stats.h"
+
 namespace cq::test {
 
 // ../shared (or $CQ_SHARED). Tests that need it skip when it is absent, and fail instead
@@ -34,6 +36,8 @@ std::string error_of(const std::function<void()>& action);
 std::filesystem::path scratch_dir(const std::string& name);  // fresh, under the build tree
 // count draws of N(0, scale²) from a generator seeded with seed (deterministic test data).
 std::vector<float> random_normal(int64_t count, uint32_t seed, float scale);
+// EXPECT_EQ on every field of two KernelStats.
+void expect_same_stats(const KernelStats& a, const KernelStats& b);
 
 }  // namespace cq::test
 
