@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -408,12 +409,12 @@ bool Transformer::gathers_column_absmax(int64_t layer, InputSite site) const {
       activation_quantizers_[static_cast<size_t>(layer * kInputSites + static_cast<int>(site))].get());
   if (cross == nullptr || cross->is_static()) return false;
   const Block& block = blocks_.at(static_cast<size_t>(layer));
-  std::vector<int64_t> readers;
+  std::array<int64_t, 3> readers{-1, -1, -1};  // -1: none
   switch (site) {
     case InputSite::AttentionIn: readers = {block.q, block.k, block.v}; break;
-    case InputSite::AttentionOut: readers = {block.o}; break;
-    case InputSite::MlpIn: readers = {block.gate_or_fc1, block.up}; break;
-    case InputSite::MlpDown: readers = {block.down_or_fc2}; break;
+    case InputSite::AttentionOut: readers[0] = block.o; break;
+    case InputSite::MlpIn: readers = {block.gate_or_fc1, block.up, -1}; break;
+    case InputSite::MlpDown: readers[0] = block.down_or_fc2; break;
   }
   // prepare_input quantizes a site's input unless every reader has a backend.
   return std::any_of(readers.begin(), readers.end(),
