@@ -1,6 +1,6 @@
 #pragma once
-// Column maxima max_i |y_ij| gathered by the kernel that writes y, row by row, while each row
-// is still in cache. Dynamic CrossQuant needs c_j = max_i |X_ij| over a window of rows before
+// Column maxima max_i |y_ij| gathered by the kernel that writes y, a few rows at a time, while
+// those rows are still in cache (or in registers). Dynamic CrossQuant needs c_j = max_i |X_ij| over a window of rows before
 // it can quantize any of them; taken here, it saves the quantizer a whole pass over the
 // matrix (docs/PERFORMANCE.md, "Activation quantization cost").
 #include <omp.h>
