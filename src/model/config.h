@@ -13,6 +13,9 @@ enum class Family { OPT, LLaMA };
 enum class NormKind { LayerNorm, RMSNorm };
 enum class MlpKind { ReLU, SwiGLU };
 enum class PositionKind { Learned, Rotary };
+// Where 1/sqrt(head_dim) is applied: OPT multiplies the queries after q_proj (HF's
+// OPTAttention), LLaMA the scores. The same maths, rounded differently.
+enum class QueryScaling { AfterProjection, OnScores };
 
 struct RopeScaling {
   std::string type = "none";          // none | linear | llama3
@@ -43,12 +46,16 @@ struct ModelConfig {
   int64_t position_offset = 0;       // OPT's learned positions start at row 2
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
+  QueryScaling query_scaling = QueryScaling::OnScores;
   bool attention_bias = false;       // q/k/v (and o for OPT) biases
   bool attention_out_bias = false;
   bool mlp_bias = false;
   bool tie_word_embeddings = false;
   int32_t bos_token_id = -1;
   int32_t eos_token_id = -1;
+  // SmoothQuant's migration strength when none is given: the SmoothQuant authors' choice
+  // for the family (OPT 0.5, LLaMA 0.8).
+  double default_migration_strength = 0.8;
 
   bool has_projections() const { return word_embed_proj_dim != hidden_size; }
   std::string family_name() const { return family == Family::OPT ? "opt" : "llama"; }

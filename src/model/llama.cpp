@@ -12,6 +12,8 @@ namespace cq {
 ModelConfig parse_llama_config(const nlohmann::json& json, const std::string& where) {
   ModelConfig c;
   c.family = Family::LLaMA;
+  c.query_scaling = QueryScaling::OnScores;
+  c.default_migration_strength = 0.8;
   c.model_type = json.value("model_type", "llama");
   c.vocab_size = json_integer_or(json, "vocab_size", int64_t{32000}, where);
   c.hidden_size = json_integer_or(json, "hidden_size", int64_t{4096}, where);

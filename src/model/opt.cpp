@@ -36,6 +36,8 @@ ModelConfig parse_opt_config(const nlohmann::json& json, const std::string& wher
   c.mlp = MlpKind::ReLU;
   c.positions = PositionKind::Learned;
   c.position_offset = 2;
+  c.query_scaling = QueryScaling::AfterProjection;
+  c.default_migration_strength = 0.5;
   const bool bias = json.value("enable_bias", true);
   c.attention_bias = c.attention_out_bias = c.mlp_bias = bias;
   c.tie_word_embeddings = json.value("tie_word_embeddings", true);
