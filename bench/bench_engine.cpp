@@ -25,7 +25,8 @@
 #include "kernels/gemm_f32.h"
 #include "model/synthetic.h"
 #include "model/transformer.h"
-#include "quant/integer_linear.h"
+#include "ptq/integer_linear.h"
+#include "ptq/apply_quantization.h"
 #include "quant/quant_config.h"
 
 namespace fs = std::filesystem;

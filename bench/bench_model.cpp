@@ -19,6 +19,7 @@
 #include "eval/perplexity.h"
 #include "model/synthetic.h"
 #include "model/transformer.h"
+#include "ptq/apply_quantization.h"
 #include "quant/quant_config.h"
 
 namespace {

@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fuzz_common.h"
-#include "quant/quantized_checkpoint.h"
+#include "quant/checkpoint_format.h"
 #include "util/text_file.h"
 
 CQ_FUZZ_TARGET(quantization_config) {

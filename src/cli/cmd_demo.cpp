@@ -12,6 +12,7 @@
 #include "eval/agreement.h"
 #include "model/synthetic.h"
 #include "model/transformer.h"
+#include "ptq/apply_quantization.h"
 #include "quant/quant_config.h"
 
 namespace cq::cli {

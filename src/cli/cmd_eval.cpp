@@ -8,10 +8,12 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "ptq/apply_quantization.h"
 #include "eval/harness.h"
 #include "eval/loglikelihood.h"
 #include "eval/task.h"
 #include "model/transformer.h"
+#include "quant/method_table.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -34,16 +36,18 @@ std::vector<std::string> split_list(const std::string& list, const char* flag) {
 // and every choice together in a shared tree, so those settings pack each request as a
 // sequence of its own: the same numbers as one forward per request.
 bool activations_are_per_row(const QuantConfig& config) {
-  return !config.quantizes_activations() || config.activation_method == "per-token" || config.static_columns ||
-         config.static_tensor_scale;
+  return !config.quantizes_activations() || activation_quant_method(config.activation_method).row_local ||
+         config.static_columns || config.static_tensor_scale;
 }
 
 // A --compare name as quantization flags: "fp32", or <scheme>-<activation> such as
 // w8a8-per-token, w8a8-crossquant, w4a8-g128-crossquant.
 std::vector<std::string> comparison_flags(const std::string& name) {
   if (name == "fp32") return {"--scheme", "w16a16"};
-  for (const char* activation : {"per-token", "per-tensor", "crossquant", "remove-kernel"}) {
-    const std::string suffix = std::string("-") + activation;
+  for (const QuantMethod& method : quant_methods()) {
+    if (!method.quantizes_activations) continue;
+    const std::string activation(method.name);
+    const std::string suffix = "-" + activation;
     if (name.size() > suffix.size() && name.ends_with(suffix))
       return {"--scheme", name.substr(0, name.size() - suffix.size()), "--act-quant", activation};
   }

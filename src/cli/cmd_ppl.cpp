@@ -5,10 +5,11 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "ptq/apply_quantization.h"
 #include "eval/perplexity.h"
 #include "eval/ppl_datasets.h"
 #include "model/transformer.h"
-#include "quant/kernel_report.h"
+#include "ptq/kernel_report.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/text_file.h"

@@ -4,8 +4,9 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "ptq/apply_quantization.h"
 #include "model/transformer.h"
-#include "quant/quantized_checkpoint.h"
+#include "ptq/quantized_checkpoint.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 

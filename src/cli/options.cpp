@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "quant/method_table.h"
 #include "tokenizer/tokenizer.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -13,19 +14,19 @@ namespace cq::cli {
 void add_quant_options(CLI::App& command, QuantOptions& o) {
   const size_t options_before = command.get_options().size();
   CLI::App* group = &command;
-  group->add_option("--scheme", o.scheme, "preset: w8a8 | w4a8 | w4a8-g128 | w4a4 | w16a16 (bit widths and weight granularity)");
+  group->add_option("--scheme", o.scheme, "preset: " + scheme_names() + " (bit widths and weight granularity)");
   o.wbits = group->add_option("--wbits", o.config.weight_bits, "weight bits, 2..8 (16 = not quantized)");
   o.abits = group->add_option("--abits", o.config.activation_bits, "activation bits, 2..8 (16 = not quantized)");
-  o.weight_quant = group->add_option("--weight-quant", o.config.weight_method, "per-channel | group | crossquant");
+  o.weight_quant = group->add_option("--weight-quant", o.config.weight_method, weight_method_names());
   group->add_option("--group-size", o.config.group_size, "group size for --weight-quant group")->capture_default_str();
   group->add_flag("--weight-asymmetric", o.config.weight_asymmetric, "group-wise weights with zero points (AWQ's setting)");
   group->add_option("--weight-alpha", o.config.weight_alpha, "α_W for --weight-quant crossquant")->capture_default_str();
   group->add_option("--method", o.config.method,
-                    "crossquant | rtn | smoothquant | awq: weight transformation and default activations "
+                    weight_transformation_names() + ": weight transformation and default activations "
                     "(crossquant: CrossQuant activations; rtn, smoothquant, awq: per-token unless --act-quant)")
       ->capture_default_str();
   o.act_quant = group->add_option("--act-quant", o.config.activation_method,
-                                  "per-token | per-tensor | crossquant | remove-kernel (default: by --method)");
+                                  activation_method_names() + " (default: by --method)");
   group->add_option("--alpha", o.config.alpha, "CrossQuant α for activations, in [0, 1]")->capture_default_str();
   group->add_option("--kernel-target", o.config.kernel_target,
                     "remove-kernel: share of elements to zero (default: the per-token kernel)");

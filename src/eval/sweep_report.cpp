@@ -9,6 +9,8 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "quant/method_table.h"
+#include "quant/quant_config.h"
 #include "util/error.h"
 
 namespace cq {
@@ -45,12 +47,24 @@ void add_unique(std::vector<T>& values, const T& value) {
   if (std::find(values.begin(), values.end(), value) == values.end()) values.push_back(value);
 }
 
-const std::vector<std::string> kSchemes = {"w8a8", "w4a8", "w4a8-g128", "w4a4", "w16a16"};
-const std::vector<std::string> kActivations = {"per-token", "per-tensor", "crossquant", "remove-kernel"};
-const std::vector<std::string> kMethods = {"crossquant", "rtn", "smoothquant", "awq"};
+// The values a grid key takes, from the tables of schemes, activation quantizers and
+// weight transformations (quant/quant_config.h, quant/method_table.h).
+template <typename Rows, typename Keep>
+std::vector<std::string> names_of(const Rows& rows, Keep keep) {
+  std::vector<std::string> names;
+  for (const auto& row : rows)
+    if (keep(row)) names.emplace_back(row.name);
+  return names;
+}
+const std::vector<std::string> kSchemes = names_of(scheme_presets(), [](const SchemePreset&) { return true; });
+const std::vector<std::string> kActivations =
+    names_of(quant_methods(), [](const QuantMethod& m) { return m.quantizes_activations; });
+const std::vector<std::string> kMethods = names_of(weight_transformations(), [](const WeightTransformation&) { return true; });
 
+// Whether the method's activations default to something other than CrossQuant.
 bool is_baseline_method(const std::string& method) {
-  return method == "rtn" || method == "smoothquant" || method == "awq";
+  const WeightTransformation* row = find_weight_transformation(method);
+  return row != nullptr && row->default_activation != "crossquant";
 }
 
 // Display width of UTF-8 text (one column per code point).

@@ -15,7 +15,7 @@
 #include "kernels/normalization.h"
 #include "kernels/vector_math.h"
 #include "quant/crossquant.h"
-#include "quant/quantized_checkpoint.h"
+#include "quant/checkpoint_format.h"
 #include "util/error.h"
 
 namespace cq {

@@ -1,5 +1,5 @@
 #pragma once
-// One factory per method file; registry.cpp maps method names to them (internal to src/quant/).
+// One factory per method file; the rows of method_table.cpp name them (internal to src/quant/).
 #include <memory>
 
 #include "quant/quantizer.h"

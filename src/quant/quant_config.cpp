@@ -2,27 +2,76 @@
 
 #include <nlohmann/json.hpp>
 
-#include "model/transformer.h"
-#include "quant/calibration.h"
 #include "quant/crossquant.h"
-#include "quant/integer_linear.h"
-#include "quant/quantized_checkpoint.h"
+#include "quant/method_table.h"
 #include "quant/quantizer.h"
 #include "util/error.h"
 
 #include <algorithm>
+#include <array>
 
 namespace cq {
 
+namespace {
+// clang-format off
+constexpr std::array kSchemes{
+    SchemePreset{"w8a8", 8, 8, "per-channel", 128},
+    SchemePreset{"w4a8", 4, 8, "per-channel", 128},
+    SchemePreset{"w4a8-g128", 4, 8, "group", 128},
+    SchemePreset{"w4a4", 4, 4, "per-channel", 128},
+    SchemePreset{"w16a16", 16, 16, "per-channel", 128},
+};
+constexpr std::array kTransformations{
+    WeightTransformation{"crossquant", "round-to-nearest weights, CrossQuant activations", "crossquant", "", false, false},
+    WeightTransformation{"rtn", "round-to-nearest weights, per-token activations", "per-token", "", false, false},
+    WeightTransformation{"smoothquant", "SmoothQuant smoothing (W8A8 unless bits are given)", "per-token", "w8a8", true, false},
+    WeightTransformation{"awq", "AWQ scale and clip search (W4A8-g128 asymmetric unless bits are given)", "per-token",
+                         "w4a8-g128", true, true},
+};
+// clang-format on
+
+template <typename Rows>
+std::string row_names(const Rows& rows, std::string_view separator) {
+  std::string names;
+  for (const auto& row : rows) names += (names.empty() ? "" : std::string(separator)) + std::string(row.name);
+  return names;
+}
+}  // namespace
+
+std::span<const SchemePreset> scheme_presets() { return kSchemes; }
+std::string scheme_names(std::string_view separator) { return row_names(kSchemes, separator); }
+std::span<const WeightTransformation> weight_transformations() { return kTransformations; }
+std::string weight_transformation_names(std::string_view separator) { return row_names(kTransformations, separator); }
+
+const WeightTransformation* find_weight_transformation(std::string_view name) {
+  for (const WeightTransformation& row : kTransformations)
+    if (row.name == name) return &row;
+  return nullptr;
+}
+
+const WeightTransformation& weight_transformation(std::string_view name) {
+  if (const WeightTransformation* row = find_weight_transformation(name)) return *row;
+  fail("--method '{}' is not one of {}", name, weight_transformation_names(", "));
+}
+
+bool QuantConfig::needs_calibration() const {
+  const WeightTransformation* transformation = find_weight_transformation(method);
+  return (transformation != nullptr && transformation->needs_calibration) || static_columns || static_tensor_scale;
+}
+
 void QuantConfig::apply_scheme(const std::string& name) {
-  scheme = name;
-  weight_method = "per-channel";
-  if (name == "w8a8") weight_bits = 8, activation_bits = 8;
-  else if (name == "w4a8") weight_bits = 4, activation_bits = 8;
-  else if (name == "w4a8-g128") weight_bits = 4, activation_bits = 8, weight_method = "group", group_size = 128;
-  else if (name == "w4a4") weight_bits = 4, activation_bits = 4;
-  else if (name == "w16a16" || name == "fp") weight_bits = 16, activation_bits = 16;
-  else fail("--scheme '{}' is not one of w8a8, w4a8, w4a8-g128, w4a4, w16a16", name);
+  // "fp" is an alias of w16a16 kept for old command lines.
+  const std::string_view preset_name = name == "fp" ? std::string_view("w16a16") : std::string_view(name);
+  for (const SchemePreset& preset : kSchemes) {
+    if (preset.name != preset_name) continue;
+    scheme = name;
+    weight_bits = preset.weight_bits;
+    activation_bits = preset.activation_bits;
+    weight_method = preset.weight_method;
+    if (preset.weight_method == "group") group_size = preset.group_size;
+    return;
+  }
+  fail("--scheme '{}' is not one of {}", name, scheme_names(", "));
 }
 
 void QuantConfig::validate() const {
@@ -33,17 +82,13 @@ void QuantConfig::validate() const {
   check_bits(activation_bits, "--abits");
   if (quantize_attention_inputs && !quantizes_activations())
     fail("--quantize-bmm-input quantizes with the activation quantizer: give --abits < 16 (or a --scheme)");
-  if (weight_method != "per-channel" && weight_method != "group" && weight_method != "crossquant")
-    fail("--weight-quant '{}' is not one of per-channel, group, crossquant", weight_method);
-  if (activation_method != "per-token" && activation_method != "per-tensor" && activation_method != "crossquant" &&
-      activation_method != "remove-kernel")
-    fail("--act-quant '{}' is not one of per-token, per-tensor, crossquant, remove-kernel", activation_method);
+  weight_quant_method(weight_method);
+  activation_quant_method(activation_method);
   if (!(alpha >= 0 && alpha <= 1)) fail("--alpha {} is outside [0, 1]", alpha);
   if (!(weight_alpha >= 0 && weight_alpha <= 1)) fail("--weight-alpha {} is outside [0, 1]", weight_alpha);
   if (group_size < 1) fail("--group-size must be positive (got {})", group_size);
   if (kernel_target > 1) fail("--kernel-target {} is above 1", kernel_target);
-  if (method != "crossquant" && method != "rtn" && method != "smoothquant" && method != "awq")
-    fail("--method '{}' is not one of crossquant, rtn, smoothquant, awq", method);
+  weight_transformation(method);
   if (migration_strength > 1) fail("--migration-strength {} is outside [0, 1]", migration_strength);
   if (awq_grid < 1 || !(awq_max_shrink >= 0 && awq_max_shrink < 1) || awq_clip_tokens < 1)
     fail("AWQ settings out of range (grid {}, max shrink {}, clip tokens {})", awq_grid, awq_max_shrink, awq_clip_tokens);
@@ -119,88 +164,6 @@ std::unique_ptr<Quantizer> make_weight_quantizer(const QuantConfig& config) {
   return make_quantizer(spec);
 }
 
-namespace {
-
-CalibrationOptions calibration_options(const QuantConfig& config) {
-  CalibrationOptions options;
-  options.samples = config.calib_samples;
-  options.seqlen = config.calib_seqlen;
-  return options;
-}
-
-}  // namespace
-
-QuantizationRecord apply_transformation(Transformer& model, const QuantConfig& config, std::span<const int32_t> calibration_tokens) {
-  config.validate();
-  QuantizationRecord record;
-  if (config.needs_calibration() && calibration_tokens.empty())
-    fail("{} needs a calibration text (--calib FILE)", config.method == "smoothquant" || config.method == "awq"
-                                                           ? config.method
-                                                           : std::string("static activation quantization"));
-  if (config.method == "smoothquant") {
-    // Calibrate before anything changes: the statistics describe the original model.
-    const CalibrationStats calibration = calibrate(model, calibration_tokens, calibration_options(config));
-    record.calibration_windows = calibration.windows;
-    record.migration_strength = config.migration_strength >= 0 ? config.migration_strength : default_migration_strength(model.config());
-    record.smoothing = apply_smoothquant(model, calibration, record.migration_strength);
-  } else if (config.method == "awq") {
-    if (!config.quantizes_weights()) fail("AWQ searches against quantized weights: set --wbits (or a --scheme) below 16");
-    AwqOptions options;
-    options.weight = make_weight_quantizer(config)->spec();
-    options.grid = config.awq_grid;
-    options.max_shrink = config.awq_max_shrink;
-    options.clip_tokens = config.awq_clip_tokens;
-    options.clip = config.awq_clip;
-    record.awq = apply_awq(model, calibration_tokens, calibration_options(config), options);
-    record.calibration_windows = std::min<int64_t>(config.calib_samples, static_cast<int64_t>(calibration_tokens.size()) / config.calib_seqlen);
-  }
-  return record;
-}
-
-std::vector<std::vector<float>> calibrate_static_activations(Transformer& model, const QuantConfig& config,
-                                                             std::span<const int32_t> calibration_tokens) {
-  if (!config.quantizes_activations() || !(config.static_columns || config.static_tensor_scale)) return {};
-  if (calibration_tokens.empty()) fail("static activation quantization needs a calibration text (--calib FILE)");
-  return calibrate(model, calibration_tokens, calibration_options(config)).column_absmax;
-}
-
-void install_activation_quantizers(Transformer& model, const QuantConfig& config,
-                                   const std::vector<std::vector<float>>& static_absmax) {
-  if (!config.quantizes_activations()) return;
-  QuantizerSpec spec;
-  spec.bits = config.activation_bits;
-  spec.method = config.activation_method;
-  spec.alpha = config.alpha;
-  spec.kernel_target = config.kernel_target;
-  if (config.quantize_attention_inputs) {
-    QuantizerSpec bmm = spec;
-    if (bmm.method == "remove-kernel") fail("--quantize-bmm-input needs a quantizing --act-quant, not remove-kernel");
-    model.set_attention_input_quantizer(std::shared_ptr<const Quantizer>(make_quantizer(bmm)));
-  }
-  const bool is_static = config.static_columns || config.static_tensor_scale;
-  if (!is_static) {
-    model.set_activation_quantizer_everywhere(std::shared_ptr<const Quantizer>(make_quantizer(spec)));
-    return;
-  }
-  const auto sites = static_cast<size_t>(model.config().num_layers * kInputSites);
-  if (static_absmax.size() != sites) fail("static activation scales: {} sites given, the model has {}", static_absmax.size(), sites);
-  for (int64_t layer = 0; layer < model.config().num_layers; ++layer) {
-    for (int site = 0; site < kInputSites; ++site) {
-      const std::vector<float>& absmax = static_absmax[static_cast<size_t>(layer * kInputSites + site)];
-      std::shared_ptr<const Quantizer> quantizer;
-      if (config.static_columns) {
-        spec.static_column_absmax = absmax;
-        quantizer = make_quantizer(spec);
-      } else {
-        float tensor_max = 0;
-        for (float value : absmax) tensor_max = std::max(tensor_max, value);
-        quantizer = make_static_per_tensor_quantizer(config.activation_bits, tensor_max);
-      }
-      model.set_activation_quantizer(layer, static_cast<InputSite>(site), std::move(quantizer));
-    }
-  }
-}
-
 bool folds_static_columns(const QuantConfig& config) {
   return config.static_columns && config.quantizes_activations() && config.quantizes_weights() &&
          (config.weight_method == "per-channel" || config.weight_method == "group");
@@ -224,90 +187,29 @@ void scale_weight_columns(std::span<float> weight, int64_t in, const std::vector
     }
 }
 
-void quantize_weights_with_folded_columns(Transformer& model, const Quantizer& weight_quantizer, double alpha,
-                                          const std::vector<std::vector<float>>& static_absmax) {
-  for (LinearLayer& linear : model.linear_layers()) {
-    const auto site = static_cast<size_t>(linear.layer * kInputSites + static_cast<int>(linear.site));
-    if (site >= static_absmax.size()) fail("static CrossQuant: no calibrated column maxima for linear layer {}", linear.name);
-    const std::vector<float> f = static_column_divisors(alpha, static_absmax[site]);
-    std::span<float> w = linear.mutable_weight();
-    scale_weight_columns(w, linear.in_features, f, /*divide=*/false);
-    weight_quantizer.fake_quantize(MatrixView{w.data(), linear.out_features, linear.in_features, linear.in_features}, nullptr);
-    scale_weight_columns(w, linear.in_features, f, /*divide=*/true);
-  }
-}
-
-namespace {
-
-// --engine auto: the integer engine where it computes the same model as the fake engine.
-// Dynamic CrossQuant is left on fake: its integer path folds each window's c into the weights
-// before quantizing them (a different model from the paper's simulation) and re-quantizes
-// them for every decoded token unless calibrated.
-std::string resolve_engine(const QuantConfig& config, bool from_stored_codes) {
-  if (config.engine != "auto") return config.engine;
-  const bool dynamic_crossquant = config.activation_method == "crossquant" && !config.static_columns;
-  return !dynamic_crossquant && integer_engine_unsupported_reason(config, from_stored_codes).empty() ? "int" : "fake";
-}
-
-// A quantized checkpoint: the weights are final (dequantized on load). Activation flags given
-// here override the stored activation setting; without them the stored one is used.
-QuantConfig apply_stored_quantization(Transformer& model, const StoredQuantization& stored, const QuantConfig& config,
-                                      std::span<const int32_t> calibration_tokens) {
-  if (config.quantizes_weights() || config.method == "smoothquant" || config.method == "awq")
-    fail("{} is already quantized ({}); drop the weight flags (--scheme/--wbits/--method), activation flags may be given",
-         model.directory().string(), stored.config.describe());
-  QuantConfig effective = stored.config;
-  effective.engine = config.engine;
-  std::vector<std::vector<float>> static_absmax;
-  if (config.quantizes_activations()) {
-    effective.activation_bits = config.activation_bits;
-    effective.activation_method = config.activation_method;
-    effective.alpha = config.alpha;
-    effective.kernel_target = config.kernel_target;
-    effective.static_columns = config.static_columns;
-    effective.static_tensor_scale = config.static_tensor_scale;
-    effective.quantize_attention_inputs = config.quantize_attention_inputs;
-    effective.calib_source = config.calib_source;
-    effective.calib_samples = config.calib_samples;
-    effective.calib_seqlen = config.calib_seqlen;
-    effective.validate();
-    static_absmax = calibrate_static_activations(model, effective, calibration_tokens);
-  } else {
-    static_absmax = read_static_absmax(model);
-  }
-  effective.engine = resolve_engine(effective, true);
-  if (effective.engine == "int") install_integer_backends(model, effective, static_absmax);
-  install_activation_quantizers(model, effective, static_absmax);
-  return effective;
-}
-
-}  // namespace
-
-QuantizationRecord apply_quantization(Transformer& model, const QuantConfig& requested,
-                                      std::span<const int32_t> calibration_tokens) {
-  if (const StoredQuantization* stored = model.stored_quantization()) {
-    QuantizationRecord record;
-    record.applied = apply_stored_quantization(model, *stored, requested, calibration_tokens);
-    return record;
-  }
-  QuantConfig config = requested;
-  config.engine = resolve_engine(requested, false);
-  // Before any calibration: validate() leaves the engine of unquantized weights to here.
-  if (config.engine == "int")
-    if (const std::string reason = integer_engine_unsupported_reason(config); !reason.empty()) fail("--engine int: {}", reason);
-  QuantizationRecord record = apply_transformation(model, config, calibration_tokens);
-  // Static scales describe the transformed, still unquantized model.
-  const auto static_absmax = calibrate_static_activations(model, config, calibration_tokens);
-  // The integer engine packs the weights before they are fake-quantized (static CrossQuant
-  // folds c^(1−α) into them first).
-  if (config.engine == "int") install_integer_backends(model, config, static_absmax);
-  if (const auto quantizer = make_weight_quantizer(config)) {
-    if (folds_static_columns(config)) quantize_weights_with_folded_columns(model, *quantizer, config.alpha, static_absmax);
-    else model.quantize_weights(*quantizer);
-  }
-  install_activation_quantizers(model, config, static_absmax);
-  record.applied = config;
-  return record;
+std::string integer_engine_unsupported_reason(const QuantConfig& config, bool from_stored_codes) {
+  if (!config.quantizes_weights() || !config.quantizes_activations())
+    return fmt::format("the integer engine needs quantized weights and activations (got W{}A{})", config.weight_bits,
+                       config.activation_bits);
+  const QuantMethod& weights = weight_quant_method(config.weight_method);
+  if (weights.integer_weights == IntegerSupport::None)
+    return fmt::format("--weight-quant {} has no integer kernel ({})", config.weight_method,
+                       integer_method_names(&QuantMethod::integer_weights));
+  if (weights.stored_weights == WeightStorage::GroupScales && config.weight_bits > 4)
+    return fmt::format("group-wise W{} has no integer kernel (group-wise weights need --wbits <= 4, the INT4 kernel)",
+                       config.weight_bits);
+  if (weights.stored_weights == WeightStorage::GroupScales && config.group_size % 8 != 0)
+    return fmt::format("the INT4 kernel needs --group-size a multiple of 8 (got {})", config.group_size);
+  const IntegerSupport activations = activation_quant_method(config.activation_method).integer_activations;
+  if (activations == IntegerSupport::None)
+    return fmt::format("--act-quant {} has no integer path ({})", config.activation_method,
+                       integer_method_names(&QuantMethod::integer_activations));
+  if (from_stored_codes && activations == IntegerSupport::StaticOnly && !config.static_columns &&
+      !config.static_tensor_scale)
+    return "dynamic CrossQuant folds each window's c^(1−α) into the FP32 weights before quantizing them "
+           "(docs/INTEGER_ENGINE.md), and a quantized checkpoint holds only the quantized weights: quantize with "
+           "static CrossQuant (--calib), or give --act-quant per-token or per-tensor (with --abits), or --engine fake";
+  return {};
 }
 
 }  // namespace cq

@@ -1,20 +1,46 @@
 #pragma once
-// A whole-model quantization setting (what `--scheme/--wbits/--abits/...` select) and
-// its application to every decoder linear layer (SPEC.md "Settings named in the paper").
+// A whole-model quantization setting (what `--scheme/--wbits/--abits/...` select), as data:
+// the presets of --scheme and --method, validation and description. Applying it to a model
+// is ptq/apply_quantization.h (SPEC.md "Settings named in the paper").
 #include <cstdint>
 #include <span>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "quant/awq.h"
-#include "quant/smoothquant.h"
+#include "quant/quantizer.h"
 
 namespace cq {
 
-class Transformer;
+
+// The presets of --scheme: bit widths and weight granularity (SPEC.md "Settings named in the paper").
+struct SchemePreset {
+  std::string_view name;
+  int weight_bits, activation_bits;
+  std::string_view weight_method;
+  int64_t group_size;  // group-wise only
+};
+std::span<const SchemePreset> scheme_presets();
+std::string scheme_names(std::string_view separator = " | ");
+
+// The weight transformations of --method and the defaults each brings when the flags that
+// would set them are absent (QuantConfig resolution applies them; docs/BASELINES.md).
+struct WeightTransformation {
+  std::string_view name;
+  std::string_view summary;
+  std::string_view default_activation;  // --act-quant when not given
+  std::string_view default_scheme;      // --scheme when no bit width or granularity is given ("": none)
+  bool needs_calibration;               // needs --calib
+  bool asymmetric_groups;               // group-wise weights get zero points (AWQ's setting)
+};
+std::span<const WeightTransformation> weight_transformations();
+// The row named `name`; throws cq::Error naming --method and the allowed values.
+const WeightTransformation& weight_transformation(std::string_view name);
+const WeightTransformation* find_weight_transformation(std::string_view name);  // nullptr if unknown
+std::string weight_transformation_names(std::string_view separator = " | ");
 
 struct QuantConfig {
   // What is done to the weights before they are quantized, and the activation default:
@@ -47,13 +73,13 @@ struct QuantConfig {
   int64_t calib_samples = 128;
   int64_t calib_seqlen = 512;
   std::string calib_source;               // for reports
-  // fake: FP32 GEMMs on fake-quantized values; int: INT8/INT4 GEMMs (quant/integer_linear.h);
+  // fake: FP32 GEMMs on fake-quantized values; int: INT8/INT4 GEMMs (ptq/integer_linear.h);
   // auto: int where the integer path computes the same model as fake (per-token / per-tensor
   // activations, static CrossQuant), else fake. apply_quantization records the engine it ran.
   std::string engine = "fake";
 
   bool quantizes_weights() const { return weight_bits < 16; }
-  bool needs_calibration() const { return method == "smoothquant" || method == "awq" || static_columns || static_tensor_scale; }
+  bool needs_calibration() const;
   bool quantizes_activations() const { return activation_bits < 16; }
   // Sets bit widths and weight granularity of w8a8 | w4a8 | w4a8-g128 | w4a4 | w16a16.
   void apply_scheme(const std::string& name);
@@ -63,31 +89,6 @@ struct QuantConfig {
   nlohmann::json to_json() const;
 };
 
-// What apply_quantization computed on the calibration data (for reports and checkpoints).
-struct QuantizationRecord {
-  // The setting the model runs: the config given, or for a quantized checkpoint its stored
-  // setting with the activation flags given applied (what reports should describe).
-  QuantConfig applied;
-  double migration_strength = 0;          // SmoothQuant α used
-  std::vector<SmoothingFactors> smoothing;
-  AwqResult awq;
-  int64_t calibration_windows = 0;
-};
-
-// Transforms the weights as config.method says (SmoothQuant smoothing, AWQ scales and
-// clips, both folded exactly), fake-quantizes the weights of every decoder linear layer
-// once and installs the activation quantizer at every linear input. Embeddings and lm_head
-// stay in full precision. Methods that calibrate use `calibration_tokens` with the
-// unquantized model; static activation scales are calibrated after the transformation.
-// A quantized checkpoint (model.stored_quantization()) keeps its weights; weight flags are
-// refused, activation flags override the stored activation setting, and `--engine int`
-// runs its stored codes.
-QuantizationRecord apply_quantization(Transformer& model, const QuantConfig& config,
-                                      std::span<const int32_t> calibration_tokens = {});
-// The same, without quantizing the weights (the weights are transformed only): for
-// writing a quantized checkpoint, which quantizes them itself.
-QuantizationRecord apply_transformation(Transformer& model, const QuantConfig& config,
-                                        std::span<const int32_t> calibration_tokens = {});
 // The weight quantizer the config describes (nullptr when weights stay in full precision).
 std::unique_ptr<Quantizer> make_weight_quantizer(const QuantConfig& config);
 // Static CrossQuant with per-channel or group weights runs on integer kernels as
@@ -99,15 +100,8 @@ bool folds_static_columns(const QuantConfig& config);
 std::vector<float> static_column_divisors(double alpha, const std::vector<float>& column_absmax);
 // weight (rows × in, row-major) column j multiplied (or divided) by factors[j].
 void scale_weight_columns(std::span<float> weight, int64_t in, const std::vector<float>& factors, bool divide);
-void quantize_weights_with_folded_columns(Transformer& model, const Quantizer& weight_quantizer, double alpha,
-                                          const std::vector<std::vector<float>>& static_absmax);
-// Static activation quantization: per (layer * kInputSites + site) the column maxima of the
-// input on the calibration windows, with the model as it is now (transformed, unquantized).
-std::vector<std::vector<float>> calibrate_static_activations(Transformer& model, const QuantConfig& config,
-                                                             std::span<const int32_t> calibration_tokens);
-// Installs the activation quantizer at every linear input; static ones use `static_absmax`
-// (from calibrate_static_activations, or read back from a quantized checkpoint).
-void install_activation_quantizers(Transformer& model, const QuantConfig& config,
-                                   const std::vector<std::vector<float>>& static_absmax);
+// Why the integer engine cannot run `config` (empty when it can). from_stored_codes: the
+// weights are a quantized checkpoint's codes (no per-window re-quantization possible).
+std::string integer_engine_unsupported_reason(const QuantConfig& config, bool from_stored_codes = false);
 
 }  // namespace cq

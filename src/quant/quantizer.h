@@ -1,7 +1,7 @@
 #pragma once
 // One small interface for "quantize this matrix". Every method (per-tensor, per-token /
 // per-channel, group-wise, CrossQuant, remove-kernel) is one file implementing it plus
-// one registration line in registry.cpp. Definitions: ../shared/docs/SPEC.md.
+// one row in the method table (method_table.h). Definitions: ../shared/docs/SPEC.md.
 #include <cstdint>
 #include <memory>
 #include <string>

@@ -4,6 +4,7 @@
 
 #include "eval/agreement.h"
 #include "model/transformer.h"
+#include "ptq/apply_quantization.h"
 #include "quant/quant_config.h"
 #include "test_support.h"
 #include "util/error.h"

@@ -16,6 +16,7 @@
 #include "eval/loglikelihood.h"
 #include "eval/task.h"
 #include "model/transformer.h"
+#include "ptq/apply_quantization.h"
 #include "quant/quant_config.h"
 #include "test_support.h"
 #include "tokenizer/tokenizer.h"

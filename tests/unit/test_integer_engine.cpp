@@ -1,4 +1,4 @@
-// The integer engine (quant/integer_linear.h) against the fake-quant path: one backend on
+// The integer engine (ptq/integer_linear.h) against the fake-quant path: one backend on
 // random matrices, then perplexity on the shared trained models. Tolerances (SPEC.md): W8
 // settings to 0.1 %, W4 settings to 2 % (4-bit codes near a rounding boundary flip between
 // two float32 computations that sum in different orders).
@@ -11,7 +11,8 @@
 #include "eval/perplexity.h"
 #include "model/transformer.h"
 #include "quant/crossquant.h"
-#include "quant/integer_linear.h"
+#include "ptq/integer_linear.h"
+#include "ptq/apply_quantization.h"
 #include "quant/quant_config.h"
 #include "test_support.h"
 #include "tokenizer/tokenizer.h"

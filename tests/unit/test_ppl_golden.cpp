@@ -9,6 +9,7 @@
 
 #include "eval/perplexity.h"
 #include "model/transformer.h"
+#include "ptq/apply_quantization.h"
 #include "quant/quant_config.h"
 #include "test_support.h"
 #include "tokenizer/tokenizer.h"

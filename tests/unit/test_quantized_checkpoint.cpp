@@ -18,8 +18,9 @@
 #include "eval/perplexity.h"
 #include "io/safetensors.h"
 #include "model/transformer.h"
+#include "ptq/apply_quantization.h"
 #include "quant/quant_config.h"
-#include "quant/quantized_checkpoint.h"
+#include "ptq/quantized_checkpoint.h"
 #include "test_support.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -445,7 +446,7 @@ TEST_P(QuantizedCheckpointShared, PerplexityEqualsQuantizingOnTheFly) {
     run.engine = "int";
     const std::string message = error_of([&] { apply_quantization(refused, run, {}); });
     EXPECT_NE(message.find(config.weight_method == "crossquant"
-                               ? "--engine int: CrossQuant-quantized weights (--weight-quant crossquant) have no integer kernel"
+                               ? "--engine int: --weight-quant crossquant has no integer kernel (per-channel, group)"
                                : "--engine int: dynamic CrossQuant folds each window's c^(1−α) into the FP32 weights"),
               std::string::npos)
         << message;

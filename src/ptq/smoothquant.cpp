@@ -1,4 +1,4 @@
-#include "quant/smoothquant.h"
+#include "ptq/smoothquant.h"
 
 #include <algorithm>
 #include <cmath>
@@ -12,7 +12,7 @@ namespace {
 constexpr float kMinimumScale = 1e-5f;  // smooth_ln_fcs clamps weight maxima and s at 1e-5
 }
 
-double default_migration_strength(const ModelConfig& config) { return config.family == Family::OPT ? 0.5 : 0.8; }
+double default_migration_strength(const ModelConfig& config) { return config.default_migration_strength; }
 
 std::vector<int64_t> site_readers(const Transformer& model, int64_t layer, InputSite site) {
   std::vector<int64_t> readers;

@@ -16,10 +16,14 @@
 // (method, bits, granularity, group size, symmetry, packing, α values, activation scheme,
 // calibration, format version, FNV-1a-64 checksum of model.safetensors). Every file is
 // written atomically.
+//
+// This file is the format: its constants, the layout of stored codes, and reading it back
+// (validated). It depends on io/ and on the quantization layer's own types only; writing
+// a checkpoint, and serving its weights to the model, is src/ptq/quantized_checkpoint.h.
 #include <cstdint>
 #include <filesystem>
-#include <nlohmann/json_fwd.hpp>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <span>
 #include <string>
 #include <vector>
@@ -30,17 +34,26 @@
 
 namespace cq {
 
-class Transformer;
-
 inline constexpr const char* kQuantizedCheckpointFormat = "crossquant-quantized";
 inline constexpr int kQuantizedCheckpointVersion = 2;
+// quantization_config's activation "scales" values.
+inline constexpr const char* kStaticScales = "static (calibrated)";
+inline constexpr const char* kDynamicScales = "dynamic (per window)";
 
-// `model` has been transformed (apply_transformation) but its weights not quantized.
-// Quantizes them with the config's weight quantizer (the model keeps the dequantized values)
-// and writes out_dir/{model.safetensors, config.json} plus the source directory's tokenizer
-// and generation files.
-void write_quantized_checkpoint(Transformer& model, const QuantConfig& config, const QuantizationRecord& record,
-                                const std::vector<std::vector<float>>& static_absmax, const std::filesystem::path& out_dir);
+// How one quantized weight's codes are stored, from its bits and symmetry.
+struct StoredCodeLayout {
+  bool packed = false;  // bits <= 4: two codes a byte (pack_nibbles)
+  DType dtype = DType::I8;
+  int min_code = 0, max_code = 0;
+  int nibble_offset = 0;  // packed: nibble = code + offset
+
+  static StoredCodeLayout of(const QuantConfig& config);
+  std::vector<int64_t> shape(int64_t out, int64_t in) const { return {out, packed ? (in + 1) / 2 : in}; }
+  std::string describe() const;
+};
+
+// Scale groups per row of a weight with `in` input channels (1 unless group-wise).
+int64_t groups_per_row(const QuantConfig& config, int64_t in);
 
 struct StoredQuantization {
   QuantConfig config;                  // as `cq quantize` was given it (engine "fake")
@@ -55,6 +68,12 @@ QuantConfig parse_quantization_config(const nlohmann::json& quantization_config,
 // Throws cq::Error for another format or version, a malformed config, or weights whose
 // checksum differs from the recorded one (modified or corrupted after `cq quantize`).
 std::shared_ptr<const StoredQuantization> read_stored_quantization(const std::filesystem::path& model_dir);
+
+// A tensor of the checkpoint with the dtype and shape the format prescribes (`role` names
+// it in errors).
+const TensorInfo& stored_tensor(const SafetensorsCheckpoint& checkpoint, const StoredQuantization& stored,
+                                const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+                                const std::string& role);
 
 // The codes and scales of the quantized weight `module`.weight (out × in), validated:
 // dtypes and shapes, codes within the range of the stored bits, scales finite and positive.
@@ -72,10 +91,6 @@ std::vector<float> read_stored_column_divisors(const SafetensorsCheckpoint& chec
 // divisors of a static CrossQuant checkpoint.
 std::vector<float> read_stored_weight_values(const SafetensorsCheckpoint& checkpoint, const StoredQuantization& stored,
                                              const std::string& module, int64_t out, int64_t in);
-
-// Static activation maxima of a quantized checkpoint's model, per (layer * kInputSites +
-// site); empty unless its activation scales are static.
-std::vector<std::vector<float>> read_static_absmax(const Transformer& model);
 
 // Tensors that describe quantized weights rather than being parameters (scales, zeros,
 // shapes, column factors, activation maxima).

@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "model/transformer.h"
-#include "quant/calibration.h"
+#include "ptq/calibration.h"
 #include "quant/quantizer.h"
 
 namespace cq {

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "model/transformer.h"
+#include "ptq/apply_quantization.h"
 #include "quant/quant_config.h"
 #include "quant/quantizer.h"
 
@@ -128,9 +129,6 @@ class IntegerLinear final : public LinearBackend {
   std::shared_ptr<SharedActivationCodes> shared_codes_; // Fixed, StaticCross: codes of the current input
 };
 
-// Empty when the integer engine runs `config`, else why not (for a clear error).
-// from_stored_codes: the weights are a quantized checkpoint's codes, not FP32 weights.
-std::string integer_engine_unsupported_reason(const QuantConfig& config, bool from_stored_codes = false);
 
 // Installs an IntegerLinear on every decoder linear layer of `model`, from its current
 // (transformed, not yet fake-quantized) weights, or for a quantized checkpoint from its

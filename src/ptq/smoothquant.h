@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "model/transformer.h"
-#include "quant/calibration.h"
+#include "ptq/calibration.h"
 
 namespace cq {
 

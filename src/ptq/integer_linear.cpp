@@ -1,4 +1,4 @@
-#include "quant/integer_linear.h"
+#include "ptq/integer_linear.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,8 +7,9 @@
 #include "kernels/gemm_int4.h"
 #include "kernels/gemm_int8.h"
 #include "quant/crossquant.h"
-#include "quant/quantized_checkpoint.h"
-#include "quant/smoothquant.h"
+#include "ptq/quantized_checkpoint.h"
+#include "ptq/smoothquant.h"
+#include "quant/method_table.h"
 #include "util/error.h"
 
 namespace cq {
@@ -54,9 +55,10 @@ PackedLinearWeights PackedLinearWeights::quantize(const Quantizer& quantizer, co
 }
 
 void PackedLinearWeights::check_weight_quantizer(const QuantizerSpec& spec) {
-  if (spec.method != "per-channel" && spec.method != "per-token" && spec.method != "group")
-    fail("integer engine: weight quantization '{}' has no integer kernel (per-channel or group only)", spec.method);
-  if (spec.method == "group") check_group_kernel(spec.bits, spec.group_size);
+  const QuantMethod* method = find_quant_method(spec.method);
+  if (method == nullptr || method->integer_weights == IntegerSupport::None)
+    fail("integer engine: weight quantization '{}' has no integer kernel ({})", spec.method, integer_method_names(&QuantMethod::integer_weights));
+  if (method->stored_weights == WeightStorage::GroupScales) check_group_kernel(spec.bits, spec.group_size);
 }
 
 void PackedLinearWeights::check_group_kernel(int bits, int64_t group_size) {
@@ -169,9 +171,10 @@ namespace {
 
 void check_activation(const Quantizer& activation) {
   const QuantizerSpec& spec = activation.spec();
-  if (spec.method != "per-token" && spec.method != "per-tensor" && spec.method != "crossquant")
-    fail("integer engine: activation quantization '{}' has no integer path (per-token, per-tensor, crossquant)",
-         spec.method);
+  const QuantMethod* method = find_quant_method(spec.method);
+  if (method == nullptr || method->integer_activations == IntegerSupport::None)
+    fail("integer engine: activation quantization '{}' has no integer path ({})", spec.method,
+         integer_method_names(&QuantMethod::integer_activations));
   if (spec.bits > 8) fail("integer engine: activations of {} bits do not fit INT8 codes", spec.bits);
 }
 
@@ -323,26 +326,6 @@ void IntegerLinear::run(const float* x, const RowWindows& windows, float* y, Ker
 // ---------------------------------------------------------------------------------------
 // Configuration
 
-std::string integer_engine_unsupported_reason(const QuantConfig& config, bool from_stored_codes) {
-  if (!config.quantizes_weights() || !config.quantizes_activations())
-    return fmt::format("the integer engine needs quantized weights and activations (got W{}A{})", config.weight_bits,
-                       config.activation_bits);
-  if (config.weight_method == "crossquant")
-    return "CrossQuant-quantized weights (--weight-quant crossquant) have no integer kernel";
-  if (config.weight_method == "group" && config.weight_bits > 4)
-    return fmt::format("group-wise W{} has no integer kernel (group-wise weights need --wbits <= 4, the INT4 kernel)",
-                       config.weight_bits);
-  if (config.weight_method == "group" && config.group_size % 8 != 0)
-    return fmt::format("the INT4 kernel needs --group-size a multiple of 8 (got {})", config.group_size);
-  if (config.activation_method != "per-token" && config.activation_method != "per-tensor" &&
-      config.activation_method != "crossquant")
-    return fmt::format("--act-quant {} has no integer path (per-token, per-tensor, crossquant)", config.activation_method);
-  if (from_stored_codes && config.activation_method == "crossquant" && !config.static_columns)
-    return "dynamic CrossQuant folds each window's c^(1−α) into the FP32 weights before quantizing them "
-           "(docs/INTEGER_ENGINE.md), and a quantized checkpoint holds only the quantized weights: quantize with "
-           "static CrossQuant (--calib), or give --act-quant per-token or per-tensor (with --abits), or --engine fake";
-  return {};
-}
 
 void install_integer_backends(Transformer& model, const QuantConfig& config,
                               const std::vector<std::vector<float>>& static_absmax) {

@@ -1,10 +1,10 @@
-#include "quant/awq.h"
+#include "ptq/awq.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
-#include "quant/smoothquant.h"
+#include "ptq/smoothquant.h"
 #include "util/error.h"
 #include "util/progress.h"
 
@@ -23,27 +23,27 @@ struct ScaleGroup {
   Inspect inspect = Inspect::Linear;
 };
 
-// AWQ's auto_scale_block groups for the block's family.
+// AWQ's auto_scale_block groups, from the block's layout: the norms that feed q/k/v and the
+// MLP (their names from the family's TensorNames), and the MLP kind (a ReLU MLP's fc2 is
+// scaled from fc1, a SwiGLU MLP's down from up; gate and up share their input's scale).
 std::vector<ScaleGroup> scale_groups(const Transformer& model, int64_t layer) {
   const auto& linears = model.linear_layers();
   const Transformer::BlockLinears b = model.block_linears(layer);
-  const bool opt = model.config().family == Family::OPT;
-  const std::string& q_name = linears[static_cast<size_t>(b.q)].name;
-  const std::string prefix = q_name.substr(0, q_name.size() - std::string("self_attn.q_proj").size());
+  const TensorNames names = tensor_names(model.config());
+  const std::string prefix = names.layer_prefix + std::to_string(layer) + ".";
   std::vector<ScaleGroup> groups;
-  groups.push_back({InputSite::AttentionIn, -1, prefix + (opt ? "self_attn_layer_norm" : "input_layernorm"), {b.q, b.k, b.v},
-                    Inspect::Attention});
+  groups.push_back({InputSite::AttentionIn, -1, prefix + names.attn_norm, {b.q, b.k, b.v}, Inspect::Attention});
   const LinearLayer& v = linears[static_cast<size_t>(b.v)];
   const LinearLayer& o = linears[static_cast<size_t>(b.o)];
   // llm-awq PR #67: o_proj is scaled from v_proj only when their weights have the same shape.
   if (v.out_features == o.out_features && v.in_features == o.in_features)
     groups.push_back({InputSite::AttentionOut, b.v, v.name, {b.o}, Inspect::Linear});
-  if (opt) {
-    groups.push_back({InputSite::MlpIn, -1, prefix + "final_layer_norm", {b.gate_or_fc1}, Inspect::Linear});
+  if (model.config().mlp == MlpKind::ReLU) {
+    groups.push_back({InputSite::MlpIn, -1, prefix + names.mlp_norm, {b.gate_or_fc1}, Inspect::Linear});
     groups.push_back({InputSite::MlpDown, b.gate_or_fc1, linears[static_cast<size_t>(b.gate_or_fc1)].name, {b.down_or_fc2},
                       Inspect::Linear});
   } else {
-    groups.push_back({InputSite::MlpIn, -1, prefix + "post_attention_layernorm", {b.gate_or_fc1, b.up}, Inspect::Mlp});
+    groups.push_back({InputSite::MlpIn, -1, prefix + names.mlp_norm, {b.gate_or_fc1, b.up}, Inspect::Mlp});
     groups.push_back({InputSite::MlpDown, b.up, linears[static_cast<size_t>(b.up)].name, {b.down_or_fc2}, Inspect::Linear});
   }
   return groups;

@@ -1,4 +1,4 @@
-#include "quant/calibration.h"
+#include "ptq/calibration.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "quant/kernel_report.h"
+#include "ptq/kernel_report.h"
 
 #include <fmt/format.h>
 

@@ -1,0 +1,187 @@
+// Applying a QuantConfig to a whole model: transformation (SmoothQuant, AWQ), weight
+// quantization, static calibration, activation quantizers, the integer engine.
+#include "ptq/apply_quantization.h"
+
+#include <algorithm>
+
+#include "model/transformer.h"
+#include "ptq/calibration.h"
+#include "ptq/integer_linear.h"
+#include "quant/method_table.h"
+#include "ptq/quantized_checkpoint.h"
+#include "quant/quantizer.h"
+#include "util/error.h"
+
+namespace cq {
+
+namespace {
+
+CalibrationOptions calibration_options(const QuantConfig& config) {
+  CalibrationOptions options;
+  options.samples = config.calib_samples;
+  options.seqlen = config.calib_seqlen;
+  return options;
+}
+
+}  // namespace
+
+QuantizationRecord apply_transformation(Transformer& model, const QuantConfig& config, std::span<const int32_t> calibration_tokens) {
+  config.validate();
+  QuantizationRecord record;
+  if (config.needs_calibration() && calibration_tokens.empty())
+    fail("{} needs a calibration text (--calib FILE)", config.method == "smoothquant" || config.method == "awq"
+                                                           ? config.method
+                                                           : std::string("static activation quantization"));
+  if (config.method == "smoothquant") {
+    // Calibrate before anything changes: the statistics describe the original model.
+    const CalibrationStats calibration = calibrate(model, calibration_tokens, calibration_options(config));
+    record.calibration_windows = calibration.windows;
+    record.migration_strength = config.migration_strength >= 0 ? config.migration_strength : default_migration_strength(model.config());
+    record.smoothing = apply_smoothquant(model, calibration, record.migration_strength);
+  } else if (config.method == "awq") {
+    if (!config.quantizes_weights()) fail("AWQ searches against quantized weights: set --wbits (or a --scheme) below 16");
+    AwqOptions options;
+    options.weight = make_weight_quantizer(config)->spec();
+    options.grid = config.awq_grid;
+    options.max_shrink = config.awq_max_shrink;
+    options.clip_tokens = config.awq_clip_tokens;
+    options.clip = config.awq_clip;
+    record.awq = apply_awq(model, calibration_tokens, calibration_options(config), options);
+    record.calibration_windows = std::min<int64_t>(config.calib_samples, static_cast<int64_t>(calibration_tokens.size()) / config.calib_seqlen);
+  }
+  return record;
+}
+
+std::vector<std::vector<float>> calibrate_static_activations(Transformer& model, const QuantConfig& config,
+                                                             std::span<const int32_t> calibration_tokens) {
+  if (!config.quantizes_activations() || !(config.static_columns || config.static_tensor_scale)) return {};
+  if (calibration_tokens.empty()) fail("static activation quantization needs a calibration text (--calib FILE)");
+  return calibrate(model, calibration_tokens, calibration_options(config)).column_absmax;
+}
+
+void install_activation_quantizers(Transformer& model, const QuantConfig& config,
+                                   const std::vector<std::vector<float>>& static_absmax) {
+  if (!config.quantizes_activations()) return;
+  QuantizerSpec spec;
+  spec.bits = config.activation_bits;
+  spec.method = config.activation_method;
+  spec.alpha = config.alpha;
+  spec.kernel_target = config.kernel_target;
+  if (config.quantize_attention_inputs) {
+    QuantizerSpec bmm = spec;
+    if (bmm.method == "remove-kernel") fail("--quantize-bmm-input needs a quantizing --act-quant, not remove-kernel");
+    model.set_attention_input_quantizer(std::shared_ptr<const Quantizer>(make_quantizer(bmm)));
+  }
+  const bool is_static = config.static_columns || config.static_tensor_scale;
+  if (!is_static) {
+    model.set_activation_quantizer_everywhere(std::shared_ptr<const Quantizer>(make_quantizer(spec)));
+    return;
+  }
+  const auto sites = static_cast<size_t>(model.config().num_layers * kInputSites);
+  if (static_absmax.size() != sites) fail("static activation scales: {} sites given, the model has {}", static_absmax.size(), sites);
+  for (int64_t layer = 0; layer < model.config().num_layers; ++layer) {
+    for (int site = 0; site < kInputSites; ++site) {
+      const std::vector<float>& absmax = static_absmax[static_cast<size_t>(layer * kInputSites + site)];
+      std::shared_ptr<const Quantizer> quantizer;
+      if (config.static_columns) {
+        spec.static_column_absmax = absmax;
+        quantizer = make_quantizer(spec);
+      } else {
+        float tensor_max = 0;
+        for (float value : absmax) tensor_max = std::max(tensor_max, value);
+        quantizer = make_static_per_tensor_quantizer(config.activation_bits, tensor_max);
+      }
+      model.set_activation_quantizer(layer, static_cast<InputSite>(site), std::move(quantizer));
+    }
+  }
+}
+
+void quantize_weights_with_folded_columns(Transformer& model, const Quantizer& weight_quantizer, double alpha,
+                                          const std::vector<std::vector<float>>& static_absmax) {
+  for (LinearLayer& linear : model.linear_layers()) {
+    const auto site = static_cast<size_t>(linear.layer * kInputSites + static_cast<int>(linear.site));
+    if (site >= static_absmax.size()) fail("static CrossQuant: no calibrated column maxima for linear layer {}", linear.name);
+    const std::vector<float> f = static_column_divisors(alpha, static_absmax[site]);
+    std::span<float> w = linear.mutable_weight();
+    scale_weight_columns(w, linear.in_features, f, /*divide=*/false);
+    weight_quantizer.fake_quantize(MatrixView{w.data(), linear.out_features, linear.in_features, linear.in_features}, nullptr);
+    scale_weight_columns(w, linear.in_features, f, /*divide=*/true);
+  }
+}
+
+namespace {
+
+// --engine auto: the integer engine where it computes the same model as the fake engine.
+// Dynamic CrossQuant is left on fake: its integer path folds each window's c into the weights
+// before quantizing them (a different model from the paper's simulation) and re-quantizes
+// them for every decoded token unless calibrated.
+std::string resolve_engine(const QuantConfig& config, bool from_stored_codes) {
+  if (config.engine != "auto") return config.engine;
+  const IntegerSupport support = activation_quant_method(config.activation_method).integer_activations;
+  const bool exact = support == IntegerSupport::Exact ||
+                     (support == IntegerSupport::StaticOnly && (config.static_columns || config.static_tensor_scale));
+  return exact && integer_engine_unsupported_reason(config, from_stored_codes).empty() ? "int" : "fake";
+}
+
+// A quantized checkpoint: the weights are final (dequantized on load). Activation flags given
+// here override the stored activation setting; without them the stored one is used.
+QuantConfig apply_stored_quantization(Transformer& model, const StoredQuantization& stored, const QuantConfig& config,
+                                      std::span<const int32_t> calibration_tokens) {
+  if (config.quantizes_weights() || config.method == "smoothquant" || config.method == "awq")
+    fail("{} is already quantized ({}); drop the weight flags (--scheme/--wbits/--method), activation flags may be given",
+         model.directory().string(), stored.config.describe());
+  QuantConfig effective = stored.config;
+  effective.engine = config.engine;
+  std::vector<std::vector<float>> static_absmax;
+  if (config.quantizes_activations()) {
+    effective.activation_bits = config.activation_bits;
+    effective.activation_method = config.activation_method;
+    effective.alpha = config.alpha;
+    effective.kernel_target = config.kernel_target;
+    effective.static_columns = config.static_columns;
+    effective.static_tensor_scale = config.static_tensor_scale;
+    effective.quantize_attention_inputs = config.quantize_attention_inputs;
+    effective.calib_source = config.calib_source;
+    effective.calib_samples = config.calib_samples;
+    effective.calib_seqlen = config.calib_seqlen;
+    effective.validate();
+    static_absmax = calibrate_static_activations(model, effective, calibration_tokens);
+  } else {
+    static_absmax = read_static_absmax(model);
+  }
+  effective.engine = resolve_engine(effective, true);
+  if (effective.engine == "int") install_integer_backends(model, effective, static_absmax);
+  install_activation_quantizers(model, effective, static_absmax);
+  return effective;
+}
+
+}  // namespace
+
+QuantizationRecord apply_quantization(Transformer& model, const QuantConfig& requested,
+                                      std::span<const int32_t> calibration_tokens) {
+  if (const StoredQuantization* stored = model.stored_quantization()) {
+    QuantizationRecord record;
+    record.applied = apply_stored_quantization(model, *stored, requested, calibration_tokens);
+    return record;
+  }
+  QuantConfig config = requested;
+  config.engine = resolve_engine(requested, false);
+  // Before any calibration: validate() leaves the engine of unquantized weights to here.
+  if (config.engine == "int")
+    if (const std::string reason = integer_engine_unsupported_reason(config); !reason.empty()) fail("--engine int: {}", reason);
+  QuantizationRecord record = apply_transformation(model, config, calibration_tokens);
+  // Static scales describe the transformed, still unquantized model.
+  const auto static_absmax = calibrate_static_activations(model, config, calibration_tokens);
+  // The integer engine packs the weights before they are fake-quantized (static CrossQuant
+  // folds c^(1−α) into them first).
+  if (config.engine == "int") install_integer_backends(model, config, static_absmax);
+  if (const auto quantizer = make_weight_quantizer(config)) {
+    if (folds_static_columns(config)) quantize_weights_with_folded_columns(model, *quantizer, config.alpha, static_absmax);
+    else model.quantize_weights(*quantizer);
+  }
+  install_activation_quantizers(model, config, static_absmax);
+  record.applied = config;
+  return record;
+}
+
+}  // namespace cq

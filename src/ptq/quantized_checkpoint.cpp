@@ -1,0 +1,236 @@
+#include "ptq/quantized_checkpoint.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "model/transformer.h"
+#include "quant/quant_common.h"
+#include "util/atomic_file.h"
+#include "util/error.h"
+#include "util/json_number.h"
+#include "util/limits.h"
+#include "util/text_file.h"
+
+namespace cq {
+
+namespace {
+
+std::string site_tensor_name(int64_t layer, int site) {
+  return fmt::format("quantization.layers.{}.{}.input_absmax", layer, input_site_name(static_cast<InputSite>(site)));
+}
+
+// What model.safetensors will hold: converted or quantized tensors owned here, F32 tensors
+// of the source checkpoint as views into its mapping (no copy).
+class TensorSet {
+ public:
+  template <typename T>
+  void add(const std::string& name, DType dtype, std::vector<int64_t> shape, std::span<const T> values) {
+    Entry& entry = entries_[name];
+    entry.dtype = dtype;
+    entry.shape = std::move(shape);
+    entry.owned.resize(values.size_bytes());
+    if (!values.empty()) std::memcpy(entry.owned.data(), values.data(), values.size_bytes());
+    entry.bytes = entry.owned;
+  }
+  template <typename T>
+  void add(const std::string& name, DType dtype, std::vector<int64_t> shape, const std::vector<T>& values) {
+    add(name, dtype, std::move(shape), std::span<const T>(values));
+  }
+  void add_stored(const TensorInfo& tensor) {
+    if (tensor.dtype != DType::F32) {
+      add(tensor.name, DType::F32, tensor.shape, to_f32(tensor));
+      return;
+    }
+    Entry& entry = entries_[tensor.name];
+    entry.dtype = DType::F32;
+    entry.shape = tensor.shape;
+    entry.owned.clear();
+    entry.bytes = {tensor.data, tensor.bytes};
+  }
+  bool contains(const std::string& name) const { return entries_.count(name) != 0; }
+  std::vector<TensorToWrite> to_write() const {
+    std::vector<TensorToWrite> tensors;
+    for (const auto& [name, entry] : entries_) tensors.push_back({name, entry.dtype, entry.shape, entry.bytes});
+    return tensors;
+  }
+
+ private:
+  struct Entry {
+    DType dtype = DType::F32;
+    std::vector<int64_t> shape;
+    std::vector<std::byte> owned;
+    std::span<const std::byte> bytes;
+  };
+  std::map<std::string, Entry> entries_;
+};
+
+void add_quantized_weight(TensorSet& tensors, const std::string& module, const QuantizedMatrix& q, const StoredCodeLayout& layout) {
+  if (q.tensor_scale != 0.f) fail("cq quantize: {}: per-tensor weight scales cannot be stored", module);
+  const std::string weight = module + ".weight";
+  if (layout.packed) {
+    tensors.add(weight, DType::U8, layout.shape(q.rows, q.cols), pack_nibbles(q.codes, q.rows, q.cols, layout.nibble_offset));
+    if (q.rows > std::numeric_limits<int32_t>::max() || q.cols > std::numeric_limits<int32_t>::max())
+      fail("cq quantize: {} is too large for an I32 shape", weight);
+    tensors.add(module + ".weight_shape", DType::I32, {2},
+                std::vector<int32_t>{static_cast<int32_t>(q.rows), static_cast<int32_t>(q.cols)});
+  } else if (layout.dtype == DType::I8) {
+    tensors.add(weight, DType::I8, layout.shape(q.rows, q.cols), std::vector<int8_t>(q.codes.begin(), q.codes.end()));
+  } else {
+    tensors.add(weight, DType::U8, layout.shape(q.rows, q.cols), std::vector<uint8_t>(q.codes.begin(), q.codes.end()));
+  }
+  if (q.group_size > 0) {
+    const int64_t groups = static_cast<int64_t>(q.group_scales.size()) / q.rows;
+    tensors.add(module + ".weight_scale", DType::F32, {q.rows, groups}, q.group_scales);
+    if (!q.group_zeros.empty())
+      tensors.add(module + ".weight_zero", DType::U8, {q.rows, groups},
+                  std::vector<uint8_t>(q.group_zeros.begin(), q.group_zeros.end()));
+  } else {
+    tensors.add(module + ".weight_scale", DType::F32, {q.rows, 1}, q.row_scales);
+  }
+  if (!q.column_factors.empty()) tensors.add(module + ".weight_column_factor", DType::F32, {q.cols}, q.column_factors);
+}
+
+nlohmann::json null_unless(bool condition, const nlohmann::json& value) { return condition ? value : nlohmann::json(nullptr); }
+
+nlohmann::json checkpoint_config(const QuantConfig& c, const QuantizationRecord& record, const StoredCodeLayout& layout) {
+  nlohmann::json q;
+  q["format"] = kQuantizedCheckpointFormat;
+  q["format_version"] = kQuantizedCheckpointVersion;
+  q["method"] = c.method;
+  if (!c.scheme.empty()) q["scheme"] = c.scheme;
+  q["wbits"] = c.weight_bits;
+  q["abits"] = c.activation_bits;
+  q["weight_granularity"] = c.weight_method;
+  q["group_size"] = null_unless(c.weight_method == "group", c.group_size);
+  q["weight_symmetric"] = !c.weight_asymmetric;
+  q["weight_alpha"] = null_unless(c.weight_method == "crossquant", c.weight_alpha);
+  q["weight_storage"] = {{"codes", layout.describe()},
+                         {"code_range", {layout.min_code, layout.max_code}},
+                         {"scale", c.weight_method == "group" ? "F32 [out][groups]" : "F32 [out][1]"},
+                         {"zero", c.weight_asymmetric ? nlohmann::json("U8 [out][groups]") : nlohmann::json(nullptr)},
+                         {"column_factor", null_unless(c.weight_method == "crossquant", "F32 [in]")},
+                         {"dequantized", c.weight_method == "crossquant" ? "(code * column_factor) * scale"
+                                         : c.weight_asymmetric          ? "(code - zero) * scale"
+                                                                        : "code * scale"}};
+  const bool quantized_activations = c.quantizes_activations();
+  const bool is_static = c.static_columns || c.static_tensor_scale;
+  q["activation_method"] = null_unless(quantized_activations, c.activation_method);
+  q["activation_scales"] = null_unless(quantized_activations, is_static ? kStaticScales : kDynamicScales);
+  q["alpha"] = null_unless(quantized_activations && c.activation_method == "crossquant", c.alpha);
+  if (quantized_activations && c.activation_method == "remove-kernel") q["kernel_target"] = c.kernel_target;
+  q["quantize_bmm_input"] = c.quantize_attention_inputs;
+  q["migration_strength"] = null_unless(c.method == "smoothquant", record.migration_strength);
+  if (c.method == "awq") {
+    nlohmann::json ratios = nlohmann::json::array();
+    for (const auto& s : record.awq.scales) ratios.push_back({{"previous", s.previous}, {"linears", s.linears}, {"ratio", s.ratio}});
+    q["awq"] = {{"grid", c.awq_grid}, {"max_shrink", c.awq_max_shrink}, {"clip_tokens", c.awq_clip_tokens},
+                {"clip", c.awq_clip}, {"chosen_ratios", ratios}};
+  }
+  q["calibration"] = nullptr;
+  if (c.needs_calibration()) {
+    q["calibration"] = {{"file", c.calib_source}, {"samples", c.calib_samples}, {"seqlen", c.calib_seqlen}};
+    if (record.calibration_windows > 0) q["calibration"]["windows_used"] = record.calibration_windows;
+  }
+  QuantConfig described = c;  // the SmoothQuant α used, not "default"
+  if (c.method == "smoothquant") described.migration_strength = record.migration_strength;
+  q["description"] = described.describe();
+  return q;
+}
+
+}  // namespace
+
+void write_quantized_checkpoint(Transformer& model, const QuantConfig& config, const QuantizationRecord& record,
+                                const std::vector<std::vector<float>>& static_absmax, const std::filesystem::path& out_dir) {
+  const auto quantizer = make_weight_quantizer(config);
+  if (!quantizer) fail("cq quantize: nothing to store, the weights are not quantized (--wbits 16)");
+  if (std::filesystem::exists(out_dir) && std::filesystem::equivalent(out_dir, model.directory()))
+    fail("cq quantize: --out must differ from --model");
+  std::filesystem::create_directories(out_dir);
+  const ModelConfig& mc = model.config();
+  const TensorNames names = tensor_names(mc);
+  const StoredCodeLayout layout = StoredCodeLayout::of(config);
+
+  // Static CrossQuant stores Q(W·diag(f)) and f (folds_static_columns): the codes an integer
+  // GEMM takes as they are, and the fake path's ŵ = Q(W·diag(f)) / f.
+  const bool fold = folds_static_columns(config);
+  TensorSet tensors;
+  for (auto& linear : model.linear_layers()) {
+    std::span<float> w = linear.mutable_weight();
+    std::vector<float> divisors;
+    if (fold) {
+      divisors = static_column_divisors(config.alpha, static_absmax.at(static_cast<size_t>(linear.layer * kInputSites + static_cast<int>(linear.site))));
+      scale_weight_columns(w, linear.in_features, divisors, /*divide=*/false);
+    }
+    const QuantizedMatrix q = quantizer->quantize(MatrixView{w.data(), linear.out_features, linear.in_features, linear.in_features}, nullptr);
+    add_quantized_weight(tensors, linear.name, q, layout);
+    if (fold) tensors.add(linear.name + ".weight_column_divisor", DType::F32, {linear.in_features}, divisors);
+    // What the model computes with from now on (the values fake quantization gives).
+    std::vector<float> values = q.dequantized();
+    if (fold) scale_weight_columns(values, linear.in_features, divisors, /*divide=*/true);
+    std::copy(values.begin(), values.end(), w.begin());
+    if (!linear.bias.empty()) tensors.add(linear.name + ".bias", DType::F32, {linear.out_features}, linear.bias);
+  }
+  for (int64_t l = 0; l < mc.num_layers; ++l) {
+    const std::string prefix = names.layer_prefix + std::to_string(l) + ".";
+    for (auto [site, norm] : {std::pair{InputSite::AttentionIn, names.attn_norm}, std::pair{InputSite::MlpIn, names.mlp_norm}}) {
+      tensors.add(prefix + norm + ".weight", DType::F32, {mc.hidden_size}, model.norm_weight(l, site));
+      if (!model.norm_bias(l, site).empty())
+        tensors.add(prefix + norm + ".bias", DType::F32, {mc.hidden_size}, model.norm_bias(l, site));
+    }
+  }
+  if (!static_absmax.empty())
+    for (int64_t l = 0; l < mc.num_layers; ++l)
+      for (int site = 0; site < kInputSites; ++site) {
+        const auto& absmax = static_absmax.at(static_cast<size_t>(l * kInputSites + site));
+        tensors.add(site_tensor_name(l, site), DType::F32, {static_cast<int64_t>(absmax.size())}, absmax);
+      }
+  // Everything else (embeddings, positions, final norm, lm_head) as stored, in FP32.
+  for (const auto& [name, info] : model.checkpoint().tensors())
+    if (!tensors.contains(name)) tensors.add_stored(info);
+
+  const auto weights_path = out_dir / "model.safetensors";
+  write_safetensors(weights_path, tensors.to_write(),
+                    {{"format", "pt"}, {"quantization", fmt::format("{} v{}", kQuantizedCheckpointFormat, kQuantizedCheckpointVersion)}});
+
+  nlohmann::json json = nlohmann::json::parse(read_text_file(model.directory() / "config.json"));
+  nlohmann::json q = checkpoint_config(config, record, layout);
+  q["weights_checksum"] = file_checksum(weights_path);
+  q["source_model"] = std::filesystem::absolute(model.directory()).string();
+  json["quantization_config"] = q;
+  json["torch_dtype"] = "float32";
+  write_file_atomically(out_dir / "config.json", json.dump(2) + "\n");
+  for (const char* file : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+                           "generation_config.json", "vocab.json", "merges.txt"}) {
+    const auto source = model.directory() / file;
+    if (std::filesystem::exists(source)) write_file_atomically(out_dir / file, read_text_file(source));
+  }
+}
+
+std::vector<std::vector<float>> read_static_absmax(const Transformer& model) {
+  const StoredQuantization* stored = model.stored_quantization();
+  if (!stored || !stored->config.quantizes_activations() || !(stored->config.static_columns || stored->config.static_tensor_scale))
+    return {};
+  const auto sites = static_cast<size_t>(model.config().num_layers * kInputSites);
+  std::vector<int64_t> widths(sites, 0);
+  for (const auto& linear : model.linear_layers())
+    widths[static_cast<size_t>(linear.layer * kInputSites + static_cast<int>(linear.site))] = linear.in_features;
+  std::vector<std::vector<float>> absmax(sites);
+  for (size_t slot = 0; slot < sites; ++slot) {
+    const TensorInfo& tensor =
+        stored_tensor(model.checkpoint(), *stored, site_tensor_name(static_cast<int64_t>(slot) / kInputSites, static_cast<int>(slot % kInputSites)),
+                      DType::F32, {widths[slot]}, "calibrated activation maxima");
+    absmax[slot] = to_f32(tensor);
+    for (size_t j = 0; j < absmax[slot].size(); ++j)
+      if (!(std::isfinite(absmax[slot][j]) && absmax[slot][j] >= 0.f))
+        fail("{}: tensor '{}': element {} is {}, expected a finite maximum >= 0", tensor.file.string(), tensor.name, j,
+             absmax[slot][j]);
+  }
+  return absmax;
+}
+
+}  // namespace cq
