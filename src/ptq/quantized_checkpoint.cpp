@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/transformer.h"
+#include "quant/method_table.h"
 #include "quant/quant_common.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -98,6 +99,7 @@ void add_quantized_weight(TensorSet& tensors, const std::string& module, const Q
 nlohmann::json null_unless(bool condition, const nlohmann::json& value) { return condition ? value : nlohmann::json(nullptr); }
 
 nlohmann::json checkpoint_config(const QuantConfig& c, const QuantizationRecord& record, const StoredCodeLayout& layout) {
+  const WeightStorage storage = weight_quant_method(c.weight_method).stored_weights;
   nlohmann::json q;
   q["format"] = kQuantizedCheckpointFormat;
   q["format_version"] = kQuantizedCheckpointVersion;
@@ -106,15 +108,15 @@ nlohmann::json checkpoint_config(const QuantConfig& c, const QuantizationRecord&
   q["wbits"] = c.weight_bits;
   q["abits"] = c.activation_bits;
   q["weight_granularity"] = c.weight_method;
-  q["group_size"] = null_unless(c.weight_method == "group", c.group_size);
+  q["group_size"] = null_unless(storage == WeightStorage::GroupScales, c.group_size);
   q["weight_symmetric"] = !c.weight_asymmetric;
-  q["weight_alpha"] = null_unless(c.weight_method == "crossquant", c.weight_alpha);
+  q["weight_alpha"] = null_unless(storage == WeightStorage::RowScalesColumnFactors, c.weight_alpha);
   q["weight_storage"] = {{"codes", layout.describe()},
                          {"code_range", {layout.min_code, layout.max_code}},
-                         {"scale", c.weight_method == "group" ? "F32 [out][groups]" : "F32 [out][1]"},
+                         {"scale", storage == WeightStorage::GroupScales ? "F32 [out][groups]" : "F32 [out][1]"},
                          {"zero", c.weight_asymmetric ? nlohmann::json("U8 [out][groups]") : nlohmann::json(nullptr)},
-                         {"column_factor", null_unless(c.weight_method == "crossquant", "F32 [in]")},
-                         {"dequantized", c.weight_method == "crossquant" ? "(code * column_factor) * scale"
+                         {"column_factor", null_unless(storage == WeightStorage::RowScalesColumnFactors, "F32 [in]")},
+                         {"dequantized", storage == WeightStorage::RowScalesColumnFactors ? "(code * column_factor) * scale"
                                          : c.weight_asymmetric          ? "(code - zero) * scale"
                                                                         : "code * scale"}};
   const bool quantized_activations = c.quantizes_activations();
@@ -148,6 +150,8 @@ void write_quantized_checkpoint(Transformer& model, const QuantConfig& config, c
                                 const std::vector<std::vector<float>>& static_absmax, const std::filesystem::path& out_dir) {
   const auto quantizer = make_weight_quantizer(config);
   if (!quantizer) fail("cq quantize: nothing to store, the weights are not quantized (--wbits 16)");
+  if (weight_quant_method(config.weight_method).stored_weights == WeightStorage::NotStorable)
+    fail("cq quantize: weights quantized with '{}' have no stored form", config.weight_method);
   if (std::filesystem::exists(out_dir) && std::filesystem::equivalent(out_dir, model.directory()))
     fail("cq quantize: --out must differ from --model");
   std::filesystem::create_directories(out_dir);

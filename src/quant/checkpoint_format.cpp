@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "quant/method_table.h"
 #include "quant/quant_common.h"
 #include "util/error.h"
 #include "util/json_number.h"
@@ -17,6 +18,12 @@ namespace cq {
 namespace {
 
 constexpr const char* kFormatVersion1 = "crossquant-fake-quantized-v1";
+
+// What the method table says a checkpoint stores for weights of `method` (NotStorable if unknown).
+WeightStorage weight_storage(const std::string& method) {
+  const QuantMethod* row = find_quant_method(method);
+  return row != nullptr ? row->stored_weights : WeightStorage::NotStorable;
+}
 
 std::string show_shape(const std::vector<int64_t>& shape) { return nlohmann::json(shape).dump(); }
 
@@ -31,17 +38,21 @@ QuantConfig config_from_checkpoint(const nlohmann::json& q, const std::string& w
   c.weight_bits = static_cast<int>(json_integer(q.at("wbits"), where, "wbits", 0, 64));
   c.activation_bits = static_cast<int>(json_integer(q.at("abits"), where, "abits", 0, 64));
   c.weight_method = q.at("weight_granularity").get<std::string>();
-  if (c.weight_method == "group") c.group_size = integer(q, "group_size");
+  const WeightStorage storage = weight_storage(c.weight_method);
+  if (storage == WeightStorage::GroupScales) c.group_size = integer(q, "group_size");
   c.weight_asymmetric = !q.at("weight_symmetric").get<bool>();
-  if (c.weight_method == "crossquant") c.weight_alpha = q.at("weight_alpha").get<double>();
+  if (storage == WeightStorage::RowScalesColumnFactors) c.weight_alpha = q.at("weight_alpha").get<double>();
   if (c.quantizes_activations()) {
     c.activation_method = q.at("activation_method").get<std::string>();
     const std::string scales = q.at("activation_scales").get<std::string>();
     if (scales != kStaticScales && scales != kDynamicScales)
       fail("activation_scales '{}' is neither '{}' nor '{}'", scales, kStaticScales, kDynamicScales);
-    if (c.activation_method == "crossquant") c.alpha = q.at("alpha").get<double>();
-    if (c.activation_method == "remove-kernel") c.kernel_target = q.at("kernel_target").get<double>();
-    c.static_columns = scales == kStaticScales && c.activation_method == "crossquant";
+    const QuantMethod* activations = find_quant_method(c.activation_method);
+    const auto reads = [&](QuantOption option) { return activations != nullptr && activations->reads(option); };
+    if (reads(kOptionAlpha)) c.alpha = q.at("alpha").get<double>();
+    if (reads(kOptionKernelTarget)) c.kernel_target = q.at("kernel_target").get<double>();
+    // Static statistics: CrossQuant's column maxima, or per-tensor's one scale.
+    c.static_columns = scales == kStaticScales && reads(kOptionStaticColumnAbsmax);
     c.static_tensor_scale = scales == kStaticScales && c.activation_method == "per-tensor";
     c.quantize_attention_inputs = q.value("quantize_bmm_input", false);
   }
@@ -101,7 +112,7 @@ std::string StoredCodeLayout::describe() const {
 }
 
 int64_t groups_per_row(const QuantConfig& config, int64_t in) {
-  return config.weight_method == "group" ? (in + config.group_size - 1) / config.group_size : 1;
+  return weight_storage(config.weight_method) == WeightStorage::GroupScales ? (in + config.group_size - 1) / config.group_size : 1;
 }
 
 // A tensor of the checkpoint with the dtype and shape the format prescribes.
@@ -166,7 +177,7 @@ QuantConfig parse_quantization_config(const nlohmann::json& q, const std::string
     QuantConfig config = config_from_checkpoint(q, where);
     config.validate();
     if (!config.quantizes_weights()) fail("wbits {}: a quantized checkpoint stores quantized weights", config.weight_bits);
-    if (config.weight_asymmetric && config.weight_method != "group")
+    if (config.weight_asymmetric && weight_storage(config.weight_method) != WeightStorage::GroupScales)
       fail("asymmetric weights are group-wise only (got {})", config.weight_method);
     return config;
   } catch (const nlohmann::json::exception& e) {
@@ -240,7 +251,8 @@ QuantizedMatrix read_stored_weight(const SafetensorsCheckpoint& checkpoint, cons
   const int64_t groups = groups_per_row(config, in);
   std::vector<float> scales = positive_values(stored_tensor(checkpoint, stored, module + ".weight_scale", DType::F32,
                                                             {out, groups}, "scales of " + weight));
-  if (config.weight_method == "group") {
+  const WeightStorage storage = weight_storage(config.weight_method);
+  if (storage == WeightStorage::GroupScales) {
     q.group_size = config.group_size;
     q.group_scales = std::move(scales);
   } else {
@@ -259,7 +271,7 @@ QuantizedMatrix read_stored_weight(const SafetensorsCheckpoint& checkpoint, cons
     check_no_tensor(checkpoint, zero, "the weights are symmetric (weight_symmetric: true)");
   }
   const std::string column_factor = module + ".weight_column_factor";
-  if (config.weight_method == "crossquant")
+  if (storage == WeightStorage::RowScalesColumnFactors)
     q.column_factors = positive_values(stored_tensor(checkpoint, stored, column_factor, DType::F32, {in},
                                                      "CrossQuant column factors of " + weight));
   else
