@@ -12,6 +12,7 @@
 #include "eval/loglikelihood.h"
 #include "eval/task.h"
 #include "model/transformer.h"
+#include "quant/quantized_checkpoint.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -71,7 +72,7 @@ struct ConfigurationRun {
 // every task, printing lm-eval's table.
 void run_configuration(const EvalOptions& options, const std::vector<Task>& tasks, const Tokenizer& tokenizer,
                        ConfigurationRun& run) {
-  Transformer model(options.model);
+  Transformer model = load_model(options.model);
   // The setting that runs: on a quantized checkpoint, the stored one (activation flags may override it).
   run.quant = apply_quantization(model, run.quant, options.quant.calibration_tokens(tokenizer)).applied;
   run.engine.add_bos = options.add_bos;

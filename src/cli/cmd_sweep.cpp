@@ -13,6 +13,7 @@
 #include "eval/sweep_report.h"
 #include "model/transformer.h"
 #include "quant/kernel_report.h"
+#include "quant/quantized_checkpoint.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/text_file.h"
@@ -92,7 +93,7 @@ void add_sweep_command(CLI::App& app) {
     const std::size_t total = points.size() + 1;
     auto run = [&](const QuantConfig* config, const SweepPoint* point) {
       const auto start = std::chrono::steady_clock::now();
-      Transformer model(options->model);  // fresh weights for every configuration (mmap: cheap)
+      Transformer model = load_model(options->model);  // fresh weights for every configuration (mmap: cheap)
       if (rows.empty())  // as `cq ppl`: --seqlen, or min(2048, max positions)
         ppl_options.seqlen = options->seqlen > 0 ? options->seqlen
                                                  : std::min<int64_t>(2048, model.config().max_position_embeddings);

@@ -47,6 +47,14 @@ struct StoredQuantization {
   std::filesystem::path weights_file;  // model_dir/model.safetensors, for messages
 };
 
+// TEMPORARY (moves to src/ptq/): a model directory as every `cq` command loads it, an
+// ordinary checkpoint or a quantized one (verified; linear weights dequantized from their
+// codes, one tensor at a time). Throws cq::Error naming the file.
+Transformer load_model(const std::filesystem::path& model_dir);
+// What a quantized checkpoint loaded by load_model stores about its quantization; nullptr
+// for an ordinary checkpoint (or a model not loaded by load_model).
+const StoredQuantization* stored_quantization(const Transformer& model);
+
 // The settings of a config.json's `quantization_config` object (format, version and every
 // field checked; `where` names the file in errors). Throws cq::Error.
 QuantConfig parse_quantization_config(const nlohmann::json& quantization_config, const std::string& where);
