@@ -13,6 +13,7 @@
 #include "cli/options.h"
 #include "ptq/apply_quantization.h"
 #include "model/transformer.h"
+#include "ptq/quantized_checkpoint.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -51,7 +52,7 @@ void add_bench_command(CLI::App& app) {
     if (options->prompt_tokens < 1 || options->gen_tokens < 0 || options->repeats < 1)
       fail("--prompt-tokens must be >= 1, --gen-tokens >= 0, --repeats >= 1");
     const QuantConfig quant = options->quant.resolve();
-    Transformer model(options->model);
+    Transformer model = load_model(options->model);
     std::vector<int32_t> calibration;
     if (!options->quant.calib.empty()) calibration = options->quant.calibration_tokens(*load_tokenizer(options->model));
     const auto setup_start = std::chrono::steady_clock::now();

@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "ptq/apply_quantization.h"
+#include "ptq/quantized_checkpoint.h"
 #include "eval/harness.h"
 #include "eval/loglikelihood.h"
 #include "eval/task.h"
@@ -75,7 +76,7 @@ struct ConfigurationRun {
 // every task, printing lm-eval's table.
 void run_configuration(const EvalOptions& options, const std::vector<Task>& tasks, const Tokenizer& tokenizer,
                        ConfigurationRun& run) {
-  Transformer model(options.model);
+  Transformer model = load_model(options.model);
   // The setting that runs: on a quantized checkpoint, the stored one (activation flags may override it).
   run.quant = apply_quantization(model, run.quant, options.quant.calibration_tokens(tokenizer)).applied;
   run.engine.add_bos = options.add_bos;

@@ -8,6 +8,7 @@
 #include "cli/options.h"
 #include "ptq/apply_quantization.h"
 #include "model/transformer.h"
+#include "ptq/quantized_checkpoint.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -36,7 +37,7 @@ void add_generate_command(CLI::App& app) {
   command->callback([options] {
     if (options->temperature < 0) fail("--temperature must be >= 0");
     const QuantConfig quant = options->quant.resolve();
-    Transformer model(options->model);
+    Transformer model = load_model(options->model);
     const auto tokenizer = load_tokenizer(options->model);
     const QuantConfig applied = apply_quantization(model, quant, options->quant.calibration_tokens(*tokenizer)).applied;
     if (applied.quantizes_weights() || applied.quantizes_activations())  // stdout keeps the text alone

@@ -22,7 +22,7 @@ void add_info_command(CLI::App& app) {
   command->add_option("--model", options->model, "Hugging Face model directory")->required();
   command->add_option("--json", options->json, "also write the description as JSON to this file ('-' for stdout)");
   command->callback([options] {
-    Transformer model(options->model);
+    Transformer model = load_model(options->model);
     const ModelConfig& c = model.config();
     std::string tokenizer_kind;
     try {
@@ -44,7 +44,7 @@ void add_info_command(CLI::App& app) {
                c.positions == PositionKind::Rotary ? fmt::format(", theta {}, scaling {}", c.rope_theta, c.rope_scaling.type) : "");
     fmt::print("parameters   {} ({:.2f} M)\n", params, static_cast<double>(params) / 1e6);
     fmt::print("dtype        {}\n", dtype_name(model.checkpoint().dominant_dtype()));
-    const StoredQuantization* stored = model.stored_quantization();
+    const StoredQuantization* stored = stored_quantization(model);
     if (stored) fmt::print("quantized    {} (cq quantize, format version {})\n", stored->config.describe(), kQuantizedCheckpointVersion);
     fmt::print("file size    {:.1f} MB\n", static_cast<double>(model.checkpoint().file_bytes()) / 1e6);
     fmt::print("tied lm_head {}\n", c.tie_word_embeddings ? "yes" : "no");

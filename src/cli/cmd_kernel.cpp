@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "ptq/apply_quantization.h"
+#include "ptq/quantized_checkpoint.h"
 #include "eval/perplexity.h"
 #include "model/transformer.h"
 #include "ptq/kernel_report.h"
@@ -75,7 +76,7 @@ void add_kernel_command(CLI::App& app) {
     std::string summary = fmt::format("{:<44} {:>9} {:>9} {:>9} {:>9} {:>10}\n", "setting", "kernel %", "zeros %",
                                       "c>=t %", "B~<B %", "ppl");
     for (const QuantConfig& config : configs) {
-      Transformer model(options->model);
+      Transformer model = load_model(options->model);
       const QuantConfig applied = apply_quantization(model, config, calibration_tokens).applied;
       PerplexityOptions ppl;
       ppl.seqlen = options->seqlen > 0 ? options->seqlen : std::min<int64_t>(2048, model.config().max_position_embeddings);

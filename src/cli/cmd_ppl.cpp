@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "ptq/apply_quantization.h"
+#include "ptq/quantized_checkpoint.h"
 #include "eval/perplexity.h"
 #include "eval/ppl_datasets.h"
 #include "model/transformer.h"
@@ -44,7 +45,7 @@ void add_ppl_command(CLI::App& app) {
   command->callback([options, text_option, dataset_option] {
     if (!text_option->count() && !dataset_option->count()) fail("give --text FILE or --dataset wikitext2|c4 --data FILE");
     const QuantConfig quant = options->quant.resolve();
-    Transformer model(options->model);
+    Transformer model = load_model(options->model);
     const auto tokenizer = load_tokenizer(options->model);
     const std::string text = options->dataset == "wikitext2" ? wikitext2_eval_string(options->data)
                              : options->dataset == "c4"      ? c4_eval_string(options->data)

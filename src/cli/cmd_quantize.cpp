@@ -26,8 +26,8 @@ void add_quantize_command(CLI::App& app) {
     const QuantConfig quant = options->quant.resolve();
     if (quant.engine != "fake")
       fail("cq quantize: --engine is chosen when the checkpoint runs (cq ppl/generate/kernel --engine int), not stored");
-    Transformer model(options->model);
-    if (model.stored_quantization()) fail("{} is already a quantized checkpoint", options->model);
+    Transformer model = load_model(options->model);
+    if (stored_quantization(model)) fail("{} is already a quantized checkpoint", options->model);
     const auto tokenizer = load_tokenizer(options->model);
     const std::vector<int32_t> calibration = options->quant.calibration_tokens(*tokenizer);
     const QuantizationRecord record = apply_transformation(model, quant, calibration);

@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "ptq/apply_quantization.h"
+#include "ptq/quantized_checkpoint.h"
 #include "eval/perplexity.h"
 #include "eval/sweep_report.h"
 #include "model/transformer.h"
@@ -93,7 +94,7 @@ void add_sweep_command(CLI::App& app) {
     const std::size_t total = points.size() + 1;
     auto run = [&](const QuantConfig* config, const SweepPoint* point) {
       const auto start = std::chrono::steady_clock::now();
-      Transformer model(options->model);  // fresh weights for every configuration (mmap: cheap)
+      Transformer model = load_model(options->model);  // fresh weights for every configuration (mmap: cheap)
       if (rows.empty())  // as `cq ppl`: --seqlen, or min(2048, max positions)
         ppl_options.seqlen = options->seqlen > 0 ? options->seqlen
                                                  : std::min<int64_t>(2048, model.config().max_position_embeddings);

@@ -1,9 +1,11 @@
 #pragma once
 // One decoder for every family: ModelConfig says what differs (norm, positions, MLP,
-// biases, GQA). Weights stay in the checkpoint's mapping in their stored dtype; F16/BF16
-// layers are converted to FP32 one layer at a time, so memory stays near the file size.
-// A quantized checkpoint (`cq quantize`, quant/quantized_checkpoint.h) is verified on load
-// and its linear weights dequantized from their integer codes, one tensor at a time.
+// biases, GQA, where queries are scaled). The parameters come through a WeightSource
+// (model/weight_source.h): an ordinary checkpoint's tensors stay in its mapping in their
+// stored dtype, and F16/BF16 layers are converted to FP32 one layer at a time, so memory
+// stays near the file size; a source may give a linear layer's FP32 values instead (a
+// quantized checkpoint's dequantized codes). Attention and RoPE are kernels
+// (kernels/attention.h, kernels/rope.h).
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -14,12 +16,17 @@
 
 #include "io/safetensors.h"
 #include "model/config.h"
+#include "model/row_windows.h"
+#include "model/weight_source.h"
 #include "quant/kernel_stats.h"
 #include "quant/quantizer.h"
 
-namespace cq {
+namespace cq::kernels {
+struct AttentionHeads;
+struct AttentionSegment;
+}  // namespace cq::kernels
 
-struct StoredQuantization;
+namespace cq {
 
 // The four places inside a block where a linear layer reads its input. Linear layers that
 // share an input (q/k/v, gate/up) share its activation quantization.
@@ -33,32 +40,13 @@ struct LinearLayer {
   int64_t layer = 0;
   int64_t in_features = 0;
   int64_t out_features = 0;
-  const TensorInfo* stored_weight = nullptr;  // in the mapping (a quantized checkpoint's integer codes)
+  const TensorInfo* stored_weight = nullptr;  // `name`.weight in the mapping (a quantized checkpoint's integer codes)
   std::vector<float> owned_weight;            // FP32 copy once transformed (quantized, smoothed), or
-                                              // dequantized from a quantized checkpoint
+                                              // the values WeightSource::linear_weight gave
   std::vector<float> bias;                    // empty: no bias
 
   // Makes an owned FP32 copy (if not yet) and returns it for in-place transformation.
   std::span<float> mutable_weight();
-};
-
-// The quantization windows of an activation matrix: consecutive row ranges whose tokens
-// share window-wide statistics (a per-tensor scale, CrossQuant's column maxima c_j). One
-// sequence is one window; a packed forward makes one window per tree (forward_packed).
-class RowWindows {
- public:
-  RowWindows() : bounds_{0} {}
-  RowWindows(int64_t rows, int64_t length);          // every `length` rows (the last may be shorter)
-  explicit RowWindows(std::vector<int64_t> bounds);  // window w = rows [bounds[w], bounds[w + 1]), bounds[0] = 0
-  int64_t rows() const { return bounds_.back(); }
-  int64_t count() const { return static_cast<int64_t>(bounds_.size()) - 1; }
-  int64_t begin(int64_t w) const { return bounds_[static_cast<size_t>(w)]; }
-  int64_t size(int64_t w) const { return bounds_[static_cast<size_t>(w) + 1] - bounds_[static_cast<size_t>(w)]; }
-  int64_t max_size() const;
-  std::span<const int64_t> bounds() const { return bounds_; }
-
- private:
-  std::vector<int64_t> bounds_;
 };
 
 // One segment of a packed forward (Transformer::forward_packed). A segment continues its
@@ -97,14 +85,15 @@ using ActivationObserver = std::function<void(int64_t layer, InputSite site, con
 
 class Transformer {
  public:
-  // Loads config.json and the safetensors checkpoint of a Hugging Face model directory.
+  // Loads config.json of a Hugging Face model directory and every parameter from `weights`.
+  Transformer(const std::filesystem::path& model_dir, std::unique_ptr<WeightSource> weights);
+  // An ordinary checkpoint: model_dir's safetensors, read as stored (open_safetensors_weights).
   explicit Transformer(const std::filesystem::path& model_dir);
 
   const ModelConfig& config() const { return config_; }
-  const SafetensorsCheckpoint& checkpoint() const { return *checkpoint_; }
+  const WeightSource& weights() const { return *weights_; }
+  const SafetensorsCheckpoint& checkpoint() const { return weights_->checkpoint(); }
   const std::filesystem::path& directory() const { return directory_; }
-  // What a quantized checkpoint stores about its quantization; nullptr for an ordinary one.
-  const StoredQuantization* stored_quantization() const { return stored_quantization_.get(); }
   int64_t parameter_count() const;
 
   KVCache make_cache(int64_t batch, int64_t capacity) const;
@@ -171,7 +160,6 @@ class Transformer {
     int64_t q, k, v, o, gate_or_fc1, up = -1, down_or_fc2;  // indexes into linears_
   };
 
-  struct SegmentRows;
   // What one forward runs: rows with their positions and quantization windows, attending
   // causally over a KV cache (batch sequences of `length` tokens) or as packed segments.
   struct Pass {
@@ -179,11 +167,11 @@ class Transformer {
     RowWindows windows;
     int64_t batch = 0, length = 0;
     KVCache* cache = nullptr;
-    const std::vector<SegmentRows>* segments = nullptr;  // packed
+    const std::vector<kernels::AttentionSegment>* segments = nullptr;  // packed
     int64_t rows() const { return windows.rows(); }
   };
   static Pass cache_pass(int64_t batch, int64_t length, KVCache& cache);
-  float attention_score_scale() const;
+  kernels::AttentionHeads attention_heads() const;
 
   void load_weights();
   // A tensor holding model values (floating point) with the shape config.json implies.
@@ -204,12 +192,9 @@ class Transformer {
                              std::span<const int64_t> readers, const std::vector<float>* column_absmax = nullptr);
   void run_linear(int64_t index, const float* x, const RowWindows& windows, float* y);
   void embed(std::span<const int32_t> tokens, std::span<const int64_t> positions, float* x);
-  // column_absmax (batch × q width, zeroed, or null): raised to each sequence's column maxima of out.
+  // Appends k and v to the cache, then attends (kernels::cache_attention); column_absmax as there.
   void cache_attention(int64_t layer, const float* q, const float* k, const float* v, int64_t batch, int64_t length,
-                       KVCache& cache, float* out, float* column_absmax = nullptr);
-  void packed_attention(const float* q, const float* k, const float* v, const std::vector<SegmentRows>& segments,
-                        float* out) const;
-  void apply_rope(float* x, int64_t heads, std::span<const int64_t> positions) const;
+                       KVCache& cache, float* out, float* column_absmax = nullptr) const;
   // input_column_absmax: the input's column maxima per window when gathers_column_absmax.
   void attention_sublayer(int64_t layer, const float* input, const Pass& pass, float* out,
                           const std::vector<float>* input_column_absmax = nullptr);
@@ -222,8 +207,8 @@ class Transformer {
   std::filesystem::path directory_;
   ModelConfig config_;
   TensorNames names_;
-  std::unique_ptr<SafetensorsCheckpoint> checkpoint_;
-  std::shared_ptr<const StoredQuantization> stored_quantization_;
+  std::unique_ptr<WeightSource> weights_;
+  int64_t source_linear_parameters_ = 0;  // out × in of the linears whose values linear_weight() gave
   std::vector<LinearLayer> linears_;
   std::vector<Block> blocks_;
   Norm final_norm_;

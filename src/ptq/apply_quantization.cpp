@@ -159,7 +159,7 @@ QuantConfig apply_stored_quantization(Transformer& model, const StoredQuantizati
 
 QuantizationRecord apply_quantization(Transformer& model, const QuantConfig& requested,
                                       std::span<const int32_t> calibration_tokens) {
-  if (const StoredQuantization* stored = model.stored_quantization()) {
+  if (const StoredQuantization* stored = stored_quantization(model)) {
     QuantizationRecord record;
     record.applied = apply_stored_quantization(model, *stored, requested, calibration_tokens);
     return record;

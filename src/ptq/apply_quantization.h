@@ -30,7 +30,7 @@ struct QuantizationRecord {
 // once and installs the activation quantizer at every linear input. Embeddings and lm_head
 // stay in full precision. Methods that calibrate use `calibration_tokens` with the
 // unquantized model; static activation scales are calibrated after the transformation.
-// A quantized checkpoint (model.stored_quantization()) keeps its weights; weight flags are
+// A quantized checkpoint (stored_quantization(model)) keeps its weights; weight flags are
 // refused, activation flags override the stored activation setting, and `--engine int`
 // runs its stored codes.
 QuantizationRecord apply_quantization(Transformer& model, const QuantConfig& config,

@@ -329,7 +329,7 @@ void IntegerLinear::run(const float* x, const RowWindows& windows, float* y, Ker
 
 void install_integer_backends(Transformer& model, const QuantConfig& config,
                               const std::vector<std::vector<float>>& static_absmax) {
-  const StoredQuantization* stored = model.stored_quantization();
+  const StoredQuantization* stored = stored_quantization(model);
   if (const std::string reason = integer_engine_unsupported_reason(config, stored != nullptr); !reason.empty())
     fail("--engine int: {}", reason);
   std::shared_ptr<const Quantizer> weight = make_weight_quantizer(config);

@@ -6,9 +6,12 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "model/transformer.h"
+#include "model/weight_source.h"
 #include "quant/method_table.h"
 #include "quant/quant_common.h"
 #include "util/atomic_file.h"
@@ -216,7 +219,7 @@ void write_quantized_checkpoint(Transformer& model, const QuantConfig& config, c
 }
 
 std::vector<std::vector<float>> read_static_absmax(const Transformer& model) {
-  const StoredQuantization* stored = model.stored_quantization();
+  const StoredQuantization* stored = stored_quantization(model);
   if (!stored || !stored->config.quantizes_activations() || !(stored->config.static_columns || stored->config.static_tensor_scale))
     return {};
   const auto sites = static_cast<size_t>(model.config().num_layers * kInputSites);
@@ -235,6 +238,42 @@ std::vector<std::vector<float>> read_static_absmax(const Transformer& model) {
              absmax[slot][j]);
   }
   return absmax;
+}
+
+namespace {
+
+// A model directory as `cq` loads it: an ordinary checkpoint, or one `cq quantize` wrote
+// (verified on opening; each linear weight then given as the values its codes stand for).
+class CheckpointDirectoryWeights final : public WeightSource {
+ public:
+  explicit CheckpointDirectoryWeights(const std::filesystem::path& model_dir)
+      : checkpoint_(model_dir), stored_(read_stored_quantization(model_dir)) {}
+  const SafetensorsCheckpoint& checkpoint() const override { return checkpoint_; }
+  std::optional<std::vector<float>> linear_weight(const std::string& module, int64_t out, int64_t in) const override {
+    if (!stored_) return std::nullopt;
+    return read_stored_weight_values(checkpoint_, *stored_, module, out, in);
+  }
+  bool is_parameter(const std::string& name, const TensorInfo& info) const override {
+    return !stored_ || (!is_integer(info.dtype) && !is_quantization_metadata(name));
+  }
+  const StoredQuantization* stored() const { return stored_.get(); }
+
+ private:
+  SafetensorsCheckpoint checkpoint_;
+  std::shared_ptr<const StoredQuantization> stored_;
+};
+
+}  // namespace
+
+Transformer load_model(const std::filesystem::path& model_dir) {
+  // config.json's errors first, then the checkpoint's, then the quantization's.
+  (void)load_model_config(model_dir);
+  return Transformer(model_dir, std::make_unique<CheckpointDirectoryWeights>(model_dir));
+}
+
+const StoredQuantization* stored_quantization(const Transformer& model) {
+  const auto* weights = dynamic_cast<const CheckpointDirectoryWeights*>(&model.weights());
+  return weights != nullptr ? weights->stored() : nullptr;
 }
 
 }  // namespace cq

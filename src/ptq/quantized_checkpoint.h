@@ -20,6 +20,14 @@ class Transformer;
 void write_quantized_checkpoint(Transformer& model, const QuantConfig& config, const QuantizationRecord& record,
                                 const std::vector<std::vector<float>>& static_absmax, const std::filesystem::path& out_dir);
 
+// A model directory as every `cq` command loads it: an ordinary checkpoint, or one `cq
+// quantize` wrote (verified on opening; each linear weight then given to the decoder as the
+// values its codes stand for, one tensor at a time). Throws cq::Error naming the file.
+Transformer load_model(const std::filesystem::path& model_dir);
+// What a quantized checkpoint loaded by load_model stores about its quantization; nullptr
+// for an ordinary checkpoint (or a model not loaded by load_model).
+const StoredQuantization* stored_quantization(const Transformer& model);
+
 // Static activation maxima of a quantized checkpoint's model, per (layer * kInputSites +
 // site); empty unless its activation scales are static.
 std::vector<std::vector<float>> read_static_absmax(const Transformer& model);

@@ -36,12 +36,15 @@ class CrossQuantQuantizer final : public Quantizer {
   void fake_quantize(MatrixView x, KernelStats* stats) const override;
   QuantizedMatrix quantize(MatrixView x, KernelStats* stats) const override;
 
+  // Dynamic CrossQuant takes c_j from the matrix given: the model gathers them for it.
+  bool wants_column_absmax() const override { return !is_static(); }
   // Dynamic CrossQuant in one pass, with c_j = max_i |X_ij| already gathered by the kernel
   // that wrote X (kernels::produce_rows): the same result and statistics as fake_quantize() /
   // quantize() bit for bit, without their first pass over X. column_absmax must be exactly
   // those maxima (one per column); a value below a column's maximum is detected (a code would
   // be clipped) and reported as a cq::Error after X was modified. Dynamic quantizers only.
-  void fake_quantize_with_column_absmax(MatrixView x, std::span<const float> column_absmax, KernelStats* stats) const;
+  void fake_quantize_with_column_absmax(MatrixView x, std::span<const float> column_absmax,
+                                        KernelStats* stats) const override;
   QuantizedMatrix quantize_with_column_absmax(MatrixView x, std::span<const float> column_absmax,
                                               KernelStats* stats) const;
 

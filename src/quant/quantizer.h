@@ -4,6 +4,7 @@
 // one row in the method table (method_table.h). Definitions: ../shared/docs/SPEC.md.
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,22 @@ class Quantizer {
   virtual void fake_quantize(MatrixView x, KernelStats* stats) const = 0;
   // Integer codes and scales; x is not modified. Adds to *stats when non-null.
   virtual QuantizedMatrix quantize(MatrixView x, KernelStats* stats) const = 0;
+
+  // Capabilities: what a caller may do for this quantizer, asked instead of its type.
+  // Whether fake_quantize() needs the column maxima c_j = max_i |X_ij| of the matrix given
+  // (dynamic CrossQuant): then the kernel that writes X can gather them on the way
+  // (kernels/column_absmax.h) and pass them to fake_quantize_with_column_absmax(), which
+  // saves the quantizer its own pass over X.
+  virtual bool wants_column_absmax() const { return false; }
+  // fake_quantize() with those maxima given (one per column, exactly max_i |X_ij| of x): the
+  // same result and statistics bit for bit. Quantizers that use them detect maxima below a
+  // column's own (cq::Error, x modified) and refuse them where they do not apply; the
+  // default, for quantizers without the capability, ignores them.
+  virtual void fake_quantize_with_column_absmax(MatrixView x, std::span<const float> column_absmax,
+                                                KernelStats* stats) const {
+    (void)column_absmax;
+    fake_quantize(x, stats);
+  }
 };
 
 // Creates the quantizer a spec names; throws cq::Error for unknown methods or bad values.

@@ -168,7 +168,8 @@ TEST(ColumnGather, NormsEqualTheirDefinitionWithAndWithoutGathering) {
   }
 }
 
-// Hides the quantizer's type, so that the model cannot fuse and runs the two-pass path.
+// Forwards fake_quantize but advertises no capability (wants_column_absmax() is false), so
+// the model does not gather c_j and runs the two-pass path.
 class OpaqueQuantizer final : public Quantizer {
  public:
   explicit OpaqueQuantizer(std::shared_ptr<const Quantizer> inner) : inner_(std::move(inner)) {}

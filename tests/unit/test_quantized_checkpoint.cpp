@@ -147,8 +147,8 @@ TEST(QuantizedCheckpoint, StoredCodesDecodeToTheFakeQuantizedWeights) {
     const auto dir = quantize_synthetic("qckpt-decode-" + c.scheme + (c.asymmetric ? "-asym" : ""), config);
     Transformer on_the_fly(test::synthetic_model("opt-pre"));
     apply_quantization(on_the_fly, config);
-    Transformer loaded(dir);
-    ASSERT_NE(loaded.stored_quantization(), nullptr);
+    Transformer loaded = load_model(dir);
+    ASSERT_NE(stored_quantization(loaded), nullptr);
     const auto tensors = read_raw_tensors(dir / "model.safetensors");
     const bool packed = config.weight_bits <= 4;
     for (size_t index = 0; index < on_the_fly.linear_layers().size(); ++index) {
@@ -214,8 +214,8 @@ TEST(QuantizedCheckpoint, ConfigRecordsTheQuantization) {
   EXPECT_TRUE(q["calibration"].is_null());
   EXPECT_NE(q["weight_storage"]["codes"].get<std::string>().find("low nibble = even input column"), std::string::npos);
   EXPECT_EQ(q["weights_checksum"], fnv1a64(dir / "model.safetensors"));
-  const Transformer loaded(dir);  // owns what stored_quantization() points to
-  const StoredQuantization* stored = loaded.stored_quantization();
+  const Transformer loaded = load_model(dir);  // owns what stored_quantization() points to
+  const StoredQuantization* stored = stored_quantization(loaded);
   ASSERT_NE(stored, nullptr);
   EXPECT_EQ(stored->config.describe(), config.describe());
 }
@@ -233,7 +233,7 @@ TEST(QuantizedCheckpoint, CrossQuantWeightsStoreTheirColumnFactors) {
   EXPECT_EQ(read_config(dir)["quantization_config"]["weight_alpha"], 0.55);
   Transformer on_the_fly(test::synthetic_model("opt-pre"));
   apply_quantization(on_the_fly, config);
-  Transformer loaded(dir);
+  Transformer loaded = load_model(dir);
   for (size_t index = 0; index < loaded.linear_layers().size(); ++index)
     EXPECT_EQ(loaded.linear_layers()[index].owned_weight, on_the_fly.linear_layers()[index].owned_weight) << index;
 }
@@ -341,7 +341,7 @@ TEST(QuantizedCheckpoint, BadCheckpointsAreRefusedNamingFileAndTensor) {
     std::filesystem::copy(pristine[key], dir,
                           std::filesystem::copy_options::recursive | std::filesystem::copy_options::overwrite_existing);
     r.edit(dir);
-    const std::string message = error_of([&] { Transformer model(dir); });
+    const std::string message = error_of([&] { Transformer model = load_model(dir); });
     ASSERT_FALSE(message.empty()) << "accepted";
     for (const std::string& part : r.expected) EXPECT_NE(message.find(part), std::string::npos) << message;
   }
@@ -411,8 +411,8 @@ TEST_P(QuantizedCheckpointShared, PerplexityEqualsQuantizingOnTheFly) {
     EXPECT_EQ(codes.dtype, config.weight_bits > 4 ? "I8" : "U8") << linear.name;
     EXPECT_EQ(codes.shape[1], config.weight_bits > 4 ? linear.in_features : (linear.in_features + 1) / 2) << linear.name;
   }
-  Transformer loaded(out);
-  ASSERT_NE(loaded.stored_quantization(), nullptr);
+  Transformer loaded = load_model(out);
+  ASSERT_NE(stored_quantization(loaded), nullptr);
   apply_quantization(loaded, QuantConfig{}, {});
   const double expected = perplexity(on_the_fly, eval);
   EXPECT_EQ(perplexity(loaded, eval), expected);
@@ -423,7 +423,7 @@ TEST_P(QuantizedCheckpointShared, PerplexityEqualsQuantizingOnTheFly) {
     integer.engine = "int";
     Transformer int_on_the_fly(model_dir);
     apply_quantization(int_on_the_fly, integer, calib);
-    Transformer int_loaded(out);
+    Transformer int_loaded = load_model(out);
     QuantConfig run;
     run.engine = "int";
     apply_quantization(int_loaded, run, {});
@@ -441,7 +441,7 @@ TEST_P(QuantizedCheckpointShared, PerplexityEqualsQuantizingOnTheFly) {
     }
   }
   if (config.activation_method == "crossquant" && !c.static_activations) {  // no integer path from stored codes
-    Transformer refused(out);
+    Transformer refused = load_model(out);
     QuantConfig run;
     run.engine = "int";
     const std::string message = error_of([&] { apply_quantization(refused, run, {}); });

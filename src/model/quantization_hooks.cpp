@@ -1,0 +1,61 @@
+// The model's quantization hooks (transformer.h): where activation quantizers, integer
+// backends and weight transformations plug into the decoder, and its statistics.
+#include <utility>
+
+#include "model/transformer.h"
+
+namespace cq {
+
+const char* input_site_name(InputSite site) {
+  switch (site) {
+    case InputSite::AttentionIn: return "attn_in";
+    case InputSite::AttentionOut: return "attn_out";
+    case InputSite::MlpIn: return "mlp_in";
+    case InputSite::MlpDown: return "mlp_down";
+  }
+  return "?";
+}
+
+void Transformer::quantize_weights(const Quantizer& quantizer) {
+  for (auto& linear : linears_) {
+    std::span<float> w = linear.mutable_weight();
+    quantizer.fake_quantize(MatrixView{w.data(), linear.out_features, linear.in_features, linear.in_features}, nullptr);
+  }
+}
+
+void Transformer::set_activation_quantizer(int64_t layer, InputSite site, std::shared_ptr<const Quantizer> quantizer) {
+  activation_quantizers_.at(static_cast<size_t>(layer * kInputSites + static_cast<int>(site))) = std::move(quantizer);
+}
+
+void Transformer::set_linear_backend(int64_t index, std::shared_ptr<LinearBackend> backend) {
+  backends_.at(static_cast<size_t>(index)) = std::move(backend);
+}
+
+void Transformer::set_activation_quantizer_everywhere(std::shared_ptr<const Quantizer> quantizer) {
+  for (auto& q : activation_quantizers_) q = quantizer;
+}
+
+KernelStats Transformer::total_kernel_stats() const {
+  KernelStats total;
+  for (const auto& s : stats_) total.merge(s);
+  return total;
+}
+
+void Transformer::reset_kernel_stats() { stats_.assign(linears_.size(), KernelStats{}); }
+
+std::vector<float>& Transformer::norm_weight(int64_t layer, InputSite site) {
+  auto& block = blocks_.at(static_cast<size_t>(layer));
+  return site == InputSite::AttentionIn ? block.attn_norm.weight : block.mlp_norm.weight;
+}
+
+std::vector<float>& Transformer::norm_bias(int64_t layer, InputSite site) {
+  auto& block = blocks_.at(static_cast<size_t>(layer));
+  return site == InputSite::AttentionIn ? block.attn_norm.bias : block.mlp_norm.bias;
+}
+
+Transformer::BlockLinears Transformer::block_linears(int64_t layer) const {
+  const Block& block = blocks_.at(static_cast<size_t>(layer));
+  return {block.q, block.k, block.v, block.o, block.gate_or_fc1, block.up, block.down_or_fc2};
+}
+
+}  // namespace cq

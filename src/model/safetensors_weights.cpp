@@ -1,0 +1,33 @@
+// An ordinary checkpoint as a WeightSource: every tensor as stored, every tensor a parameter.
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/safetensors.h"
+#include "model/weight_source.h"
+
+namespace cq {
+
+namespace {
+
+class SafetensorsWeights final : public WeightSource {
+ public:
+  explicit SafetensorsWeights(const std::filesystem::path& model_dir) : checkpoint_(model_dir) {}
+  const SafetensorsCheckpoint& checkpoint() const override { return checkpoint_; }
+  std::optional<std::vector<float>> linear_weight(const std::string&, int64_t, int64_t) const override {
+    return std::nullopt;
+  }
+  bool is_parameter(const std::string&, const TensorInfo&) const override { return true; }
+
+ private:
+  SafetensorsCheckpoint checkpoint_;
+};
+
+}  // namespace
+
+std::unique_ptr<WeightSource> open_safetensors_weights(const std::filesystem::path& model_dir) {
+  return std::make_unique<SafetensorsWeights>(model_dir);
+}
+
+}  // namespace cq
