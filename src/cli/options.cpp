@@ -86,7 +86,7 @@ const CLI::Validator& positive_count() {
         }
         return "must be a count >= 1 (got '" + value + "')";
       },
-      "COUNT >= 1");
+      "");
   return validator;
 }
 

@@ -91,7 +91,7 @@ TEST(CliConsistency, ReadmeDecodeExampleRunsOnASharedModel) {
   CQ_NEED_SHARED("models/stories260k");
   const std::string readme = read_text_file(test::source_dir() / "README.md");
   std::smatch match;
-  ASSERT_TRUE(std::regex_search(readme, match, std::regex(R"(cq tokenize --model (\S+) --decode --prompt "([0-9 ]+)")")));
+  ASSERT_TRUE(std::regex_search(readme, match, std::regex(R"re(cq tokenize --model (\S+) --decode --prompt "([0-9 ]+)")re")));
   EXPECT_EQ(match[1].str(), "../shared/models/stories260k");
   const auto result = test::run_cq("tokenize --model '" + (test::shared_dir() / "models/stories260k").string() +
                                    "' --decode --prompt '" + match[2].str() + "'");

@@ -14,7 +14,13 @@
 namespace cq {
 namespace {
 
-std::string shared(const std::string& relative) { return "'" + (test::shared_dir() / relative).string() + "'"; }
+// A shell-quoted path under the shared assets (appended, not `"'" + ... + "'"`: GCC 12's -Wrestrict false positive).
+std::string shared(const std::string& relative) {
+  std::string quoted = "'";
+  quoted += (test::shared_dir() / relative).string();
+  quoted += "'";
+  return quoted;
+}
 
 int count_of(const std::string& text, const std::string& needle) {
   int count = 0;

@@ -19,7 +19,13 @@ std::vector<std::string> progress_lines(const std::string& output) {
   return lines;
 }
 
-std::string shared(const std::string& relative) { return "'" + (test::shared_dir() / relative).string() + "'"; }
+// A shell-quoted path under the shared assets (appended, not `"'" + ... + "'"`: GCC 12's -Wrestrict false positive).
+std::string shared(const std::string& relative) {
+  std::string quoted = "'";
+  quoted += (test::shared_dir() / relative).string();
+  quoted += "'";
+  return quoted;
+}
 
 TEST(CliProgress, PipedLogsGetAStartLineAFewMoreAndAnEnd) {
   CQ_NEED_SHARED("models/stories260k");
