@@ -33,6 +33,7 @@ void add_demo_command(CLI::App& app) {
   command->callback([options] {
     check_output_file("--json", options->json);
     if (!std::filesystem::exists(std::filesystem::path(options->dir) / "config.json")) {
+      check_output_directory("--dir", options->dir);
       fmt::print(stderr, "generating the demo model (opt-outliers) in {}\n", options->dir);
       write_synthetic_model("opt-outliers", options->dir);
     }

@@ -1,5 +1,6 @@
 #include "cli/run_options.h"
 
+#include <fmt/format.h>
 #include <omp.h>
 
 #include "cli/options.h"
@@ -9,12 +10,19 @@ namespace cq::cli {
 
 namespace {
 bool quiet_given = false;
-}
+constexpr int kMaxThreads = 1024;
+}  // namespace
 
 void add_threads_option(CLI::App& command) {
   // oneDNN is built on the OpenMP runtime (DNNL_CPU_RUNTIME OMP): it takes omp_get_max_threads().
   command.add_option_function<int>(
-             "--threads", [](const int& threads) { omp_set_num_threads(threads); },
+             "--threads",
+             [](const int& threads) {
+               // More threads than any machine has cores only oversubscribes (and a typo such
+               // as 10000 would spawn them all).
+               if (threads > kMaxThreads) throw CLI::ValidationError("--threads", fmt::format("at most {} (got {})", kMaxThreads, threads));
+               omp_set_num_threads(threads);
+             },
              "threads for the matrix products and kernels (default: all cores, or OMP_NUM_THREADS)")
       ->check(positive_count());
 }

@@ -84,6 +84,7 @@ TEST(CliConsistency, ThreadsFlag) {
     EXPECT_GT(nlohmann::json::parse(all.output)["threads"].get<int>(), 1) << all.output;
   }
   expect_one_error_line(test::run_cq("bench --model " + model + " --threads 0"), "--threads: must be a count >= 1");
+  expect_one_error_line(test::run_cq("bench --model " + model + " --threads 100000"), "--threads: at most 1024");
 }
 
 // README: `cq tokenize --model DIR --decode --prompt "..."` decodes on stories260k.
