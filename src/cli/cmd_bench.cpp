@@ -7,10 +7,14 @@
 #include <chrono>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <omp.h>
+
 #include <random>
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/run_options.h"
+#include "model/position_limit.h"
 #include "ptq/apply_quantization.h"
 #include "model/transformer.h"
 #include "ptq/quantized_checkpoint.h"
@@ -41,18 +45,34 @@ void add_bench_command(CLI::App& app) {
   auto options = std::make_shared<Options>();
   auto* command = app.add_subcommand("bench", "prompt-processing and generation speed (tokens/s)");
   command->add_option("--model", options->model, "Hugging Face model directory")->required();
-  command->add_option("--prompt-tokens", options->prompt_tokens, "prompt length (one prefill forward)")->capture_default_str();
-  command->add_option("--gen-tokens", options->gen_tokens, "tokens decoded one at a time after the prompt")->capture_default_str();
-  command->add_option("--repeats", options->repeats, "runs; the median is reported")->capture_default_str();
+  auto* prompt_option = command->add_option("--prompt-tokens", options->prompt_tokens, "prompt length (one prefill forward)")
+                            ->check(positive_count())
+                            ->capture_default_str();
+  auto* gen_option = command->add_option("--gen-tokens", options->gen_tokens, "tokens decoded one at a time after the prompt")
+                         ->capture_default_str();
+  command->add_option("--repeats", options->repeats, "runs; the median is reported")->check(positive_count())->capture_default_str();
   command->add_flag("--json", options->json, "print one JSON object");
   // Speed commands run the integer kernels by default where they compute the same model.
   options->quant.config.engine = "auto";
   add_quant_options(*command, options->quant);
-  command->callback([options] {
+  add_run_options(*command);
+  command->callback([options, prompt_option, gen_option] {
     if (options->prompt_tokens < 1 || options->gen_tokens < 0 || options->repeats < 1)
       fail("--prompt-tokens must be >= 1, --gen-tokens >= 0, --repeats >= 1");
     const QuantConfig quant = options->quant.resolve();
     Transformer model = load_model(options->model);
+    // Sizes the user did not give are fitted to the model's positions (the prompt first).
+    const int64_t limit = model.config().max_position_embeddings;
+    if (options->prompt_tokens + options->gen_tokens > limit) {
+      const int64_t asked_prompt = options->prompt_tokens, asked_gen = options->gen_tokens;
+      if (!prompt_option->count()) options->prompt_tokens = std::max<int64_t>(1, limit - options->gen_tokens);
+      if (!gen_option->count()) options->gen_tokens = std::max<int64_t>(0, limit - options->prompt_tokens);
+      if (options->prompt_tokens != asked_prompt || options->gen_tokens != asked_gen)
+        fmt::print(stderr, "bench: {} prompt + {} generated tokens, fitted to the model's {} positions "
+                   "(--prompt-tokens and --gen-tokens choose)\n", options->prompt_tokens, options->gen_tokens, limit);
+    }
+    check_position_limit(model.config(), options->model, options->prompt_tokens + options->gen_tokens,
+                         fmt::format("--prompt-tokens {} + --gen-tokens {}", options->prompt_tokens, options->gen_tokens));
     std::vector<int32_t> calibration;
     if (!options->quant.calib.empty()) calibration = options->quant.calibration_tokens(*load_tokenizer(options->model));
     const auto setup_start = std::chrono::steady_clock::now();
@@ -60,8 +80,6 @@ void add_bench_command(CLI::App& app) {
     const double setup_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - setup_start).count();
     const ModelConfig& config = model.config();
     const int64_t total = options->prompt_tokens + options->gen_tokens;
-    if (config.positions == PositionKind::Learned && total > config.max_position_embeddings)
-      fail("--prompt-tokens + --gen-tokens = {} exceeds the model's {} positions", total, config.max_position_embeddings);
     std::mt19937 random(1234);
     std::uniform_int_distribution<int32_t> id(3, static_cast<int32_t>(std::min<int64_t>(config.vocab_size - 1, 30000)));
     std::vector<int32_t> prompt(static_cast<size_t>(options->prompt_tokens));
@@ -90,7 +108,7 @@ void add_bench_command(CLI::App& app) {
                             {"gen_tokens", options->gen_tokens}, {"repeats", options->repeats},
                             {"prefill_seconds", prefill},       {"prefill_tokens_per_second", pp_tps},
                             {"decode_seconds", decode},         {"decode_tokens_per_second", tg_tps},
-                            {"setup_seconds", setup_s}};
+                            {"setup_seconds", setup_s},         {"threads", omp_get_max_threads()}};
       fmt::print("{}\n", out.dump(2));
       return;
     }

@@ -9,6 +9,8 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/output_paths.h"
+#include "cli/run_options.h"
 #include "eval/agreement.h"
 #include "model/synthetic.h"
 #include "model/transformer.h"
@@ -25,11 +27,14 @@ void add_demo_command(CLI::App& app) {
   auto options = std::make_shared<Options>();
   auto* command = app.add_subcommand("demo", "per-token vs CrossQuant on a generated model with outlier channels");
   command->add_option("--dir", options->dir, "where to write the generated model")->capture_default_str();
-  command->add_option("--windows", options->windows, "sequences to evaluate")->capture_default_str();
-  command->add_option("--seqlen", options->seqlen, "tokens per sequence")->capture_default_str();
+  command->add_option("--windows", options->windows, "sequences to evaluate")->check(positive_count())->capture_default_str();
+  command->add_option("--seqlen", options->seqlen, "tokens per sequence")->check(positive_count())->capture_default_str();
   command->add_option("--json", options->json, "write the results as JSON");
+  add_threads_option(*command);
   command->callback([options] {
+    check_output_file("--json", options->json);
     if (!std::filesystem::exists(std::filesystem::path(options->dir) / "config.json")) {
+      check_output_directory("--dir", options->dir);
       fmt::print(stderr, "generating the demo model (opt-outliers) in {}\n", options->dir);
       write_synthetic_model("opt-outliers", options->dir);
     }

@@ -8,6 +8,8 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/output_paths.h"
+#include "cli/run_options.h"
 #include "ptq/apply_quantization.h"
 #include "ptq/quantized_checkpoint.h"
 #include "eval/harness.h"
@@ -118,9 +120,11 @@ void add_eval_command(CLI::App& app) {
       ->required();
   command->add_option("--data-dir", options->data_dir, "directory with one folder per task (original files or HF JSONL)")
       ->required();
-  command->add_option("--limit", options->limit, "evaluate the first N documents of each task (MMLU: of each subject)");
+  command->add_option("--limit", options->limit, "evaluate the first N documents of each task (MMLU: of each subject)")
+      ->check(positive_count());
   command->add_flag("--add-bos", options->add_bos, "prepend BOS to every encoding (newer lm-eval; default: v0.4.x, none)");
-  command->add_option("--max-length", options->max_length, "window in tokens (default: the model's max positions)");
+  command->add_option("--max-length", options->max_length, "window in tokens (default: the model's max positions)")
+      ->check(positive_count());
   command->add_option("--scoring", options->scoring,
                       "packed: questions packed into forward passes, each context run once (tree attention); "
                       "per-request: one full forward per request")
@@ -137,6 +141,7 @@ void add_eval_command(CLI::App& app) {
   command->add_option("--json", options->json, "write metrics and configuration as JSON ('-' for stdout)");
   command->add_flag("--requests", options->requests, "include every request's log-likelihood in the JSON");
   add_quant_options(*command, options->quant);
+  add_run_options(*command);
   command->callback([options, command] {
     std::vector<ConfigurationRun> runs;
     if (options->compare.empty()) {
@@ -151,13 +156,18 @@ void add_eval_command(CLI::App& app) {
         if (name != "fp32") arguments.insert(arguments.begin(), base.begin(), base.end());
         runs.emplace_back(name, resolve_configuration(arguments, "--compare " + name));
       }
+      std::vector<QuantConfig> quantized;  // the rows the other flags apply to
+      for (const auto& run : runs)
+        if (run.name != "fp32") quantized.push_back(run.quant);
+      require_flags_take_effect_somewhere(options->quant.given_flags(), quantized);
     }
+    check_output_file("--json", options->json);
     std::vector<Task> tasks;
     for (const auto& name : split_list(options->tasks, "--tasks"))
       tasks.push_back(load_task(name, options->data_dir, options->limit));
     const auto tokenizer = load_tokenizer(options->model);
     for (size_t i = 0; i < runs.size(); ++i) {
-      if (runs.size() > 1) fmt::print(stderr, "[{}/{}] {}: {}\n", i + 1, runs.size(), runs[i].name, runs[i].quant.describe());
+      if (runs.size() > 1 && !quiet()) fmt::print(stderr, "[{}/{}] {}: {}\n", i + 1, runs.size(), runs[i].name, runs[i].quant.describe());
       run_configuration(*options, tasks, *tokenizer, runs[i]);
     }
     std::vector<ComparisonRow> comparison;

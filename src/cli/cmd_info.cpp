@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/output_paths.h"
 #include "model/transformer.h"
 #include "ptq/quantized_checkpoint.h"
 #include "tokenizer/tokenizer.h"
@@ -22,6 +23,7 @@ void add_info_command(CLI::App& app) {
   command->add_option("--model", options->model, "Hugging Face model directory")->required();
   command->add_option("--json", options->json, "also write the description as JSON to this file ('-' for stdout)");
   command->callback([options] {
+    check_output_file("--json", options->json);
     Transformer model = load_model(options->model);
     const ModelConfig& c = model.config();
     std::string tokenizer_kind;

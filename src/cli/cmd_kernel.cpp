@@ -7,9 +7,12 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/output_paths.h"
+#include "cli/run_options.h"
 #include "ptq/apply_quantization.h"
 #include "ptq/quantized_checkpoint.h"
 #include "eval/perplexity.h"
+#include "model/position_limit.h"
 #include "model/transformer.h"
 #include "ptq/kernel_report.h"
 #include "tokenizer/tokenizer.h"
@@ -48,15 +51,23 @@ void add_kernel_command(CLI::App& app) {
   auto* command = app.add_subcommand("kernel", "measure the quantization kernel (share of activations rounded to zero)");
   command->add_option("--model", options->model, "Hugging Face model directory")->required();
   command->add_option("--text", options->text, "text file")->required();
-  command->add_option("--seqlen", options->seqlen, "window length (default: min(2048, max positions))");
-  command->add_option("--max-windows", options->max_windows, "at most this many windows (0 = all)");
+  command->add_option("--seqlen", options->seqlen, "window length (default: min(2048, max positions))")->check(positive_count());
+  command->add_option("--max-windows", options->max_windows, "at most this many windows (default: all)")->check(positive_count());
   command->add_option("--alphas", options->alphas, "compare several CrossQuant α, e.g. 0.15,0.45,0.75,1");
   command->add_option("--json", options->json, "write per-layer statistics as JSON");
   command->add_option("--csv", options->csv, "write per-layer statistics as CSV");
   add_quant_options(*command, options->quant);
+  add_run_options(*command);
   command->callback([options] {
-    QuantConfig base = options->quant.resolve();
+    QuantConfig base = options->quant.resolve(/*check_effects=*/false);
     if (!base.quantizes_activations()) base.activation_bits = 8;  // a kernel needs quantized activations
+    const GivenFlags given = options->quant.given_flags();
+    if (!options->alphas.empty())  // every row is CrossQuant at one α of the list
+      for (const char* flag : {"--alpha", "--act-quant"})
+        if (given.count(flag)) fail("{} has no effect with --alphas (each row is CrossQuant at one α of the list)", flag);
+    require_flags_take_effect(given, base);
+    check_output_file("--json", options->json);
+    check_output_file("--csv", options->csv);
     std::vector<QuantConfig> configs;
     if (options->alphas.empty()) {
       configs.push_back(base);
@@ -77,10 +88,12 @@ void add_kernel_command(CLI::App& app) {
                                       "c>=t %", "B~<B %", "ppl");
     for (const QuantConfig& config : configs) {
       Transformer model = load_model(options->model);
+      check_position_limit(model.config(), options->model, options->seqlen, fmt::format("--seqlen {}", options->seqlen));
       const QuantConfig applied = apply_quantization(model, config, calibration_tokens).applied;
       PerplexityOptions ppl;
       ppl.seqlen = options->seqlen > 0 ? options->seqlen : std::min<int64_t>(2048, model.config().max_position_embeddings);
       ppl.max_windows = options->max_windows;
+      ppl.progress_label = configs.size() > 1 ? fmt::format("kernel α={}", config.alpha) : "kernel";
       const PerplexityResult result = evaluate_perplexity(model, tokens, ppl);
       const KernelStats total = model.total_kernel_stats();
       if (configs.size() == 1) fmt::print("{}\n", kernel_report_table(model));

@@ -5,10 +5,13 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/output_paths.h"
+#include "cli/run_options.h"
 #include "ptq/apply_quantization.h"
 #include "ptq/quantized_checkpoint.h"
 #include "eval/perplexity.h"
 #include "eval/ppl_datasets.h"
+#include "model/position_limit.h"
 #include "model/transformer.h"
 #include "ptq/kernel_report.h"
 #include "tokenizer/tokenizer.h"
@@ -37,15 +40,20 @@ void add_ppl_command(CLI::App& app) {
   text_option->excludes(dataset_option);
   dataset_option->needs(data_option);
   data_option->needs(dataset_option);
-  command->add_option("--seqlen", options->seqlen, "window length in tokens (default: min(2048, max positions))");
-  command->add_option("--max-windows", options->max_windows, "evaluate at most this many windows (0 = all)");
-  command->add_option("--batch", options->batch, "windows per forward pass")->capture_default_str();
+  command->add_option("--seqlen", options->seqlen, "window length in tokens (default: min(2048, max positions))")
+      ->check(positive_count());
+  command->add_option("--max-windows", options->max_windows, "evaluate at most this many windows (default: all)")
+      ->check(positive_count());
+  command->add_option("--batch", options->batch, "windows per forward pass")->check(positive_count())->capture_default_str();
   command->add_option("--json", options->json, "write the result as JSON to this file ('-' for stdout)");
   add_quant_options(*command, options->quant);
+  add_run_options(*command);
   command->callback([options, text_option, dataset_option] {
     if (!text_option->count() && !dataset_option->count()) fail("give --text FILE or --dataset wikitext2|c4 --data FILE");
     const QuantConfig quant = options->quant.resolve();
+    check_output_file("--json", options->json);
     Transformer model = load_model(options->model);
+    check_position_limit(model.config(), options->model, options->seqlen, fmt::format("--seqlen {}", options->seqlen));
     const auto tokenizer = load_tokenizer(options->model);
     const std::string text = options->dataset == "wikitext2" ? wikitext2_eval_string(options->data)
                              : options->dataset == "c4"      ? c4_eval_string(options->data)

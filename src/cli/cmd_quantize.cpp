@@ -4,6 +4,8 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/output_paths.h"
+#include "cli/run_options.h"
 #include "ptq/apply_quantization.h"
 #include "model/transformer.h"
 #include "ptq/quantized_checkpoint.h"
@@ -22,8 +24,10 @@ void add_quantize_command(CLI::App& app) {
   command->add_option("--model", options->model, "Hugging Face model directory")->required();
   command->add_option("--out", options->out, "output directory (model.safetensors, config.json with quantization_config)")->required();
   add_quant_options(*command, options->quant);
+  add_run_options(*command);
   command->callback([options] {
     const QuantConfig quant = options->quant.resolve();
+    check_output_directory("--out", options->out);
     if (quant.engine != "fake")
       fail("cq quantize: --engine is chosen when the checkpoint runs (cq ppl/generate/kernel --engine int), not stored");
     Transformer model = load_model(options->model);

@@ -9,10 +9,13 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/output_paths.h"
+#include "cli/run_options.h"
 #include "ptq/apply_quantization.h"
 #include "ptq/quantized_checkpoint.h"
 #include "eval/perplexity.h"
 #include "eval/sweep_report.h"
+#include "model/position_limit.h"
 #include "model/transformer.h"
 #include "ptq/kernel_report.h"
 #include "tokenizer/tokenizer.h"
@@ -55,13 +58,16 @@ void add_sweep_command(CLI::App& app) {
   command->add_option("--grid", options->grid,
                       "\"scheme=w8a8,w4a8-g128,w4a4;act=per-token,crossquant;alpha=0.15,0.45,0.75[;method=rtn,awq]\"")
       ->required();
-  command->add_option("--seqlen", options->seqlen, "window length in tokens (default: min(2048, max positions))");
-  command->add_option("--max-windows", options->max_windows, "evaluate at most this many windows (0 = all)");
-  command->add_option("--batch", options->batch, "windows per forward pass")->capture_default_str();
+  command->add_option("--seqlen", options->seqlen, "window length in tokens (default: min(2048, max positions))")
+      ->check(positive_count());
+  command->add_option("--max-windows", options->max_windows, "evaluate at most this many windows (default: all)")
+      ->check(positive_count());
+  command->add_option("--batch", options->batch, "windows per forward pass")->check(positive_count())->capture_default_str();
   command->add_option("--json", options->json, "write the rows as JSON to this file ('-' for stdout)");
   command->add_option("--csv", options->csv, "write the rows as CSV to this file ('-' for stdout)");
   command->add_option("--svg", options->svg, "plot perplexity and kernel proportion against α (SVG) to this file");
   add_quant_options(*command, options->quant);
+  add_run_options(*command);
   command->callback([options, command] {
     const SweepGrid grid = parse_sweep_grid(options->grid);
     // A grid key and its flag together would be ambiguous; a flag alone applies to every row.
@@ -81,6 +87,12 @@ void add_sweep_command(CLI::App& app) {
     std::vector<QuantConfig> configs;
     for (const SweepPoint& point : points)
       configs.push_back(resolve_point(base_arguments, point));
+    GivenFlags given = options->quant.given_flags();
+    for (const std::string& flag : skipped) given.erase(flag);
+    require_flags_take_effect_somewhere(given, configs);
+    check_output_file("--json", options->json);
+    check_output_file("--csv", options->csv);
+    check_output_file("--svg", options->svg);
 
     const auto tokenizer = load_tokenizer(options->model);
     const std::vector<int32_t> tokens = tokenizer->encode(read_text_file(options->text), true);
@@ -95,6 +107,7 @@ void add_sweep_command(CLI::App& app) {
     auto run = [&](const QuantConfig* config, const SweepPoint* point) {
       const auto start = std::chrono::steady_clock::now();
       Transformer model = load_model(options->model);  // fresh weights for every configuration (mmap: cheap)
+      if (rows.empty()) check_position_limit(model.config(), options->model, options->seqlen, fmt::format("--seqlen {}", options->seqlen));
       if (rows.empty())  // as `cq ppl`: --seqlen, or min(2048, max positions)
         ppl_options.seqlen = options->seqlen > 0 ? options->seqlen
                                                  : std::min<int64_t>(2048, model.config().max_position_embeddings);
@@ -119,7 +132,7 @@ void add_sweep_command(CLI::App& app) {
       row.windows = result.windows;
       if (config && config->quantizes_activations()) row.kernel_fraction = model.total_kernel_stats().kernel_fraction();
       row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      fmt::print(stderr, "[{}/{}] {} | ppl {:.4f}{} | {} windows x {} tokens | {:.1f} s\n", rows.size() + 1, total,
+      if (!quiet()) fmt::print(stderr, "[{}/{}] {} | ppl {:.4f}{} | {} windows x {} tokens | {:.1f} s\n", rows.size() + 1, total,
                  row.description, row.perplexity,
                  row.kernel_fraction >= 0 ? fmt::format(" | kernel {:.3f} %", 100 * row.kernel_fraction) : "",
                  result.windows, ppl_options.seqlen, row.seconds);

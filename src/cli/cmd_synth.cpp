@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "cli/output_paths.h"
 #include "model/synthetic.h"
 
 namespace cq::cli {
@@ -22,6 +23,7 @@ void add_synth_command(CLI::App& app) {
       return;
     }
     if (options->out.empty()) throw CLI::RequiredError("--out");
+    check_output_directory("--out", options->out);
     write_synthetic_model(options->preset, options->out);
     fmt::print("wrote {} to {}\n", options->preset, options->out);
   });

@@ -6,6 +6,7 @@
 #include <exception>
 
 #include "cli/commands.h"
+#include "cli/parse_errors.h"
 #include "util/error.h"
 #include "util/interrupt.h"
 
@@ -24,7 +25,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return cq::cli::report_parse_error(app, e, std::vector<std::string>(argv + 1, argv + argc));
   } catch (const cq::Error& e) {
     std::fprintf(stderr, "cq: error: %s\n", e.what());
     return 1;

@@ -13,6 +13,7 @@ namespace cq::cli {
 
 void add_quant_options(CLI::App& command, QuantOptions& o) {
   const size_t options_before = command.get_options().size();
+  o.command = &command;
   CLI::App* group = &command;
   group->add_option("--scheme", o.scheme, "preset: " + scheme_names() + " (bit widths and weight granularity)");
   o.wbits = group->add_option("--wbits", o.config.weight_bits, "weight bits, 2..8 (16 = not quantized)");
@@ -35,7 +36,8 @@ void add_quant_options(CLI::App& command, QuantOptions& o) {
   group->add_option("--awq-grid", o.config.awq_grid, "AWQ: grid points of the scale and clip searches")->capture_default_str();
   group->add_option("--awq-clip-tokens", o.config.awq_clip_tokens, "AWQ: calibration tokens sampled for the clip search")
       ->capture_default_str();
-  group->add_flag("!--awq-no-clip", o.config.awq_clip, "AWQ: skip the weight clipping search");
+  // A callback flag: "!--awq-no-clip" bound to awq_clip would show its negated default ("{false}") in --help.
+  group->add_flag_callback("--awq-no-clip", [&o] { o.config.awq_clip = false; }, "AWQ: skip the weight clipping search");
   group->add_option("--calib", o.calib,
                     "calibration text: feeds --method smoothquant/awq; with --method crossquant/rtn it makes the "
                     "activation scales static (CrossQuant c_j, per-tensor Δ)");
@@ -43,8 +45,12 @@ void add_quant_options(CLI::App& command, QuantOptions& o) {
                   "static activation scales from --calib (CrossQuant c_j or per-tensor Δ), with any --method");
   group->add_flag("--quantize-bmm-input", o.config.quantize_attention_inputs,
                   "also quantize q, k, v (the inputs of the attention matrix products) with the activation quantizer");
-  group->add_option("--calib-samples", o.config.calib_samples, "calibration windows")->capture_default_str();
-  group->add_option("--calib-seqlen", o.config.calib_seqlen, "tokens per calibration window")->capture_default_str();
+  group->add_option("--calib-samples", o.config.calib_samples, "calibration windows")
+      ->check(positive_count())
+      ->capture_default_str();
+  group->add_option("--calib-seqlen", o.config.calib_seqlen, "tokens per calibration window")
+      ->check(positive_count())
+      ->capture_default_str();
   group->add_option("--engine", o.config.engine,
                     "int | fake | auto: INT8/INT4 integer GEMMs (W8A8, W4A8, W4A8-g128, W4A4 with per-token, per-tensor "
                     "or CrossQuant activations; an error otherwise), FP32 on fake-quantized values, or int where it "
@@ -62,7 +68,30 @@ std::vector<int32_t> QuantOptions::calibration_tokens(const Tokenizer& tokenizer
   return tokenizer.encode(read_text_file(calib), true);
 }
 
-QuantConfig QuantOptions::resolve() const {
+GivenFlags QuantOptions::given_flags() const {
+  GivenFlags given;
+  if (!command) return given;
+  for (const CLI::Option* option : command->get_options([](const CLI::Option* o) { return o->get_group() == kQuantizationGroup; }))
+    if (option->count()) given.insert("--" + option->get_single_name());
+  return given;
+}
+
+const CLI::Validator& positive_count() {
+  static const CLI::Validator validator(
+      [](std::string& value) -> std::string {
+        try {
+          std::size_t used = 0;
+          const long long count = std::stoll(value, &used);
+          if (used == value.size() && count >= 1) return "";
+        } catch (const std::exception&) {
+        }
+        return "must be a count >= 1 (got '" + value + "')";
+      },
+      "");
+  return validator;
+}
+
+QuantConfig QuantOptions::resolve(bool check_effects) const {
   QuantConfig resolved = config;
   const bool baseline = config.method == "rtn" || config.method == "smoothquant" || config.method == "awq";
   if (baseline && !act_quant->count()) resolved.activation_method = "per-token";
@@ -79,17 +108,12 @@ QuantConfig QuantOptions::resolve() const {
     if (weight_quant->count()) resolved.weight_method = config.weight_method;
     if (resolved.weight_method == "group" && config.group_size != 128) resolved.group_size = config.group_size;
   }
-  // A flag that would silently do nothing is an error (also on a quantized checkpoint: give
-  // the activation bits with the method that overrides the stored one).
-  if (act_quant->count() && !resolved.quantizes_activations())
-    fail("--act-quant {} has no effect: activations are not quantized (A{}); give --abits N (2..8) or --scheme",
-         resolved.activation_method, resolved.activation_bits);
+  resolved.calib_source = calib;
   // AWQ's own weight setting: asymmetric group-wise with zero points.
   if (config.method == "awq" && resolved.weight_method == "group") resolved.weight_asymmetric = true;
   const bool calibrated_method = config.method == "smoothquant" || config.method == "awq";
   if (static_activations && calib.empty()) fail("--static-activations needs --calib FILE");
   if (!calib.empty()) {
-    resolved.calib_source = calib;
     if (static_activations || !calibrated_method) {
       const bool static_capable = resolved.quantizes_activations() &&
                                   (resolved.activation_method == "crossquant" || resolved.activation_method == "per-tensor");
@@ -103,6 +127,9 @@ QuantConfig QuantOptions::resolve() const {
     fail("--method {} needs a calibration text (--calib FILE; the authors use 128-512 samples of 512 tokens)", config.method);
   }
   resolved.validate();
+  // A flag that would silently do nothing is an error (also on a quantized checkpoint: give
+  // the activation bits with the method that overrides the stored one).
+  if (check_effects) require_flags_take_effect(given_flags(), resolved);
   return resolved;
 }
 
@@ -137,7 +164,7 @@ QuantConfig resolve_configuration(std::vector<std::string> arguments, const std:
   std::reverse(arguments.begin(), arguments.end());  // CLI11 parses a reversed vector
   try {
     parser.parse(arguments);
-    return options.resolve();
+    return options.resolve(/*check_effects=*/false);
   } catch (const CLI::ParseError& e) {
     fail("{}: {}", where, e.what());
   } catch (const Error& e) {

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/flag_effects.h"
 #include "quant/quant_config.h"
 
 namespace cq {
@@ -22,8 +23,12 @@ struct QuantOptions {
   CLI::Option* wbits = nullptr;
   CLI::Option* abits = nullptr;
   CLI::Option* weight_quant = nullptr;
-  // Resolves --scheme against explicit flags (explicit flags win) and validates.
-  QuantConfig resolve() const;
+  const CLI::App* command = nullptr;  // where the flags were registered (add_quant_options)
+  // Resolves --scheme against explicit flags (explicit flags win) and validates; with
+  // check_effects, a given flag that changes nothing is an error (cli/flag_effects.h).
+  QuantConfig resolve(bool check_effects = true) const;
+  // The quantization flags given on the command line.
+  GivenFlags given_flags() const;
   // Token ids of the --calib text (empty when none was given).
   std::vector<int32_t> calibration_tokens(const Tokenizer& tokenizer) const;
 };
@@ -38,7 +43,12 @@ void add_quant_options(CLI::App& command, QuantOptions& options);
 // where every row has a use for it: a calibrating --method (smoothquant, awq) or
 // --static-activations (alone, it would make per-token rows an error). Errors start with `where`.
 std::vector<std::string> given_quant_arguments(CLI::App& command, const std::vector<std::string>& skipped);
+// The flags given are not checked for effect here: the command checks them across all its
+// configurations (require_flags_take_effect_somewhere).
 QuantConfig resolve_configuration(std::vector<std::string> arguments, const std::string& where);
+
+// Validator for counts (--seqlen, --max-windows, -n, --limit, ...): an integer >= 1.
+const CLI::Validator& positive_count();
 
 // Writes `text` to `path` atomically (temporary file, then rename), or to stdout for "-".
 void write_output(const std::string& path, const std::string& text);

@@ -1,4 +1,5 @@
 #include "eval/loglikelihood.h"
+#include "model/position_limit.h"
 
 #include <algorithm>
 #include <cmath>
@@ -45,7 +46,10 @@ double token_logprob(const float* logits, int64_t vocab, int32_t target, bool* i
 LoglikelihoodEngine::LoglikelihoodEngine(Transformer& model, const Tokenizer& tokenizer, LoglikelihoodOptions options)
     : model_(model), tokenizer_(tokenizer), options_(options) {
   if (options_.max_length <= 0) options_.max_length = model_.config().max_position_embeddings;
-  options_.max_length = std::min<int64_t>(options_.max_length, model_.config().max_position_embeddings);
+  // Past the limit: learned positions are refused, rotary ones computed (as lm-eval's
+  // max_length allows) with one warning (model/position_limit.h).
+  check_position_limit(model_.config(), model_.directory().string(), options_.max_length,
+                       fmt::format("max_length {}", options_.max_length));
 }
 
 // One question laid out for a packed forward: its tokens as segments (parents counted from

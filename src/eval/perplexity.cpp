@@ -36,7 +36,7 @@ PerplexityResult evaluate_perplexity(Transformer& model, std::span<const int32_t
   if (windows == 0) fail("the text has {} tokens, fewer than one window of {}", result.tokens_total, seqlen);
   const int64_t batch = std::max<int64_t>(1, std::min(options.batch, windows));
   std::vector<float> logits(static_cast<size_t>(batch * seqlen * vocab));
-  ProgressBar progress("ppl", windows, "windows");
+  ProgressBar progress(options.progress_label, windows, "windows");
   for (int64_t first = 0; first < windows; first += batch) {
     const int64_t count = std::min(batch, windows - first);
     const auto window_tokens = tokens.subspan(static_cast<size_t>(first * seqlen), static_cast<size_t>(count * seqlen));

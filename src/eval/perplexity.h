@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "model/transformer.h"
@@ -16,6 +17,7 @@ struct PerplexityOptions {
   int64_t max_windows = 0;  // 0: all
   int64_t batch = 1;        // windows per forward
   bool show_progress = true;
+  std::string progress_label = "ppl";  // the job the progress bar names (cq kernel: "kernel")
 };
 
 struct PerplexityResult {

@@ -1,4 +1,5 @@
 #include "model/transformer.h"
+#include "model/position_limit.h"
 
 #include <algorithm>
 #include <array>
@@ -97,10 +98,9 @@ void Transformer::embed(std::span<const int32_t> tokens, std::span<const int64_t
   } else {
     std::memcpy(x, word.data(), word.size() * sizeof(float));
   }
+  // Every forward passes here: learned positions past the limit are refused, rotary ones warned about once.
+  check_position_limit(c, directory_.string(), rows > 0 ? *std::max_element(positions.begin(), positions.end()) + 1 : 0, "");
   if (c.positions == PositionKind::Learned) {
-    const int64_t max_position = rows > 0 ? *std::max_element(positions.begin(), positions.end()) + 1 : 0;
-    if (max_position > c.max_position_embeddings)
-      fail("sequence of {} positions exceeds max_position_embeddings {}", max_position, c.max_position_embeddings);
 #pragma omp parallel if (rows * c.hidden_size > kParallelElements)
     {
       std::vector<float> position(static_cast<size_t>(c.hidden_size));

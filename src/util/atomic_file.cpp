@@ -16,7 +16,11 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view c
   temporary += fmt::format(".tmp.{}", ::getpid());
   const PendingTemporary pending(temporary);  // removed if the run is interrupted
   std::FILE* file = std::fopen(temporary.c_str(), "wb");
-  if (!file) fail("{}: cannot create file: {}", temporary.string(), std::strerror(errno));
+  // Name the user's path, not the temporary beside it.
+  if (!file) {
+    const std::filesystem::path folder = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+    fail("{}: cannot create a file in {}: {}", path.string(), folder.string(), std::strerror(errno));
+  }
   const bool written = std::fwrite(contents.data(), 1, contents.size(), file) == contents.size();
   const bool flushed = std::fflush(file) == 0 && ::fsync(::fileno(file)) == 0;
   const bool closed = std::fclose(file) == 0;

@@ -2,12 +2,15 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <fmt/format.h>
 
 namespace cq {
 
 namespace {
+std::atomic<bool> quiet_bars{false};
+
 std::string format_seconds(double seconds) {
   const auto s = static_cast<int64_t>(seconds + 0.5);
   return s >= 3600 ? fmt::format("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60) : fmt::format("{:02}:{:02}", s / 60, s % 60);
@@ -19,10 +22,21 @@ ProgressBar::ProgressBar(std::string label, int64_t total, std::string unit)
       start_(std::chrono::steady_clock::now()), last_draw_(start_) {}
 
 ProgressBar::~ProgressBar() {
-  if (!finished_ && terminal_ && done_ > 0) std::fputc('\n', stderr);
+  if (!finished_ && terminal_ && started_) std::fputc('\n', stderr);
 }
 
+void ProgressBar::set_quiet(bool quiet) { quiet_bars = quiet; }
+
 void ProgressBar::advance(int64_t steps) {
+  if (quiet_bars) {
+    done_ += steps;
+    return;
+  }
+  if (!terminal_ && !started_ && total_ > 0) {  // the start line of a log
+    last_decile_ = static_cast<int>(done_ * 10 / total_);
+    draw(false);
+  }
+  started_ = true;
   done_ += steps;
   const auto now = std::chrono::steady_clock::now();
   if (terminal_) {
@@ -42,7 +56,7 @@ void ProgressBar::advance(int64_t steps) {
 void ProgressBar::finish() {
   if (finished_) return;
   finished_ = true;
-  if (terminal_ && done_ > 0) std::fputc('\n', stderr);
+  if (terminal_ && started_) std::fputc('\n', stderr);
 }
 
 void ProgressBar::draw(bool) {
