@@ -624,7 +624,8 @@ std::string render_alpha_svg(const std::vector<SweepRow>& rows, const std::strin
     legend(color, "", series[s].label);
     if (!series[s].baselines.empty()) {
       std::vector<std::string> names;
-      for (const auto* b : series[s].baselines) names.push_back(b->method);
+      for (const auto* b : series[s].baselines)
+        names.push_back(several_methods ? sweep_bar_label(b->quant_method, b->activation) : b->method);
       legend(color, "6,4", series[s].key.substr(0, series[s].key.find(' ')) + " " + join(names) + " (dashed)");
     }
   }

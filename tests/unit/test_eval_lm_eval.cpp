@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -112,6 +114,45 @@ TEST(EvalFewshot, TaskFilesAndErrors) {
   }
   EXPECT_TRUE(task.docs[1].context.ends_with("\n\nQuestion: Q101?\nAnswer:")) << task.docs[1].context;
   EXPECT_EQ(load_task("arc_easy", data, 0, 0).docs[0].context, "Question: Q100?\nAnswer:");
+}
+
+// piqa, hellaswag and boolq leave fewshot_split and test_split unset (equal), so lm-eval
+// draws n + 1 examples per document and keeps the first n (none equals the evaluated doc).
+TEST(EvalFewshot, ValidationSplitTasksDrawOneMore) {
+  const fs::path data = test::scratch_dir("eval_fewshot_mc");
+  const auto write = [&](const std::string& task, const std::string& file, const std::function<std::string(int)>& record) {
+    fs::create_directories(data / task);
+    std::ofstream out(data / task / file);
+    for (int i = 0; i < (file == "train.jsonl" ? 6 : 3); ++i) out << record(file == "train.jsonl" ? i : 100 + i) << "\n";
+  };
+  const auto piqa = [](int i) { return fmt::format(R"({{"goal":"g{0}","sol1":"x{0}","sol2":"y{0}","label":{1}}})", i, i % 2); };
+  const auto boolq = [](int i) { return fmt::format(R"({{"question":"q{0}","passage":"p{0}","idx":{0},"label":{1}}})", i, i % 2); };
+  const auto hellaswag = [](int i) {
+    return fmt::format(R"({{"activity_label":"A{0}","ctx_a":"c{0}.","ctx_b":"","endings":["e{0}","f{0}"],"label":"{1}"}})", i, i % 2);
+  };
+  for (const char* file : {"validation.jsonl", "train.jsonl"}) {
+    write("piqa", file, piqa);
+    write("boolq", file, boolq);
+    write("hellaswag", file, hellaswag);
+  }
+  const std::map<std::string, std::function<std::string(int64_t)>> example = {
+      {"piqa", [](int64_t i) { return fmt::format("Question: g{}\nAnswer: {}{}\n\n", i, i % 2 ? "y" : "x", i); }},
+      {"boolq", [](int64_t i) { return fmt::format("p{0}\nQuestion: q{0}?\nAnswer: {1}\n\n", i, i % 2 ? "yes" : "no"); }},
+      {"hellaswag", [](int64_t i) { return fmt::format("A{0}: c{0}. {1}{0}\n\n", i, i % 2 ? "f" : "e"); }}};
+  for (const auto& [name, text] : example) {
+    SCOPED_TRACE(name);
+    const Task task = load_task(name, data, 0, 2);
+    ASSERT_EQ(task.docs.size(), 3u);
+    ASSERT_EQ(task.fewshot_sources.size(), 1u);
+    EXPECT_EQ(task.fewshot_sources[0].filename(), "train.jsonl");
+    PythonRandom rnd(1234);
+    for (const EvalDoc& doc : task.docs) {
+      const auto drawn = rnd.sample(6, 3);
+      const std::string expected = text(drawn[0]) + text(drawn[1]);
+      EXPECT_EQ(doc.context.substr(0, expected.size()), expected) << doc.context;
+      EXPECT_EQ(doc.context.find("\n\n", expected.size()), std::string::npos) << doc.context;  // two examples only
+    }
+  }
 }
 
 TEST(EvalMetrics, AccNormDividesByCharactersNotBytes) {
