@@ -55,7 +55,9 @@ TEST(PythonRandom, MatchesCPython) {
 // lm-eval's ContextSampler rules (k or k + 1 draws, the evaluated doc dropped, k kept,
 // "text target\n\n" per example), against contexts Python built from the definition.
 TEST(EvalFewshot, ContextsMatchTheReference) {
-  for (const auto& c : random_golden()["fewshot_contexts"]) {
+  const nlohmann::json golden = random_golden();
+  ASSERT_EQ(golden["fewshot_contexts"].size(), 3u);
+  for (const auto& c : golden["fewshot_contexts"]) {
     SCOPED_TRACE(c["name"].get<std::string>());
     const bool multiple_choice = c["name"] != "lambada_like";
     const auto docs_of = [&](const nlohmann::json& list) {
