@@ -84,8 +84,9 @@ void run_configuration(const EvalOptions& options, const std::vector<Task>& task
   LoglikelihoodEngine engine(model, tokenizer, run.engine);
   run.engine = engine.options();
   for (const Task& task : tasks) run.results.push_back(run_task(engine, task));
-  fmt::print("{} | {} | add_bos={} | max_length={}{}\n", options.model, run.quant.describe(), options.add_bos,
-             run.engine.max_length, options.limit > 0 ? fmt::format(" | limit={}", options.limit) : "");
+  fmt::print("{} | {} | add_bos={} | max_length={}{}{}\n", options.model, run.quant.describe(), options.add_bos,
+             run.engine.max_length, options.limit > 0 ? fmt::format(" | limit={}", options.limit) : "",
+             options.num_fewshot >= 0 ? fmt::format(" | num_fewshot={}", options.num_fewshot) : "");
   fmt::print("{}", format_results_table(run.results, options.all_subjects));
   for (const auto& result : run.results)
     fmt::print(stderr, "{}: {} docs, {} requests, {} forward passes, {:.1f} s ({:.1f} requests/s)\n", result.task,
