@@ -13,6 +13,7 @@
 #include "ptq/apply_quantization.h"
 #include "ptq/quantized_checkpoint.h"
 #include "eval/harness.h"
+#include "eval/lm_eval_results.h"
 #include "eval/loglikelihood.h"
 #include "eval/task.h"
 #include "model/transformer.h"
@@ -60,6 +61,7 @@ std::vector<std::string> comparison_flags(const std::string& name) {
 struct EvalOptions {
   std::string model, tasks, data_dir, json, compare;
   int64_t limit = 0, max_length = 0;
+  int64_t num_fewshot = -1;  // -1: each task's default (0; MMLU 5)
   std::string scoring = "packed";
   int64_t packed_tokens = LoglikelihoodOptions{}.packed_tokens;
   bool add_bos = false, all_subjects = false, requests = false;
@@ -89,8 +91,9 @@ void run_configuration(const EvalOptions& options, const std::vector<Task>& task
   LoglikelihoodEngine engine(model, tokenizer, run.engine);
   run.engine = engine.options();
   for (const Task& task : tasks) run.results.push_back(run_task(engine, task));
-  fmt::print("{} | {} | add_bos={} | max_length={}{}\n", options.model, run.quant.describe(), options.add_bos,
-             run.engine.max_length, options.limit > 0 ? fmt::format(" | limit={}", options.limit) : "");
+  fmt::print("{} | {} | add_bos={} | max_length={}{}{}\n", options.model, run.quant.describe(), options.add_bos,
+             run.engine.max_length, options.limit > 0 ? fmt::format(" | limit={}", options.limit) : "",
+             options.num_fewshot >= 0 ? fmt::format(" | num_fewshot={}", options.num_fewshot) : "");
   fmt::print("{}", format_results_table(run.results, options.all_subjects));
   for (const auto& result : run.results)
     fmt::print(stderr, "{}: {} docs, {} requests, {} forward passes, {:.1f} s ({:.1f} requests/s)\n", result.task,
@@ -98,15 +101,39 @@ void run_configuration(const EvalOptions& options, const std::vector<Task>& task
                static_cast<double>(result.stats.requests) / std::max(result.seconds, 1e-9));
 }
 
-nlohmann::json task_results_json(const ConfigurationRun& run, const std::vector<Task>& tasks, bool requests) {
-  nlohmann::json json = nlohmann::json::object();
-  for (size_t i = 0; i < run.results.size(); ++i) {
-    json[run.results[i].task] = results_json(run.results[i], requests);
-    nlohmann::json sources = nlohmann::json::array();
-    for (const auto& source : tasks[i].sources) sources.push_back(source.string());
-    json[run.results[i].task]["sources"] = sources;
-  }
-  return json;
+// One configuration's results as lm-evaluation-harness v0.4 writes them (docs/EVAL.md "JSON").
+nlohmann::ordered_json lm_eval_json(const EvalOptions& options, const ConfigurationRun& run,
+                                    const std::vector<Task>& tasks) {
+  const LoglikelihoodOptions& engine = run.engine;
+  nlohmann::ordered_json config = {
+      {"model", "crossquant"},
+      {"model_args", fmt::format("pretrained={},add_bos={},max_length={},scoring={}", options.model, options.add_bos,
+                                 engine.max_length, options.scoring)},
+      {"model_name", options.model},
+      {"batch_size", nullptr},
+      {"batch_sizes", nlohmann::ordered_json::array()},
+      {"device", "cpu"},
+      {"use_cache", nullptr},
+      {"limit", options.limit > 0 ? nlohmann::ordered_json(options.limit) : nlohmann::ordered_json(nullptr)},
+      {"bootstrap_iters", nullptr},  // perplexity's stderr is not bootstrapped: "N/A"
+      {"gen_kwargs", nullptr},
+      {"random_seed", nullptr},
+      {"numpy_seed", nullptr},
+      {"torch_seed", nullptr},
+      {"fewshot_seed", 1234}};
+  nlohmann::ordered_json crossquant = {{"protocol", "lm-evaluation-harness v0.4.x"},
+                                       {"model", options.model},
+                                       {"data_dir", options.data_dir}};
+  if (!run.name.empty()) crossquant["configuration"] = run.name;
+  crossquant["description"] = run.quant.describe();
+  crossquant["quantization"] = nlohmann::ordered_json(run.quant.to_json());
+  crossquant["engine"] = {{"add_bos", options.add_bos},
+                          {"max_length", engine.max_length},
+                          {"limit", options.limit},
+                          {"scoring", options.scoring},
+                          {"packed_tokens", engine.packed_tokens},
+                          {"share_context", engine.share_context}};
+  return lm_eval_results(run.results, tasks, std::move(config), std::move(crossquant), options.requests);
 }
 
 }  // namespace
@@ -122,6 +149,9 @@ void add_eval_command(CLI::App& app) {
       ->required();
   command->add_option("--limit", options->limit, "evaluate the first N documents of each task (MMLU: of each subject)")
       ->check(positive_count());
+  command->add_option("--num-fewshot", options->num_fewshot,
+                      "few-shot examples per context, drawn as lm-eval v0.4 draws them (seed 1234) from each task's "
+                      "few-shot split (docs/EVAL.md); default 0, MMLU 5 (the first dev rows)");
   command->add_flag("--add-bos", options->add_bos, "prepend BOS to every encoding (newer lm-eval; default: v0.4.x, none)");
   command->add_option("--max-length", options->max_length, "window in tokens (default: the model's max positions)")
       ->check(positive_count());
@@ -162,9 +192,18 @@ void add_eval_command(CLI::App& app) {
       require_flags_take_effect_somewhere(options->quant.given_flags(), quantized);
     }
     check_output_file("--json", options->json);
+    const std::vector<std::string> task_list = split_list(options->tasks, "--tasks");
+    if (command->get_option("--num-fewshot")->count()) {
+      if (options->num_fewshot < 0) fail("--num-fewshot {} is negative", options->num_fewshot);
+      bool changes = false;
+      for (const auto& name : task_list) changes |= options->num_fewshot != (name == "mmlu" ? 5 : 0);
+      if (!changes)
+        fail("--num-fewshot {} changes nothing: it is the default of every task in --tasks (0; mmlu 5)",
+             options->num_fewshot);
+    }
     std::vector<Task> tasks;
-    for (const auto& name : split_list(options->tasks, "--tasks"))
-      tasks.push_back(load_task(name, options->data_dir, options->limit));
+    for (const auto& name : task_list)
+      tasks.push_back(load_task(name, options->data_dir, options->limit, options->num_fewshot));
     const auto tokenizer = load_tokenizer(options->model);
     for (size_t i = 0; i < runs.size(); ++i) {
       if (runs.size() > 1 && !quiet()) fmt::print(stderr, "[{}/{}] {}: {}\n", i + 1, runs.size(), runs[i].name, runs[i].quant.describe());
@@ -176,30 +215,14 @@ void add_eval_command(CLI::App& app) {
       fmt::print("\n{}", format_comparison_table(comparison));
     }
     if (options->json.empty()) return;
-    const LoglikelihoodOptions& engine = runs.front().engine;
-    nlohmann::json json = {{"model", options->model},
-                           {"data_dir", options->data_dir},
-                           {"protocol", "lm-evaluation-harness v0.4.x"},
-                           {"config",
-                            {{"add_bos", options->add_bos},
-                             {"max_length", engine.max_length},
-                             {"limit", options->limit},
-                             {"scoring", options->scoring},
-                             {"packed_tokens", engine.packed_tokens},
-                             {"num_fewshot", {{"mmlu", 5}}}}}};
+    nlohmann::ordered_json json;
     if (comparison.empty()) {
-      json["config"]["share_context"] = engine.share_context;
-      json["quantization"] = runs.front().quant.to_json();
-      json["results"] = task_results_json(runs.front(), tasks, options->requests);
+      json = lm_eval_json(*options, runs.front(), tasks);
     } else {
-      json["comparison"] = comparison_json(comparison);
-      nlohmann::json configurations = nlohmann::json::array();
-      for (const auto& run : runs)
-        configurations.push_back({{"configuration", run.name},
-                                  {"quantization", run.quant.to_json()},
-                                  {"share_context", run.engine.share_context},
-                                  {"results", task_results_json(run, tasks, options->requests)}});
-      json["configurations"] = configurations;
+      // The table, then one complete lm-eval results object per configuration.
+      json["comparison"] = nlohmann::ordered_json(comparison_json(comparison));
+      json["configurations"] = nlohmann::ordered_json::array();
+      for (const auto& run : runs) json["configurations"].push_back(lm_eval_json(*options, run, tasks));
     }
     write_output(options->json, json.dump(2) + "\n");
   });

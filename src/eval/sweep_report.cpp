@@ -82,10 +82,16 @@ std::string pad_left(const std::string& s, std::size_t width) {
   return std::string(width - std::min(width, display_width(s)), ' ') + s;
 }
 
-std::string format_ppl(double ppl) {
+std::string format_ppl(double ppl, int decimals) {
   if (std::isnan(ppl)) return "nan";
   if (std::isinf(ppl)) return "inf";
-  return fmt::format("{:.2f}", ppl);
+  return fmt::format("{:.{}f}", ppl, decimals);
+}
+
+std::vector<double> perplexities(const std::vector<SweepRow>& rows) {
+  std::vector<double> values;
+  for (const auto& row : rows) values.push_back(row.perplexity);
+  return values;
 }
 std::string format_kernel(double fraction) { return fraction < 0 ? "-" : fmt::format("{:.3f}", 100 * fraction); }
 
@@ -258,11 +264,26 @@ std::string sweep_method_label(const std::string& quant_method, const std::strin
   return act;  // crossquant and rtn: round-to-nearest weights
 }
 
+int sweep_perplexity_decimals(const std::vector<double>& values) {
+  int decimals = 4;
+  const auto collide = [&](int d) {
+    for (size_t i = 0; i < values.size(); ++i)
+      for (size_t j = i + 1; j < values.size(); ++j)
+        if (std::isfinite(values[i]) && std::isfinite(values[j]) && values[i] != values[j] &&
+            format_ppl(values[i], d) == format_ppl(values[j], d))
+          return true;
+    return false;
+  };
+  while (decimals < kMaxPerplexityDecimals && collide(decimals)) ++decimals;
+  return decimals;
+}
+
 std::string render_sweep_table(const std::vector<SweepRow>& rows) {
   const std::vector<std::string> header = {"Setting", "Method", "Perplexity", "Kernel %"};
+  const int decimals = sweep_perplexity_decimals(perplexities(rows));
   std::vector<std::vector<std::string>> cells;
   for (const auto& row : rows)
-    cells.push_back({row.setting, row.method, format_ppl(row.perplexity), format_kernel(row.kernel_fraction)});
+    cells.push_back({row.setting, row.method, format_ppl(row.perplexity, decimals), format_kernel(row.kernel_fraction)});
   std::vector<std::size_t> width(header.size());
   for (std::size_t c = 0; c < header.size(); ++c) {
     width[c] = display_width(header[c]);
@@ -308,7 +329,187 @@ nlohmann::json sweep_json(const std::vector<SweepRow>& rows) {
   return out;
 }
 
+namespace {
+
+std::string weights_label(const std::string& quant_method) {
+  if (quant_method == "smoothquant") return "SmoothQuant";
+  if (quant_method == "awq") return "AWQ";
+  return "RTN";  // --method crossquant and rtn both round weights to nearest
+}
+
+const char* const kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+                               "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"};
+// Bars: pairs of a light and a dark shade of one hue (a weight method's per-token and
+// CrossQuant bars, in the grid's order).
+const char* const kBarColors[] = {"#a6cee3", "#1f78b4", "#b2df8a", "#33a02c", "#fdbf6f",
+                                  "#ff7f00", "#cab2d6", "#6a3d9a", "#fb9a99", "#e31a1c"};
+
+std::string svg_header(double width, double height, const std::string& title) {
+  std::string svg = fmt::format(
+      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
+      "font-family=\"sans-serif\" font-size=\"12\">\n"
+      "<rect x=\"0\" y=\"0\" width=\"{0}\" height=\"{1}\" fill=\"white\"/>\n",
+      width, height);
+  svg += fmt::format("<text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{}</text>\n", width / 2,
+                     xml_escape(title));
+  return svg;
+}
+
+std::string render_alpha_svg(const std::vector<SweepRow>& rows, const std::string& title);
+
+// One α (or none): grouped bars, x = scheme, one bar per method in every group.
+std::string render_bars_svg(const std::vector<SweepRow>& rows, const std::string& title) {
+  std::vector<std::string> settings, labels;
+  const SweepRow* fp32 = nullptr;
+  double alpha = -1;
+  for (const auto& row : rows) {
+    if (row.scheme.empty()) {
+      fp32 = &row;
+      continue;
+    }
+    add_unique(settings, row.setting);
+    add_unique(labels, sweep_bar_label(row.quant_method, row.activation));
+    if (row.alpha >= 0) alpha = row.alpha;
+  }
+  const auto find_row = [&](const std::string& setting, const std::string& label) -> const SweepRow* {
+    for (const auto& row : rows)
+      if (!row.scheme.empty() && row.setting == setting && sweep_bar_label(row.quant_method, row.activation) == label)
+        return &row;
+    return nullptr;
+  };
+  std::vector<double> ppl_values, kernel_values;
+  double ppl_max = 0, kernel_max = 0;
+  for (const auto& row : rows) {
+    if (std::isfinite(row.perplexity)) ppl_values.push_back(row.perplexity), ppl_max = std::max(ppl_max, row.perplexity);
+    if (row.kernel_fraction >= 0)
+      kernel_values.push_back(100 * row.kernel_fraction), kernel_max = std::max(kernel_max, 100 * row.kernel_fraction);
+  }
+  // Headroom above the highest bar for its value, written upwards.
+  const Axis probe = perplexity_axis(ppl_values);
+  ppl_values.push_back(probe.log ? ppl_max * 2.5 : ppl_max + 0.3 * (ppl_max - probe.lo));
+  kernel_values.push_back(kernel_max * 1.3);
+  const Axis ppl_axis = perplexity_axis(ppl_values);
+  const Axis kern_axis = kernel_axis(kernel_values);
+  const int decimals = sweep_perplexity_decimals(perplexities(rows));
+
+  constexpr double kWidth = 1160, kPanelWidth = 470, kTop = 70, kPanelHeight = 330;
+  const double panel_left[2] = {85, 650};
+  const double legend_top = kTop + kPanelHeight + 58;
+  // Legend filled column by column, so that a weight method's per-token and CrossQuant
+  // entries sit one above the other.
+  constexpr std::size_t kLegendColumns = 4;
+  const std::size_t legend_entries = labels.size() + (fp32 ? 1 : 0);
+  const std::size_t legend_rows = (legend_entries + kLegendColumns - 1) / kLegendColumns;
+  const double height = legend_top + 22.0 * static_cast<double>(legend_rows) + 16;
+  std::string svg = svg_header(kWidth, height, title.empty() ? "Perplexity and kernel proportion per scheme and method" : title);
+  if (alpha >= 0)
+    svg += fmt::format("<text x=\"{}\" y=\"42\" text-anchor=\"middle\" font-size=\"12\">CrossQuant α = {:g}</text>\n",
+                       kWidth / 2, alpha);
+
+  const Axis* axes[2] = {&ppl_axis, &kern_axis};
+  const std::string y_labels[2] = {ppl_axis.log ? "perplexity (log scale)" : "perplexity", "kernel proportion (%)"};
+  const char* panel_titles[2] = {"Perplexity (lower is better)", "Kernel proportion (lower is better)"};
+  const double group_width = kPanelWidth / static_cast<double>(std::max<std::size_t>(settings.size(), 1));
+  const double bar_width = group_width * 0.84 / static_cast<double>(std::max<std::size_t>(labels.size(), 1));
+  for (int panel = 0; panel < 2; ++panel) {
+    const double left = panel_left[panel], bottom = kTop + kPanelHeight;
+    const Axis& axis = *axes[panel];
+    const auto y_of = [&](double v) { return kTop + (1 - std::clamp(axis.unit(v), 0.0, 1.0)) * kPanelHeight; };
+    svg += fmt::format("<g class=\"panel\" id=\"panel-{}\">\n", panel == 0 ? "perplexity" : "kernel");
+    svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"13\">{}</text>\n",
+                       left + kPanelWidth / 2, kTop - 12, panel_titles[panel]);
+    for (double t : axis.ticks) {
+      if (t < axis.lo || t > axis.hi) continue;
+      const double y = y_of(t);
+      svg += fmt::format("<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#e5e5e5\"/>\n", left, y,
+                         left + kPanelWidth);
+      svg += fmt::format("<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"black\"/>\n", left - 5, y, left);
+      svg += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", left - 8, y + 4, tick_label(t));
+    }
+    svg += fmt::format("<text transform=\"translate({},{}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n", left - 58,
+                       kTop + kPanelHeight / 2, y_labels[panel]);
+    for (std::size_t g = 0; g < settings.size(); ++g) {
+      const double group_left = left + group_width * static_cast<double>(g) + group_width * 0.08;
+      svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\" font-size=\"13\">{}</text>\n",
+                         left + group_width * (static_cast<double>(g) + 0.5), bottom + 20, xml_escape(settings[g]));
+      if (g > 0)
+        svg += fmt::format("<line x1=\"{0:.1f}\" y1=\"{1}\" x2=\"{0:.1f}\" y2=\"{2}\" stroke=\"#bbbbbb\"/>\n",
+                           left + group_width * static_cast<double>(g), kTop, bottom);
+      for (std::size_t b = 0; b < labels.size(); ++b) {
+        const SweepRow* row = find_row(settings[g], labels[b]);
+        if (!row) continue;
+        const double value = panel == 0 ? row->perplexity : 100 * row->kernel_fraction;
+        const double x = group_left + bar_width * static_cast<double>(b);
+        if (panel == 1 && row->kernel_fraction < 0) continue;  // activations not quantized
+        if (!std::isfinite(value)) {
+          svg += fmt::format("<text transform=\"translate({:.1f},{}) rotate(-90)\" font-size=\"10\">diverged</text>\n",
+                             x + bar_width / 2 + 3, bottom - 4);
+          continue;
+        }
+        const double y = y_of(value);
+        svg += fmt::format("<rect class=\"bar\" x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\">"
+                           "<title>{} {}: {}</title></rect>\n",
+                           x, y, bar_width * 0.9, bottom - y, kBarColors[b % std::size(kBarColors)], xml_escape(settings[g]),
+                           xml_escape(labels[b]),
+                           panel == 0 ? format_ppl(value, decimals) : fmt::format("{:.2f} %", value));
+        svg += fmt::format("<text transform=\"translate({:.1f},{:.1f}) rotate(-90)\" font-size=\"10\">{}</text>\n",
+                           x + bar_width * 0.45 + 3.5, y - 3,
+                           panel == 0 ? format_ppl(value, decimals) : fmt::format("{:.2f}", value));
+      }
+    }
+    svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"black\"/>\n", left, kTop,
+                       kPanelWidth, kPanelHeight);
+    // FP32 on top of the bars, so that it stays visible.
+    if (panel == 0 && fp32 && std::isfinite(fp32->perplexity) && fp32->perplexity >= axis.lo && fp32->perplexity <= axis.hi)
+      svg += fmt::format("<line class=\"fp32\" x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"black\" "
+                         "stroke-width=\"1.5\" stroke-dasharray=\"5,3\"/>\n",
+                         left, y_of(fp32->perplexity), left + kPanelWidth);
+    svg += "</g>\n";
+  }
+  svg += "<g class=\"legend\">\n";
+  std::size_t entry = 0;
+  const auto position = [&] {
+    const double x = 85 + static_cast<double>(entry / legend_rows) * 270;
+    const double y = legend_top + 22.0 * static_cast<double>(entry % legend_rows);
+    ++entry;
+    return std::pair{x, y};
+  };
+  for (std::size_t b = 0; b < labels.size(); ++b) {
+    const auto [x, y] = position();
+    svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"22\" height=\"12\" fill=\"{}\"/>\n", x, y - 10,
+                       kBarColors[b % std::size(kBarColors)]);
+    svg += fmt::format("<text x=\"{}\" y=\"{}\">{}</text>\n", x + 30, y, xml_escape(labels[b]));
+  }
+  if (fp32) {
+    const auto [x, y] = position();
+    svg += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\" stroke-width=\"1.5\" "
+                       "stroke-dasharray=\"5,3\"/>\n",
+                       x, y - 4, x + 22, y - 4);
+    svg += fmt::format("<text x=\"{}\" y=\"{}\">FP32 perplexity ({})</text>\n", x + 30, y,
+                       format_ppl(fp32->perplexity, decimals));
+  }
+  svg += "</g>\n</svg>\n";
+  return svg;
+}
+
+}  // namespace
+
+std::string sweep_bar_label(const std::string& quant_method, const std::string& activation) {
+  if (activation.empty()) return weights_label(quant_method);
+  return weights_label(quant_method) + " + " + (activation == "crossquant" ? std::string("CrossQuant") : activation);
+}
+
 std::string render_sweep_svg(const std::vector<SweepRow>& rows, const std::string& title) {
+  std::vector<double> alphas;
+  for (const auto& row : rows)
+    if (row.activation == "crossquant" && row.alpha >= 0) add_unique(alphas, row.alpha);
+  return alphas.size() <= 1 ? render_bars_svg(rows, title) : render_alpha_svg(rows, title);
+}
+
+namespace {
+
+std::string render_alpha_svg(const std::vector<SweepRow>& rows, const std::string& title) {
   // Series: CrossQuant rows per (scheme, --method); baselines: other quantized rows.
   bool several_methods = false;
   for (const auto& row : rows)
@@ -325,7 +526,8 @@ std::string render_sweep_svg(const std::vector<SweepRow>& rows, const std::strin
       const std::string key = series_key(row);
       auto it = std::find_if(series.begin(), series.end(), [&](const Series& s) { return s.key == key; });
       if (it == series.end()) {
-        const std::string label = row.setting + (several_methods ? " --method " + row.quant_method : "") + " CrossQuant";
+        const std::string label = row.setting + " " + (several_methods ? sweep_bar_label(row.quant_method, "crossquant")
+                                                                        : std::string("CrossQuant"));
         series.push_back({key, label, {}, {}});
         it = series.end() - 1;
       }
@@ -355,22 +557,13 @@ std::string render_sweep_svg(const std::vector<SweepRow>& rows, const std::strin
   Axis alpha_axis;
   alpha_axis.ticks = {0, 0.2, 0.4, 0.6, 0.8, 1.0};
 
-  static const char* const kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
-                                        "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"};
   constexpr double kWidth = 980, kPanelWidth = 380, kTop = 60, kPanelHeight = 280;
   const double panel_left[2] = {80, 560};
   const double legend_top = kTop + kPanelHeight + 60;
   const std::size_t legend_lines = series.size() * 2 + (fp32 ? 1 : 0);
   const double height = legend_top + 20.0 * static_cast<double>((legend_lines + 1) / 2) + 20;
 
-  std::string svg = fmt::format(
-      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
-      "font-family=\"sans-serif\" font-size=\"12\">\n"
-      "<rect x=\"0\" y=\"0\" width=\"{0}\" height=\"{1}\" fill=\"white\"/>\n",
-      kWidth, height);
-  svg += fmt::format("<text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{}</text>\n", kWidth / 2,
-                     xml_escape(title.empty() ? "Perplexity and kernel proportion against CrossQuant α" : title));
+  std::string svg = svg_header(kWidth, height, title.empty() ? "Perplexity and kernel proportion against CrossQuant α" : title);
 
   auto x_of = [&](int panel, double alpha) { return panel_left[panel] + alpha_axis.unit(alpha) * kPanelWidth; };
   auto y_of = [&](const Axis& axis, double v) { return kTop + (1 - axis.unit(v)) * kPanelHeight; };
@@ -445,13 +638,17 @@ std::string render_sweep_svg(const std::vector<SweepRow>& rows, const std::strin
     legend(color, "", series[s].label);
     if (!series[s].baselines.empty()) {
       std::vector<std::string> names;
-      for (const auto* b : series[s].baselines) names.push_back(b->method);
+      for (const auto* b : series[s].baselines)
+        names.push_back(several_methods ? sweep_bar_label(b->quant_method, b->activation) : b->method);
       legend(color, "6,4", series[s].key.substr(0, series[s].key.find(' ')) + " " + join(names) + " (dashed)");
     }
   }
-  if (fp32) legend("black", "2,3", fmt::format("FP32 ({})", format_ppl(fp32->perplexity)));
+  if (fp32)
+    legend("black", "2,3", fmt::format("FP32 ({})", format_ppl(fp32->perplexity, sweep_perplexity_decimals(perplexities(rows)))));
   svg += "</g>\n</svg>\n";
   return svg;
 }
+
+}  // namespace
 
 }  // namespace cq

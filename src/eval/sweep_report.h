@@ -56,11 +56,21 @@ std::string sweep_method_label(const std::string& quant_method, const std::strin
 // "w4a8-g128" -> "W4A8-g128".
 std::string sweep_setting_label(const std::string& scheme);
 
+// Decimals of the table's perplexity column: 4, or more (up to kMaxPerplexityDecimals) until
+// every two different finite values print differently.
+inline constexpr int kMaxPerplexityDecimals = 8;
+int sweep_perplexity_decimals(const std::vector<double>& values);
 std::string render_sweep_table(const std::vector<SweepRow>& rows);
 std::string render_sweep_csv(const std::vector<SweepRow>& rows);
 nlohmann::json sweep_json(const std::vector<SweepRow>& rows);
-// Two panels (perplexity, kernel %) against α; one polyline per scheme (and --method
-// when several), per-token and FP32 rows as dashed horizontal reference lines.
+// Two panels, perplexity and kernel %. Several CrossQuant α: against α, one polyline per
+// scheme (and --method when several), per-token and FP32 rows as dashed horizontal reference
+// lines. At most one α: grouped bars, one group per scheme, one bar (one colour) per method
+// ("RTN + per-token", "SmoothQuant + CrossQuant", ...), values written on the bars, FP32 as
+// a dotted reference line.
 std::string render_sweep_svg(const std::vector<SweepRow>& rows, const std::string& title = "");
+// The bar label of a row: weights ("RTN", "SmoothQuant", "AWQ") + " + " + activations
+// ("per-token", "CrossQuant", ...).
+std::string sweep_bar_label(const std::string& quant_method, const std::string& activation);
 
 }  // namespace cq

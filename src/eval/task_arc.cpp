@@ -46,6 +46,7 @@ std::vector<EvalDoc> load_arc(const std::filesystem::path& file, int64_t limit) 
     if (doc.gold < 0) fail_record(file, record.line, fmt::format("answerKey '{}' is not one of the labels", key));
     doc.context = "Question: " + stem + "\nAnswer:";
     doc.choices = std::move(texts);
+    doc.identity = record.value.dump();
     docs.push_back(std::move(doc));
   }
   return docs;

@@ -23,6 +23,7 @@ std::vector<EvalDoc> load_boolq(const std::filesystem::path& file, int64_t limit
     doc.choices = {"no", "yes"};
     doc.gold = boolq_label(json_field(record, file, "label"));
     if (doc.gold < 0) fail_record(file, record.line, "'label' is not true/false (or 0/1)");
+    doc.identity = record.value.dump();
     docs.push_back(std::move(doc));
   }
   return docs;

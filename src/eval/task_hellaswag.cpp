@@ -69,6 +69,7 @@ std::vector<EvalDoc> load_hellaswag(const std::filesystem::path& file, int64_t l
     if (gold < 0 || gold >= static_cast<int64_t>(doc.choices.size()))
       fail_record(file, record.line, fmt::format("'label' {} is not an index of the {} endings", label.dump(), doc.choices.size()));
     doc.gold = gold;
+    doc.identity = record.value.dump();
     docs.push_back(std::move(doc));
   }
   return docs;

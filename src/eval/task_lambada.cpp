@@ -18,7 +18,10 @@ EvalDoc lambada_doc(const std::string& text) {
 
 std::vector<EvalDoc> load_lambada(const std::filesystem::path& file, int64_t limit) {
   std::vector<EvalDoc> docs;
-  for (const JsonRecord& record : read_jsonl(file, limit)) docs.push_back(lambada_doc(json_string(record, file, "text")));
+  for (const JsonRecord& record : read_jsonl(file, limit)) {
+    docs.push_back(lambada_doc(json_string(record, file, "text")));
+    docs.back().identity = record.value.dump();
+  }
   return docs;
 }
 

@@ -103,7 +103,8 @@ const std::string& mmlu_category(const std::string& subject) {
   return it == categories.end() ? unknown : it->second;
 }
 
-std::vector<EvalDoc> load_mmlu(const fs::path& dir, int64_t limit) {
+std::vector<EvalDoc> load_mmlu(const fs::path& dir, int64_t limit, int64_t shots,
+                               std::map<std::string, int64_t>* test_sizes) {
   std::map<std::string, std::vector<MmluRow>> dev, test;
   std::map<std::string, fs::path> dev_source;
   if (fs::is_directory(dir / "test")) {
@@ -129,11 +130,14 @@ std::vector<EvalDoc> load_mmlu(const fs::path& dir, int64_t limit) {
   if (test.empty()) fail("{}: no MMLU test files (test/<subject>_test.csv or test.jsonl)", dir.string());
   std::vector<EvalDoc> docs;
   for (const auto& [subject, rows] : test) {  // subjects in alphabetical order, as lm-eval's group
-    const auto& shots = dev[subject];
-    if (shots.size() < 5) fail("{}: {} dev rows for {}, 5 needed", dev_source[subject].string(), shots.size(), subject);
+    const auto& examples = dev[subject];
+    if (static_cast<int64_t>(examples.size()) < shots)
+      fail("{}: {} dev rows for {}, {} needed", dev_source[subject].string(), examples.size(), subject, shots);
+    if (test_sizes) (*test_sizes)["mmlu_" + subject] = static_cast<int64_t>(rows.size());
     std::string prefix = mmlu_description(subject);
-    for (size_t i = 0; i < 5; ++i)  // first_n sampler: the first 5 rows in file order
-      prefix += mmlu_question(shots[i].question, shots[i].choices) + " " + std::string(1, "ABCD"[shots[i].answer]) + "\n\n";
+    for (size_t i = 0; i < static_cast<size_t>(shots); ++i)  // first_n sampler: the first rows in file order
+      prefix += mmlu_question(examples[i].question, examples[i].choices) + " " +
+                std::string(1, "ABCD"[examples[i].answer]) + "\n\n";
     const size_t count = limit > 0 ? std::min<size_t>(rows.size(), limit) : rows.size();
     for (size_t i = 0; i < count; ++i) {
       EvalDoc doc;

@@ -42,6 +42,7 @@ std::vector<EvalDoc> load_piqa(const std::filesystem::path& file, const std::fil
     } else {
       doc.gold = labels[i];
     }
+    doc.identity = record.value.dump() + (labels_file.empty() ? "" : fmt::format(" label={}", doc.gold));
     docs.push_back(std::move(doc));
   }
   return docs;

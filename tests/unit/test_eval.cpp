@@ -303,14 +303,22 @@ TEST(EvalComparison, EndToEndOnTinyopt) {
       const std::string name = task["task"], metric = task["metric"];
       const double value = rows[r]["values"][name].get<double>();
       // The column is the task's own metric from that configuration's results.
-      EXPECT_DOUBLE_EQ(value, json["configurations"][r]["results"][name]["metrics"][metric].get<double>());
+      EXPECT_DOUBLE_EQ(value, json["configurations"][r]["results"][name][metric + ",none"].get<double>());
       sum += value;
     }
     EXPECT_DOUBLE_EQ(rows[r]["average"].get<double>(), sum / 3);
   }
-  EXPECT_EQ(json["configurations"][1]["quantization"]["activation_method"], "per-token");
-  EXPECT_TRUE(json["configurations"][1]["share_context"].get<bool>());
-  EXPECT_FALSE(json["configurations"][2]["share_context"].get<bool>());  // dynamic CrossQuant: one tree per request
+  // Each configuration is a whole lm-eval results object; cq's settings are under "crossquant".
+  for (size_t r = 0; r < names.size(); ++r) {
+    const nlohmann::json& configuration = json["configurations"][r];
+    EXPECT_EQ(configuration["crossquant"]["configuration"], names[r]);
+    for (const char* key : {"results", "configs", "versions", "n-shot", "higher_is_better", "n-samples", "config"})
+      EXPECT_TRUE(configuration.contains(key)) << key;
+  }
+  EXPECT_EQ(json["configurations"][1]["crossquant"]["quantization"]["activation_method"], "per-token");
+  EXPECT_TRUE(json["configurations"][1]["crossquant"]["engine"]["share_context"].get<bool>());
+  // dynamic CrossQuant: one tree per request
+  EXPECT_FALSE(json["configurations"][2]["crossquant"]["engine"]["share_context"].get<bool>());
 
   const auto bad = test::run_cq("eval --model '" + model.string() + "' --data-dir /nonexistent --tasks piqa --compare fp32,w8a8-fancy");
   EXPECT_EQ(bad.exit_code, 1) << bad.output;

@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <map>
 #include <regex>
+#include <set>
 
 #include "eval/sweep_report.h"
 #include "test_support.h"
@@ -143,7 +145,7 @@ TEST(Sweep, TableContainsEveryRowAligned) {
     const std::regex line("(^|\n)" + row.setting + " +" + std::regex_replace(row.method, std::regex(R"([.+])"), R"(\$&)") + " ");
     EXPECT_TRUE(std::regex_search(table, line)) << row.setting << " " << row.method << "\n" << table;
   }
-  EXPECT_NE(table.find("9000.00"), std::string::npos);
+  EXPECT_NE(table.find("9000.0000"), std::string::npos);
   EXPECT_NE(table.find("inf"), std::string::npos);
   EXPECT_NE(table.find("10.000"), std::string::npos);  // kernel 0.1 -> 10.000 %
   // Aligned: every data line ends at the same column (the numbers are right-aligned).
@@ -158,6 +160,99 @@ TEST(Sweep, TableContainsEveryRowAligned) {
     start = end + 1;
   }
   for (std::size_t w : widths) EXPECT_EQ(w, widths.front()) << table;
+}
+
+// W8A8 rows differ in the third or fourth decimal: the table must show the difference
+// (4 decimals, more where two different values would still print alike).
+TEST(Sweep, TablePerplexityShowsTheDifferences) {
+  EXPECT_EQ(sweep_perplexity_decimals({6.5874, 6.5793, 6.5718, INFINITY, NAN}), 4);
+  EXPECT_EQ(sweep_perplexity_decimals({6.57184, 6.57176, 12.9636}), 5);
+  EXPECT_EQ(sweep_perplexity_decimals({6.571841, 6.571836}), 6);
+  EXPECT_EQ(sweep_perplexity_decimals({1.0, 1.0 + 1e-12}), kMaxPerplexityDecimals);
+  std::vector<SweepRow> rows(3);
+  const double ppl[3] = {6.5874, 6.57931, 6.57926};
+  for (int i = 0; i < 3; ++i) rows[i].setting = "W8A8", rows[i].method = fmt::format("m{}", i), rows[i].perplexity = ppl[i];
+  const std::string table = render_sweep_table(rows);
+  for (const char* cell : {"6.58740", "6.57931", "6.57926"}) EXPECT_NE(table.find(cell), std::string::npos) << cell << "\n" << table;
+}
+
+// The README's 18-row sweep (one α, three schemes x {RTN, SmoothQuant, AWQ} x {per-token,
+// CrossQuant}): grouped bars, one group per scheme, one colour per method in both panels.
+std::vector<SweepRow> method_grid_rows() {
+  std::vector<SweepRow> rows;
+  SweepRow fp32;
+  fp32.setting = "FP32";
+  fp32.method = "-";
+  fp32.perplexity = 6.5874;
+  rows.push_back(fp32);
+  int i = 0;
+  for (const char* scheme : {"w8a8", "w4a8-g128", "w4a4"})
+    for (const char* method : {"rtn", "smoothquant", "awq"})
+      for (const char* act : {"per-token", "crossquant"}) {
+        SweepRow row;
+        row.scheme = scheme;
+        row.setting = sweep_setting_label(scheme);
+        row.quant_method = method;
+        row.activation = act;
+        row.alpha = std::string(act) == "crossquant" ? 0.15 : -1;
+        row.method = sweep_method_label(method, act, 0.15);
+        row.perplexity = 6.6 + 0.37 * i;
+        row.kernel_fraction = 0.03 + 0.01 * (i++ % 6);
+        rows.push_back(row);
+      }
+  return rows;
+}
+
+void expect_balanced_tags(const std::string& svg) {
+  std::vector<std::string> stack;
+  const std::regex tag(R"(<(/?)([a-zA-Z?][a-zA-Z0-9]*)[^<>]*?(/?)>)");
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), tag); it != std::sregex_iterator(); ++it) {
+    const std::string name = (*it)[2];
+    if (name[0] == '?' || (*it)[3] == "/") continue;
+    if ((*it)[1] == "/") {
+      ASSERT_FALSE(stack.empty()) << name;
+      EXPECT_EQ(stack.back(), name);
+      stack.pop_back();
+    } else {
+      stack.push_back(name);
+    }
+  }
+  EXPECT_TRUE(stack.empty());
+}
+
+TEST(Sweep, OneAlphaDrawsGroupedBarsPerSchemeAndMethod) {
+  const auto rows = method_grid_rows();
+  const std::string svg = render_sweep_svg(rows);
+  expect_balanced_tags(svg);
+  EXPECT_EQ(count_of(svg, "<polyline"), 0u);
+  EXPECT_EQ(count_of(svg, "class=\"bar\""), 2u * 18u);  // every row in both panels
+  EXPECT_EQ(count_of(svg, "class=\"panel\""), 2u);
+  EXPECT_EQ(count_of(svg, "class=\"fp32\""), 1u);  // FP32 perplexity as a reference line
+  EXPECT_NE(svg.find("FP32 perplexity (6.5874)"), std::string::npos);
+  EXPECT_NE(svg.find("CrossQuant α = 0.15"), std::string::npos);
+  for (const char* label : {"RTN + per-token", "RTN + CrossQuant", "SmoothQuant + per-token", "SmoothQuant + CrossQuant",
+                            "AWQ + per-token", "AWQ + CrossQuant"})
+    EXPECT_EQ(count_of(svg, ">" + std::string(label) + "<"), 1u) << label;  // one legend entry each
+  for (const char* group : {">W8A8<", ">W4A8-g128<", ">W4A4<"}) EXPECT_EQ(count_of(svg, group), 2u) << group;
+  EXPECT_EQ(svg.find("--method"), std::string::npos);
+  // Values are written on the bars, with the table's decimals.
+  EXPECT_NE(svg.find(">6.6000<"), std::string::npos);
+  // One colour per method, the same in every group.
+  std::map<std::string, std::set<std::string>> colours;
+  const std::regex bar(R"re(class="bar"[^>]*fill="(#[0-9a-f]+)"><title>[^ ]+ ([^:]+):)re");
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), bar); it != std::sregex_iterator(); ++it)
+    colours[(*it)[2]].insert((*it)[1]);
+  ASSERT_EQ(colours.size(), 6u);
+  std::set<std::string> distinct;
+  for (const auto& [label, fill] : colours) {
+    EXPECT_EQ(fill.size(), 1u) << label;
+    distinct.insert(*fill.begin());
+  }
+  EXPECT_EQ(distinct.size(), 6u);
+  // Several α keep the line plot.
+  auto several = rows;
+  several.back().alpha = 0.45;
+  EXPECT_GT(count_of(render_sweep_svg(several), "<polyline"), 0u);
 }
 
 TEST(Sweep, CsvHasAHeaderAndOneLinePerRow) {
