@@ -26,6 +26,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import textwrap
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODELS = (("stories260k", "stories260k (LLaMA)"), ("tinyopt", "tinyopt (OPT)"))
@@ -50,14 +51,20 @@ def run(command, out_dir, name, reuse):
 
 
 def machine():
-    model = "unknown CPU"
+    """lscpu's model name, with family/model and the SIMD extensions that change float sums."""
+    fields = {}
     try:
         for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except (OSError, subprocess.CalledProcessError):
         pass
-    return f"{model}, {os.cpu_count()} threads"
+    flags = fields.get("Flags", "").split()
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    if "avx512_vnni" in flags or "avx_vnni" in flags:
+        simd += " VNNI"
+    return (f"{fields.get('Model name', 'unknown CPU')} (family {fields.get('CPU family', '?')}, model "
+            f"{fields.get('Model', '?')}, {simd}), {os.cpu_count()} threads")
 
 
 def commit():
@@ -69,7 +76,7 @@ def commit():
 
 def sweep_row(rows, scheme, method="rtn", activation=None):
     """The row of a `cq sweep --json` for scheme ('' = FP32), method and activation."""
-    for row in rows:
+    for row in rows["rows"] if isinstance(rows, dict) else rows:
         if (row.get("scheme") or "") != scheme:
             continue
         if scheme and ((row.get("quant_method") or "rtn") != method or row.get("activation") != activation):
@@ -155,8 +162,8 @@ def main():
 
     provenance = (f"<sub>Produced by `scripts/make_figures.py` in one run on {machine()}, commit "
                   f"{commit()}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}. Float sums differ between "
-                  f"CPUs (SIMD width, oneDNN's kernels, thread count), so another machine may differ in the last "
-                  f"digits, within the tolerances `make test` checks (tests/unit/test_published_figures.cpp).</sub>")
+                  f"CPUs: another machine may differ in the last digits, within the tolerances `make test` checks "
+                  f"([docs/RESULTS.md](docs/RESULTS.md)).</sub>")
 
     # README: the 18-row sweep, both models.
     header = ["setting", "method", "stories260k (LLaMA)", "tinyopt (OPT)"]
@@ -171,15 +178,15 @@ def main():
     prose = (
         f"tinyopt's kernel is almost entirely exact zeros (its fc2 input is a ReLU output), and neither small model "
         f"has massive outlier channels; the generated model of `make run` has them, and there CrossQuant's kernel is "
-        f"{demo_kernel_value(demo_kernel, 'CrossQuant'):.1f} % against per-token's "
-        f"{demo_kernel_value(demo_kernel, 'per-token'):.1f} %. Without outliers CrossQuant has little to fix: at W4A4 "
+        f"{demo_kernel_value(demo_kernel, 'CrossQuant'):.1f}\u00a0% against per-token's "
+        f"{demo_kernel_value(demo_kernel, 'per-token'):.1f}\u00a0%. Without outliers CrossQuant has little to fix: at W4A4 "
         f"on stories260k its α = 0.15 gives {s('w4a4', 'rtn', 'crossquant'):.2f} against per-token's "
         f"{s('w4a4', 'rtn', 'per-token'):.2f}, at W8A8 {s('w8a8', 'rtn', 'crossquant'):.4f} against "
         f"{s('w8a8', 'rtn', 'per-token'):.4f}, at W4A8-g128 {s('w4a8-g128', 'rtn', 'crossquant'):.4f} against "
         f"{s('w4a8-g128', 'rtn', 'per-token'):.4f}. AWQ's asymmetric groups help stories260k at W4 "
         f"({s('w4a8-g128', 'awq', 'per-token'):.2f} against {s('w4a8-g128', 'rtn', 'per-token'):.2f} for symmetric "
         f"rounding, per-token activations).")
-    readme_sweep = provenance + "\n\n" + table + "\n\n" + prose + "\n"
+    readme_sweep = provenance + "\n\n" + table + "\n\n" + textwrap.fill(prose, 92) + "\n"
 
     # README: cq eval --compare on tinyopt.
     comparison = find_comparison(evaluation)
@@ -209,13 +216,12 @@ def main():
             for model, _ in MODELS]
     report = kernel_report["kernel"]
     totals = report.get("total", report)
-    results_kernel = (
-        markdown_table(header, rows, 99) + "\n\n"
+    results_kernel = markdown_table(header, rows, 99) + "\n\n" + textwrap.fill(
         f"tinyopt's kernel is dominated by exact zeros: its fc2 input is a ReLU output (`cq kernel` reports exact "
         f"zeros separately; W8A8 per-token: {totals['exact_zeros'] / 1e6:.1f} M of the {totals['kernel'] / 1e6:.1f} M "
         f"kernel elements). These two small models have no massive outlier channels, so CrossQuant's kernel advantage "
         f"is small here; the generated demo model of `make run` has them (per-token "
-        f"{demo_kernel_value(demo_kernel, 'per-token'):.1f} % vs CrossQuant {demo_kernel_value(demo_kernel, 'CrossQuant'):.1f} %).\n")
+        f"{demo_kernel_value(demo_kernel, 'per-token'):.1f}\u00a0% vs CrossQuant {demo_kernel_value(demo_kernel, 'CrossQuant'):.1f}\u00a0%).", 92) + "\n"
 
     for path, blocks in ((ROOT / "README.md", {"demo": readme_demo, "sweep": readme_sweep, "zero-shot": readme_eval}),
                          (ROOT / "docs" / "RESULTS.md", {"results-ppl": results_ppl, "results-kernel": results_kernel})):
