@@ -138,6 +138,13 @@ def main():
     cq = [args.cq]
     text = str(shared / TINYSTORIES)
 
+    # The machine, commit and date of the run that wrote the JSON (kept with it for --reuse).
+    run_path = out / "run.json"
+    if not (args.reuse and run_path.exists()):
+        run_path.write_text(json.dumps({"machine": machine(), "commit": commit(),
+                                        "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}"}))
+    run_info = json.loads(run_path.read_text())
+
     demo = run(cq + ["demo", "--dir", str(out / "demo-model")], out, "demo", args.reuse)["results"]
     demo_kernel = {r["setting"]: 100 * r["kernel_fraction"] for r in demo if r["quantization"].get("activation_bits", 16) < 16}
     demo_table = [f"{'setting':<28} {'kernel %':>10} {'mean KL (nats)':>14} {'top-1 agree':>12} {'ppl':>10}"]
@@ -160,8 +167,8 @@ def main():
                            "--tasks", EVAL_TASKS, "--limit", str(EVAL_LIMIT), "--compare", EVAL_COMPARE],
                      out, "eval_compare", args.reuse)
 
-    provenance = (f"<sub>Produced by `scripts/make_figures.py` in one run on {machine()}, commit "
-                  f"{commit()}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}. Float sums differ between "
+    provenance = (f"<sub>Produced by `scripts/make_figures.py` in one run on {run_info['machine']}, commit "
+                  f"{run_info['commit']}, {run_info['date']}. Float sums differ between "
                   f"CPUs: another machine may differ in the last digits, within the tolerances `make test` checks "
                   f"([docs/RESULTS.md](docs/RESULTS.md)).</sub>")
 
@@ -198,7 +205,7 @@ def main():
             [f"{100 * r['average']:.2f}"] for r in comparison["rows"]]
     readme_eval = (provenance + "\n\n```\n" + markdown_table(header, rows, 2) + "\n```\n")
 
-    readme_demo = "```\n" + "\n".join(demo_table) + "\n```\n"
+    readme_demo = "```\n" + "\n".join(demo_table) + "\n```\n\n" + provenance + "\n"
 
     # docs/RESULTS.md: perplexity at 256 and 512, kernel at 256.
     header = ["model", "seqlen", "FP32", "W8A8 per-token", "W8A8 CrossQuant", "W4A8-g128 CrossQuant", "W4A4 CrossQuant"]
