@@ -462,6 +462,13 @@ def _selftest():
     for blk in (slice(0, 128), slice(128, 172)):
         scale = w[:, blk].abs().amax(-1, keepdim=True) / 7
         assert torch.equal(wq[:, blk], (w[:, blk] / scale).round() * scale)
+    # Per-tensor: one Δ per sequence (max |x| of that T x C matrix); static Δ clips the codes.
+    _, pten = quantize_per_tensor(x, 8)
+    assert pten.tolist() == [[0, 81, 0, 3, 2], [0, 109, 1, 0, 5], [0, 127, 2, 0, 6], [0, 102, 0, 1, 3]], pten
+    _, pstat = quantize_per_tensor(x, 8, absmax=34.15)
+    assert pstat[:, 1].tolist() == [127, 127, 127, 127] and pstat[0, 3].item() == 5, pstat
+    f4, c4 = quantize_per_tensor(torch.stack([x, 2 * x]), 8)
+    assert torch.equal(c4[0], c4[1]) and torch.equal(f4[1], 2 * f4[0])
     print("hf_reference self-checks passed")
 
 
