@@ -17,6 +17,7 @@ ln -s "$shared" "$work/shared"
 unset CMAKE_CXX_COMPILER_LAUNCHER CMAKE_C_COMPILER_LAUNCHER
 export CCACHE_DISABLE=1
 start=$(date +%s.%N)
+load_start=$(cut -d' ' -f1 /proc/loadavg)
 (cd "$work/crossquant" && make run) > "$work/make-run.log" 2>&1 || { tail -20 "$work/make-run.log" >&2; exit 1; }
 seconds=$(echo "$(date +%s.%N) - $start" | bc)
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
@@ -25,9 +26,9 @@ load=$(cut -d' ' -f1 /proc/loadavg)
 minutes=$(printf '%d min %02d s' "$(echo "$seconds/60" | bc)" "$(echo "$seconds%60/1" | bc)")
 echo "make run on a fresh clone: $minutes ($cpu, $cores cores, commit $commit)" >&2
 text="On a fresh clone (packages installed, no ccache) \`make run\` took **$minutes** on $cpu,
-$cores cores (load average $load at the end: other jobs shared the machine), commit $commit,
-$(date -u +%Y-%m-%d); \`scripts/time_fresh_clone.sh\` measures it. The demo itself takes a
-few seconds; the rest is compiling \`cq\` (\`make test\` compiles the tests and benchmarks too)."
+$cores cores, commit $commit, $(date -u +%Y-%m-%d) (load average $load_start at the start, $load at
+the end); \`scripts/time_fresh_clone.sh\` measures it. It compiles \`cq\` alone (the tests and
+benchmarks are compiled by \`make test\`); the demo itself takes a few seconds."
 python3 - "$root/README.md" "$text" <<'PY'
 import pathlib, re, sys
 path, text = pathlib.Path(sys.argv[1]), sys.argv[2]
