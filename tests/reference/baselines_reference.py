@@ -23,6 +23,7 @@ Groups of 128 input channels; where AWQ needs divisibility we follow SPEC.md: th
 of a row is the shorter remainder (stories260k: I=64 → one group of 64; I=172 → 128 + 44).
 
 Usage: /usr/bin/python3 tests/reference/baselines_reference.py [--shared /work/shared] [--models tinyopt,stories260k]
+       [--only-new-settings]  (add the settings of new_settings() the files lack, keeping every existing entry)
 """
 import argparse
 import hashlib
@@ -290,10 +291,17 @@ def quantize_all_weights(model, fn):
         model.weights[n] = fn(model.weights[n])
 
 
-def evaluate(model, tokens, a_method=None, alpha=0.15):
-    model.quant = QuantSpec(a_bits=8 if a_method else None, a_method=a_method or "per_token", alpha=alpha)
+def evaluate(model, tokens, a_method=None, alpha=0.15, a_bits=8, static_absmax=None):
+    model.quant = QuantSpec(a_bits=a_bits if a_method else None, a_method=a_method or "per_token", alpha=alpha,
+                            static_absmax=static_absmax)
     r = perplexity(model, tokens, EVAL_SEQLEN)
     return {"ppl": r["ppl"], "kernel_proportion": r["stats"]["kernel_proportion"] if a_method else None}
+
+
+def write_golden(path, out):
+    with open(path + ".tmp", "w") as f:
+        json.dump(out, f, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 def sha256_file(path):
@@ -303,7 +311,54 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def run_model(shared, name, out_dir):
+README_SCHEMES = (("w8a8", lambda w: quantize_weight(w, 8), 8),
+                  ("w4a8_g128", lambda w: quantize_weight(w, 4, 128), 8),
+                  ("w4a4", lambda w: quantize_weight(w, 4), 4))
+
+
+def readme_settings(fresh, windows, alpha, eval_tokens, fp_logits, out):
+    """The README's table rows (cq sweep, method rtn and smoothquant) that make_golden_ppl.py
+    lacks: plain symmetric rounding with per-token activations at W4A8-g128 and W4A4, and
+    SmoothQuant's factors once, then the smoothed weights rounded per scheme (W8 per-channel,
+    W4 groups of 128 symmetric as for plain rounding, W4 per-channel) with per-token and
+    CrossQuant α=0.15 activations."""
+    S = out["settings"]
+    for scheme, weight_fn, a_bits in README_SCHEMES[1:]:
+        m = fresh()
+        quantize_all_weights(m, weight_fn)
+        S[f"{scheme}_per_token"] = evaluate(m, eval_tokens, "per_token", a_bits=a_bits)
+    m = fresh()
+    out["smoothquant"] = smoothquant(m, Blocks(m), windows, alpha)
+    out["smoothquant_fp32_max_rel_logit_diff"] = float(
+        ((m.forward(window_tokens(eval_tokens, EVAL_SEQLEN)[:2]) - fp_logits).abs().max() / fp_logits.abs().max()))
+    smoothed = dict(m.weights)
+    for scheme, weight_fn, a_bits in README_SCHEMES:
+        m.weights = dict(smoothed)
+        quantize_all_weights(m, weight_fn)
+        S[f"smoothquant_{scheme}_per_token"] = evaluate(m, eval_tokens, "per_token", a_bits=a_bits)
+        S[f"smoothquant_{scheme}_crossquant_a0.15"] = evaluate(m, eval_tokens, "crossquant", a_bits=a_bits)
+
+
+def per_tensor_settings(fresh, windows, eval_tokens, out):
+    """W8 per-channel weights with per-tensor activations: dynamic (Δ = max|X| of each window /
+    qmax) and static (Δ = max|X| over the calibration tokens at that linear's input, from the
+    unquantized model, / qmax; codes clipped)."""
+    S = out["settings"]
+    m = fresh()
+    static_absmax = {}
+    for _, feats in calibration_inputs(Blocks(m), windows):
+        static_absmax.update({n: float(x.abs().max()) for n, x in feats.items()})
+    quantize_all_weights(m, lambda w: quantize_weight(w, 8))
+    S["w8a8_per_tensor"] = evaluate(m, eval_tokens, "per_tensor")
+    S["w8a8_per_tensor_static"] = evaluate(m, eval_tokens, "per_tensor", static_absmax=static_absmax)
+
+
+def new_settings(fresh, windows, alpha, eval_tokens, fp_logits, out):
+    readme_settings(fresh, windows, alpha, eval_tokens, fp_logits, out)
+    per_tensor_settings(fresh, windows, eval_tokens, out)
+
+
+def run_model(shared, name, out_dir, only_new=False):
     t0 = time.time()
     model_dir = os.path.join(shared, "models", name)
     sp = spm.SentencePieceProcessor(model_file=os.path.join(model_dir, "tokenizer.model"))
@@ -321,19 +376,27 @@ def run_model(shared, name, out_dir):
            "eval": {"text": EVAL_TEXT, "seqlen": EVAL_SEQLEN, "windows": len(eval_tokens) // EVAL_SEQLEN},
            "migration_strength": alpha, "settings": {}}
     S = out["settings"]
+    path = os.path.join(out_dir, f"{name}.json")
 
     m = fresh()
     fp_logits = m.forward(window_tokens(eval_tokens, EVAL_SEQLEN)[:2])
+    if only_new:  # add the settings of new_settings() the file lacks; keep every existing entry
+        with open(path) as f:
+            out = json.load(f)
+        assert out["model_sha256"] == sha256_file(os.path.join(model_dir, "model.safetensors")), "model changed"
+        computed = json.loads(json.dumps(out))
+        new_settings(fresh, windows, alpha, eval_tokens, fp_logits, computed)
+        for key, value in computed["settings"].items():
+            out["settings"].setdefault(key, value)
+        write_golden(path, out)
+        print(name, json.dumps(out["settings"], indent=1), f"{time.time() - t0:.1f}s")
+        return
     S["fp32"] = evaluate(m, eval_tokens)
     quantize_all_weights(m, lambda w: quantize_weight(w, 8))
     S["w8a8_per_token"] = evaluate(m, eval_tokens, "per_token")
 
-    m = fresh()
-    out["smoothquant"] = smoothquant(m, Blocks(m), windows, alpha)
-    out["smoothquant_fp32_max_rel_logit_diff"] = float(
-        ((m.forward(window_tokens(eval_tokens, EVAL_SEQLEN)[:2]) - fp_logits).abs().max() / fp_logits.abs().max()))
-    quantize_all_weights(m, lambda w: quantize_weight(w, 8))
-    S["smoothquant_w8a8_per_token"] = evaluate(m, eval_tokens, "per_token")
+    readme_settings(fresh, windows, alpha, eval_tokens, fp_logits, out)
+    per_tensor_settings(fresh, windows, eval_tokens, out)
 
     m = fresh()
     quantize_all_weights(m, lambda w: pseudo_quantize_asym(w, 4, 128))
@@ -347,10 +410,7 @@ def run_model(shared, name, out_dir):
     S["awq_w4a8_g128_crossquant_a0.15"] = evaluate(m, eval_tokens, "crossquant")
 
     out["seconds"] = time.time() - t0
-    path = os.path.join(out_dir, f"{name}.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(out, f, indent=1)
-    os.replace(path + ".tmp", path)
+    write_golden(path, out)
     print(name, json.dumps(S, indent=1), f"{out['seconds']:.1f}s")
 
 
@@ -360,11 +420,13 @@ def main():
     ap.add_argument("--models", default="tinyopt,stories260k")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden", "baselines"))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only-new-settings", action="store_true",
+                    help="add the settings of new_settings() (README rows, per-tensor) that the golden files lack")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     for name in args.models.split(","):
-        run_model(args.shared, name, args.out)
+        run_model(args.shared, name, args.out, args.only_new_settings)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,19 @@ def quantize_per_token(x, bits):
     return codes * scale, codes
 
 
+def quantize_per_tensor(x, bits, absmax=None):
+    """SmoothQuant's per-tensor option: one Δ = max|X| / qmax per sequence (the last two dims:
+    one window's T x C matrix), or, static, Δ = absmax / qmax from calibration with the codes
+    clipped to ±qmax. Returns (fake, codes)."""
+    qmax = qmax_of(bits)
+    if absmax is None:
+        scale = x.abs().amax(dim=(-2, -1), keepdim=True) / qmax
+    else:
+        scale = torch.full((1,) * x.dim(), absmax, dtype=x.dtype) / qmax
+    codes = _safe_codes(x, scale).clamp(-qmax, qmax)
+    return codes * scale, codes
+
+
 def quantize_crossquant(x, bits, alpha):
     """Eq. 5 with the paper's code (dim=-2 fixed): scale_t = t^α / qmax per row,
     scale_c = c^(1-α) per column, c over the rows (dim -2) of this matrix only."""
@@ -87,8 +100,9 @@ class QuantSpec:
     w_group: Optional[int] = None          # None = per-channel
     w_crossquant_alpha: Optional[float] = None
     a_bits: Optional[int] = None
-    a_method: str = "per_token"            # "per_token" | "crossquant"
+    a_method: str = "per_token"            # "per_token" | "crossquant" | "per_tensor"
     alpha: float = 0.15
+    static_absmax: Optional[dict] = None   # per_tensor: linear name -> calibrated max|X| (static Δ)
 
     def describe(self):
         w = "W16" if self.w_bits is None else f"W{self.w_bits}" + (f"-g{self.w_group}" if self.w_group else "")
@@ -266,6 +280,9 @@ class ReferenceModel:
         if q.a_bits is not None:
             if q.a_method == "per_token":
                 fake, codes = quantize_per_token(x, q.a_bits)
+                c_ge_t = 0
+            elif q.a_method == "per_tensor":
+                fake, codes = quantize_per_tensor(x, q.a_bits, None if q.static_absmax is None else q.static_absmax[name])
                 c_ge_t = 0
             elif q.a_method == "crossquant":
                 fake, codes = quantize_crossquant(x, q.a_bits, q.alpha)
@@ -445,6 +462,13 @@ def _selftest():
     for blk in (slice(0, 128), slice(128, 172)):
         scale = w[:, blk].abs().amax(-1, keepdim=True) / 7
         assert torch.equal(wq[:, blk], (w[:, blk] / scale).round() * scale)
+    # Per-tensor: one Δ per sequence (max |x| of that T x C matrix); static Δ clips the codes.
+    _, pten = quantize_per_tensor(x, 8)
+    assert pten.tolist() == [[0, 81, 0, 3, 2], [0, 109, 1, 0, 5], [0, 127, 2, 0, 6], [0, 102, 0, 1, 3]], pten
+    _, pstat = quantize_per_tensor(x, 8, absmax=34.15)
+    assert pstat[:, 1].tolist() == [127, 127, 127, 127] and pstat[0, 3].item() == 5, pstat
+    f4, c4 = quantize_per_tensor(torch.stack([x, 2 * x]), 8)
+    assert torch.equal(c4[0], c4[1]) and torch.equal(f4[1], 2 * f4[0])
     print("hf_reference self-checks passed")
 
 
