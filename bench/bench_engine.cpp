@@ -27,6 +27,7 @@
 #include "model/transformer.h"
 #include "ptq/integer_linear.h"
 #include "ptq/apply_quantization.h"
+#include "quant/resolve_config.h"
 #include "quant/quant_config.h"
 
 namespace fs = std::filesystem;
@@ -143,8 +144,13 @@ int main(int argc, char** argv) {
       quant.engine = setting.engine;
       std::vector<int32_t> calibration;
       if (!setting.scheme.empty()) {
-        quant.apply_scheme(setting.scheme);
-        quant.activation_method = setting.act;
+        // Resolved as `--scheme S --act-quant A --engine E` would be on the command line.
+        cq::QuantRequest request;
+        request.scheme = setting.scheme;
+        request.values.activation_method = setting.act;
+        request.values.engine = setting.engine;
+        request.given = {"--scheme", "--act-quant", "--engine"};
+        quant = cq::resolve_quant_config(request);
         if (setting.calibrated || setting.static_decode) {
           quant.static_columns = setting.calibrated;
           quant.calib_samples = 2;

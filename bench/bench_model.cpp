@@ -20,6 +20,7 @@
 #include "model/synthetic.h"
 #include "model/transformer.h"
 #include "ptq/apply_quantization.h"
+#include "quant/resolve_config.h"
 #include "quant/quant_config.h"
 
 namespace {
@@ -69,8 +70,10 @@ void bench_ppl_throughput(int64_t windows, bool with_torch) {
   std::fflush(stdout);
   {  // The whole W8A8 fake-quant run (CrossQuant α = 0.15 activations) against FP32.
     cq::Transformer quantized(dir);
-    cq::QuantConfig config;
-    config.apply_scheme("w8a8");
+    cq::QuantRequest request;  // `--scheme w8a8`: CrossQuant α = 0.15 activations by default
+    request.scheme = "w8a8";
+    request.given = {"--scheme"};
+    const cq::QuantConfig config = cq::resolve_quant_config(request);
     cq::apply_quantization(quantized, config);
     std::vector<double> quant_rates;
     for (int repeat = 0; repeat < 3; ++repeat) {

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "quant/method_table.h"
+#include "quant/resolve_config.h"
 #include "tokenizer/tokenizer.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -16,9 +17,9 @@ void add_quant_options(CLI::App& command, QuantOptions& o) {
   o.command = &command;
   CLI::App* group = &command;
   group->add_option("--scheme", o.scheme, "preset: " + scheme_names() + " (bit widths and weight granularity)");
-  o.wbits = group->add_option("--wbits", o.config.weight_bits, "weight bits, 2..8 (16 = not quantized)");
-  o.abits = group->add_option("--abits", o.config.activation_bits, "activation bits, 2..8 (16 = not quantized)");
-  o.weight_quant = group->add_option("--weight-quant", o.config.weight_method, weight_method_names());
+  group->add_option("--wbits", o.config.weight_bits, "weight bits, 2..8 (16 = not quantized)");
+  group->add_option("--abits", o.config.activation_bits, "activation bits, 2..8 (16 = not quantized)");
+  group->add_option("--weight-quant", o.config.weight_method, weight_method_names());
   group->add_option("--group-size", o.config.group_size, "group size for --weight-quant group")->capture_default_str();
   group->add_flag("--weight-asymmetric", o.config.weight_asymmetric, "group-wise weights with zero points (AWQ's setting)");
   group->add_option("--weight-alpha", o.config.weight_alpha, "α_W for --weight-quant crossquant")->capture_default_str();
@@ -26,8 +27,7 @@ void add_quant_options(CLI::App& command, QuantOptions& o) {
                     weight_transformation_names() + ": weight transformation and default activations "
                     "(crossquant: CrossQuant activations; rtn, smoothquant, awq: per-token unless --act-quant)")
       ->capture_default_str();
-  o.act_quant = group->add_option("--act-quant", o.config.activation_method,
-                                  activation_method_names() + " (default: by --method)");
+  group->add_option("--act-quant", o.config.activation_method, activation_method_names() + " (default: by --method)");
   group->add_option("--alpha", o.config.alpha, "CrossQuant α for activations, in [0, 1]")->capture_default_str();
   group->add_option("--kernel-target", o.config.kernel_target,
                     "remove-kernel: share of elements to zero (default: the per-token kernel)");
@@ -92,45 +92,7 @@ const CLI::Validator& positive_count() {
 }
 
 QuantConfig QuantOptions::resolve(bool check_effects) const {
-  QuantConfig resolved = config;
-  const bool baseline = config.method == "rtn" || config.method == "smoothquant" || config.method == "awq";
-  if (baseline && !act_quant->count()) resolved.activation_method = "per-token";
-  // Without an explicit setting, SmoothQuant is W8A8 and AWQ is W4A8-g128 (the paper's pairing).
-  std::string preset = scheme;
-  if (preset.empty() && !wbits->count() && !abits->count() && !weight_quant->count()) {
-    if (config.method == "smoothquant") preset = "w8a8";
-    if (config.method == "awq") preset = "w4a8-g128";
-  }
-  if (!preset.empty()) {
-    resolved.apply_scheme(preset);
-    if (wbits->count()) resolved.weight_bits = config.weight_bits;
-    if (abits->count()) resolved.activation_bits = config.activation_bits;
-    if (weight_quant->count()) resolved.weight_method = config.weight_method;
-    if (resolved.weight_method == "group" && config.group_size != 128) resolved.group_size = config.group_size;
-  }
-  resolved.calib_source = calib;
-  // AWQ's own weight setting: asymmetric group-wise with zero points.
-  if (config.method == "awq" && resolved.weight_method == "group") resolved.weight_asymmetric = true;
-  const bool calibrated_method = config.method == "smoothquant" || config.method == "awq";
-  if (static_activations && calib.empty()) fail("--static-activations needs --calib FILE");
-  if (!calib.empty()) {
-    if (static_activations || !calibrated_method) {
-      const bool static_capable = resolved.quantizes_activations() &&
-                                  (resolved.activation_method == "crossquant" || resolved.activation_method == "per-tensor");
-      if (!static_capable)
-        fail("--calib makes activation scales static, which needs --act-quant crossquant or per-tensor with --abits < 16 "
-             "(or a calibrated --method: smoothquant, awq)");
-      if (resolved.activation_method == "crossquant") resolved.static_columns = true;
-      else resolved.static_tensor_scale = true;
-    }
-  } else if (calibrated_method) {
-    fail("--method {} needs a calibration text (--calib FILE; the authors use 128-512 samples of 512 tokens)", config.method);
-  }
-  resolved.validate();
-  // A flag that would silently do nothing is an error (also on a quantized checkpoint: give
-  // the activation bits with the method that overrides the stored one).
-  if (check_effects) require_flags_take_effect(given_flags(), resolved);
-  return resolved;
+  return resolve_quant_config(QuantRequest{config, scheme, calib, static_activations, given_flags()}, check_effects);
 }
 
 std::vector<std::string> given_quant_arguments(CLI::App& command, const std::vector<std::string>& skipped) {

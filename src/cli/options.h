@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "cli/flag_effects.h"
+#include "quant/flag_effects.h"
 #include "quant/quant_config.h"
 
 namespace cq {
@@ -19,13 +19,10 @@ struct QuantOptions {
   std::string scheme;
   std::string calib;  // calibration text (SmoothQuant, AWQ, static activation scales)
   bool static_activations = false;
-  CLI::Option* act_quant = nullptr;
-  CLI::Option* wbits = nullptr;
-  CLI::Option* abits = nullptr;
-  CLI::Option* weight_quant = nullptr;
   const CLI::App* command = nullptr;  // where the flags were registered (add_quant_options)
-  // Resolves --scheme against explicit flags (explicit flags win) and validates; with
-  // check_effects, a given flag that changes nothing is an error (cli/flag_effects.h).
+  // The flags as a QuantRequest, resolved by the library (quant/resolve_config.h): explicit
+  // flags win over --scheme, which wins over --method's defaults; with check_effects, a
+  // given flag that changes nothing is an error (quant/flag_effects.h).
   QuantConfig resolve(bool check_effects = true) const;
   // The quantization flags given on the command line.
   GivenFlags given_flags() const;

@@ -13,29 +13,51 @@ namespace {
 using enum IntegerSupport;
 using enum WeightStorage;
 
-// clang-format off
+// Fields in declaration order (method_table.h); what a row leaves out is false / None / 0.
 constexpr std::array kMethods{
-    QuantMethod{"per-tensor", "one Δ = max|X| / qmax for the whole matrix (per window)",
-                false, true, false, quant_detail::make_per_tensor_quantizer, 0,
-                None, Exact, NotStorable},
-    QuantMethod{"per-token", "one Δ per row (token), eq. 1",
-                false, true, true, quant_detail::make_per_token_quantizer, 0,
-                None, Exact, NotStorable},
+    QuantMethod{.name = "per-tensor",
+                .summary = "one Δ = max|X| / qmax for the whole matrix (per window)",
+                .quantizes_activations = true,
+                .calibratable = true,
+                .make = quant_detail::make_per_tensor_quantizer,
+                .integer_activations = Exact},
+    QuantMethod{.name = "per-token",
+                .summary = "one Δ per row (token), eq. 1",
+                .quantizes_activations = true,
+                .row_local = true,
+                .make = quant_detail::make_per_token_quantizer,
+                .integer_activations = Exact},
     // Eq. 2 is eq. 1 applied to W's rows (output channels): the same quantizer.
-    QuantMethod{"per-channel", "one Δ per output channel of W, eq. 2",
-                true, false, true, quant_detail::make_per_token_quantizer, 0,
-                Exact, None, RowScales},
-    QuantMethod{"group", "one Δ (and zero point if asymmetric) per group of --group-size input channels",
-                true, false, true, quant_detail::make_group_quantizer, kOptionGroupSize | kOptionAsymmetric,
-                Exact, None, GroupScales},
-    QuantMethod{"crossquant", "CrossQuant: Δ_ij = t_i^α c_j^(1−α) / qmax, eq. 5",
-                true, true, false, quant_detail::make_crossquant_quantizer, kOptionAlpha | kOptionStaticColumnAbsmax,
-                None, StaticOnly, RowScalesColumnFactors},
-    QuantMethod{"remove-kernel", "per-token with a share of the smallest elements set to zero (the paper's ablation)",
-                false, true, false, quant_detail::make_remove_kernel_quantizer, kOptionKernelTarget,
-                None, None, NotStorable},
+    QuantMethod{.name = "per-channel",
+                .summary = "one Δ per output channel of W, eq. 2",
+                .quantizes_weights = true,
+                .row_local = true,
+                .make = quant_detail::make_per_token_quantizer,
+                .integer_weights = Exact,
+                .stored_weights = RowScales},
+    QuantMethod{.name = "group",
+                .summary = "one Δ (and zero point if asymmetric) per group of --group-size input channels",
+                .quantizes_weights = true,
+                .row_local = true,
+                .make = quant_detail::make_group_quantizer,
+                .options = kOptionGroupSize | kOptionAsymmetric,
+                .integer_weights = Exact,
+                .stored_weights = GroupScales},
+    QuantMethod{.name = "crossquant",
+                .summary = "CrossQuant: Δ_ij = t_i^α c_j^(1−α) / qmax, eq. 5",
+                .quantizes_weights = true,
+                .quantizes_activations = true,
+                .calibratable = true,
+                .make = quant_detail::make_crossquant_quantizer,
+                .options = kOptionAlpha | kOptionStaticColumnAbsmax,
+                .integer_activations = StaticOnly,
+                .stored_weights = RowScalesColumnFactors},
+    QuantMethod{.name = "remove-kernel",
+                .summary = "per-token with a share of the smallest elements set to zero (the paper's ablation)",
+                .quantizes_activations = true,
+                .make = quant_detail::make_remove_kernel_quantizer,
+                .options = kOptionKernelTarget},
 };
-// clang-format on
 
 std::string names_where(bool (*keep)(const QuantMethod&), std::string_view separator) {
   std::string names;
@@ -86,6 +108,10 @@ const QuantMethod& activation_quant_method(std::string_view name, std::string_vi
 
 std::string weight_method_names(std::string_view separator) { return names_where(for_weights, separator); }
 std::string activation_method_names(std::string_view separator) { return names_where(for_activations, separator); }
+
+std::string calibratable_method_names() {
+  return names_where([](const QuantMethod& m) { return m.quantizes_activations && m.calibratable; }, " or ");
+}
 
 std::string integer_method_names(IntegerSupport QuantMethod::*support) {
   std::string names;

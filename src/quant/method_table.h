@@ -48,6 +48,9 @@ struct QuantMethod {
   // Its statistics are those of each row alone (per-token): rows of different requests may
   // share a quantization window (cq eval's packed trees) without changing any number.
   bool row_local = false;
+  // Its statistics may come from calibration instead of the current window (--calib makes
+  // them static): CrossQuant's column maxima c_j, per-tensor's Δ.
+  bool calibratable = false;
   std::unique_ptr<Quantizer> (*make)(const QuantizerSpec&) = nullptr;
   unsigned options = 0;  // QuantOption bits
   IntegerSupport integer_weights = IntegerSupport::None;
@@ -67,6 +70,8 @@ const QuantMethod& activation_quant_method(std::string_view name, std::string_vi
 // "per-channel | group | crossquant": the names for weights (or activations), in table order.
 std::string weight_method_names(std::string_view separator = " | ");
 std::string activation_method_names(std::string_view separator = " | ");
+// "per-tensor or crossquant": the activation methods whose statistics --calib can make static.
+std::string calibratable_method_names();
 // "per-channel, group": the methods the integer engine runs, for &QuantMethod::integer_weights
 // (or integer_activations).
 std::string integer_method_names(IntegerSupport QuantMethod::*support);

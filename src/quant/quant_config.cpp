@@ -43,6 +43,13 @@ std::string scheme_names(std::string_view separator) { return row_names(kSchemes
 std::span<const WeightTransformation> weight_transformations() { return kTransformations; }
 std::string weight_transformation_names(std::string_view separator) { return row_names(kTransformations, separator); }
 
+std::string calibrated_transformation_names() {
+  std::string names;
+  for (const WeightTransformation& row : kTransformations)
+    if (row.needs_calibration) names += (names.empty() ? "" : ", ") + std::string(row.name);
+  return names;
+}
+
 const WeightTransformation* find_weight_transformation(std::string_view name) {
   for (const WeightTransformation& row : kTransformations)
     if (row.name == name) return &row;

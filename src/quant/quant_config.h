@@ -41,6 +41,8 @@ std::span<const WeightTransformation> weight_transformations();
 const WeightTransformation& weight_transformation(std::string_view name);
 const WeightTransformation* find_weight_transformation(std::string_view name);  // nullptr if unknown
 std::string weight_transformation_names(std::string_view separator = " | ");
+// "smoothquant, awq": the transformations that need a calibration text.
+std::string calibrated_transformation_names();
 
 struct QuantConfig {
   // What is done to the weights before they are quantized, and the activation default:

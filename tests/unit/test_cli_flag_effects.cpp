@@ -5,16 +5,16 @@
 #include <algorithm>
 #include <string>
 
-#include "cli/flag_effects.h"
+#include "quant/flag_effects.h"
 #include "test_support.h"
 
 namespace cq {
 namespace {
 
-using cli::GivenFlags;
+using GivenFlags;
 
 std::string message_for(const std::string& flag, const QuantConfig& config) {
-  for (const auto& found : cli::flags_without_effect(GivenFlags{flag}, config))
+  for (const auto& found : flags_without_effect(GivenFlags{flag}, config))
     if (found.flag == flag) return found.message;
   return "";
 }
@@ -58,11 +58,11 @@ TEST(FlagEffects, EachFlagNamesWhatIsMissing) {
 // Several configurations (cq sweep rows, cq eval --compare): refused only where it acts in none.
 TEST(FlagEffects, AcrossConfigurationsAFlagMustActSomewhere) {
   const GivenFlags alpha{"--alpha"};
-  EXPECT_EQ(test::error_of([&] { cli::require_flags_take_effect_somewhere(alpha, {w8a8("per-token"), w8a8()}); }), "");
-  EXPECT_NE(test::error_of([&] { cli::require_flags_take_effect_somewhere(alpha, {w8a8("per-token"), w8a8("per-tensor")}); })
+  EXPECT_EQ(test::error_of([&] { require_flags_take_effect_somewhere(alpha, {w8a8("per-token"), w8a8()}); }), "");
+  EXPECT_NE(test::error_of([&] { require_flags_take_effect_somewhere(alpha, {w8a8("per-token"), w8a8("per-tensor")}); })
                 .find("--alpha has no effect"),
             std::string::npos);
-  EXPECT_NE(test::error_of([&] { cli::require_flags_take_effect_somewhere(alpha, {}); }).find("no configuration here is quantized"),
+  EXPECT_NE(test::error_of([&] { require_flags_take_effect_somewhere(alpha, {}); }).find("no configuration here is quantized"),
             std::string::npos);
 }
 

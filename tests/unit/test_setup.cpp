@@ -15,17 +15,7 @@
 namespace cq {
 namespace {
 
-test::CommandResult shell(const std::string& command) {
-  test::CommandResult result;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (!pipe) return {-1, ""};
-  std::array<char, 4096> buffer{};
-  size_t read = 0;
-  while ((read = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) result.output.append(buffer.data(), read);
-  const int status = ::pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
+test::CommandResult shell(const std::string& command) { return test::run_shell(command); }
 
 // What `make -n TARGET` would run (nothing is run), in a copy-free dry run of the Makefile.
 std::string dry_run(const std::string& arguments) {

@@ -48,13 +48,9 @@ std::filesystem::path synthetic_model(const std::string& preset) {
   return dir;
 }
 
-CommandResult run_cq(const std::string& arguments, int timeout_seconds) {
-  const char* binary = std::getenv("CQ_BIN");
-  const std::string cq = binary && *binary ? binary : std::string(CQ_BINARY_DIR) + "/cq";
-  const std::string limit = timeout_seconds > 0 ? "timeout " + std::to_string(timeout_seconds) + " " : "";
-  const std::string command = limit + "'" + cq + "' " + arguments + " 2>&1";
+CommandResult run_shell(const std::string& command) {
   CommandResult result;
-  FILE* pipe = ::popen(command.c_str(), "r");
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
   if (!pipe) {
     result.exit_code = -1;
     return result;
@@ -65,6 +61,13 @@ CommandResult run_cq(const std::string& arguments, int timeout_seconds) {
   const int status = ::pclose(pipe);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return result;
+}
+
+CommandResult run_cq(const std::string& arguments, int timeout_seconds) {
+  const char* binary = std::getenv("CQ_BIN");
+  const std::string cq = binary && *binary ? binary : std::string(CQ_BINARY_DIR) + "/cq";
+  const std::string limit = timeout_seconds > 0 ? "timeout " + std::to_string(timeout_seconds) + " " : "";
+  return run_shell(limit + "'" + cq + "' " + arguments);
 }
 
 std::vector<float> random_normal(int64_t count, uint32_t seed, float scale) {

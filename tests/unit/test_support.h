@@ -29,6 +29,8 @@ struct CommandResult {
 // Runs the cq binary with `arguments` (a shell-quoted string).
 // timeout_seconds > 0: the run is killed after that long (exit code 124, as timeout(1) says).
 CommandResult run_cq(const std::string& arguments, int timeout_seconds = 0);
+// A shell command line with stderr joined to stdout.
+CommandResult run_shell(const std::string& command);
 
 std::filesystem::path source_dir();
 // The message of the cq::Error that `action` throws; "" when it throws none.

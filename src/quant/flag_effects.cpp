@@ -1,10 +1,10 @@
-#include "cli/flag_effects.h"
+#include "quant/flag_effects.h"
 
 #include <fmt/format.h>
 
 #include "util/error.h"
 
-namespace cq::cli {
+namespace cq {
 
 std::vector<FlagWithoutEffect> flags_without_effect(const GivenFlags& given, const QuantConfig& resolved) {
   std::vector<FlagWithoutEffect> found;
@@ -83,4 +83,4 @@ void require_flags_take_effect_somewhere(const GivenFlags& given, const std::vec
   }
 }
 
-}  // namespace cq::cli
+}  // namespace cq

@@ -1,15 +1,15 @@
 #pragma once
 // "A flag that would change nothing is an error": which of the quantization flags a user
 // gave have no effect under the setting they resolve to, and what is missing for them to
-// act. Kept apart from the flag parsing (options.cpp) so that it can move with the
-// configuration resolution into the library as a unit.
+// act. Flags are named as the command line spells them; any front end that takes these
+// settings by name (the CLI, a Python module) reports with the same words.
 #include <set>
 #include <string>
 #include <vector>
 
 #include "quant/quant_config.h"
 
-namespace cq::cli {
+namespace cq {
 
 // The quantization flags given on the command line, by long name ("--alpha").
 using GivenFlags = std::set<std::string>;
@@ -27,4 +27,4 @@ void require_flags_take_effect(const GivenFlags& given, const QuantConfig& resol
 // given flags to each: a flag is refused when it changes nothing in every one of them.
 void require_flags_take_effect_somewhere(const GivenFlags& given, const std::vector<QuantConfig>& configurations);
 
-}  // namespace cq::cli
+}  // namespace cq
