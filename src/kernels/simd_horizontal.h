@@ -1,10 +1,10 @@
 #pragma once
 // Horizontal reductions of one AVX-512 register by halving shuffles, shared by the SIMD
-// kernels (GCC 12's _mm512_reduce_* trip -Wmaybe-uninitialized). AVX-512 builds only.
+// kernels (GCC 12's _mm512_reduce_* trip -Wmaybe-uninitialized). Compiled for AVX-512
+// (kernels/avx512.h): call them only from AVX-512 regions.
 #include "kernels/avx512.h"
 
-#ifdef __AVX512F__
-
+CQ_AVX512_BEGIN
 namespace cq::kernels::simd {
 
 template <typename Combine>
@@ -26,4 +26,4 @@ inline double horizontal_sum(__m512d v) {
 }
 
 }  // namespace cq::kernels::simd
-#endif
+CQ_AVX512_END
