@@ -190,21 +190,35 @@ TEST(KernelDispatch, SmallFp32GemmAgreesWithinSummationError) {
   }
 }
 
-// Whole quantizers (row kernels, column maxima, CrossQuant's column powers): codes, scales,
-// fake-quantized values and kernel statistics bit for bit on both paths.
+// Column maxima c whose powers c^0.85 (CrossQuant's 1 − α at α = 0.15) lie within 2^-46 of
+// a float rounding midpoint, found by a search over floats in [1, 100) with std::pow in double:
+// the AVX-512 powers (libmvec) cannot settle these lanes and must fall back to std::pow.
+constexpr float kPowerNearMidpoint[] = {0x1.7e93c2p+0f, 0x1.1a28acp+1f, 0x1.8cfd88p+1f, 0x1.f5be2cp+1f,
+                                        0x1.85242p+2f,  0x1.ccbe78p+2f, 0x1.356ea4p+3f, 0x1.7f6d26p+4f};
+
+// Whole quantizers (row kernels, column maxima, CrossQuant's column powers), each built on
+// the path under test: codes, scales, fake-quantized values and kernel statistics bit for bit.
 TEST(KernelDispatch, QuantizersAreBitIdentical) {
   SKIP_WITHOUT_AVX512();
-  const int64_t rows = 9, cols = 203;
+  const int64_t rows = 9, cols = 203;  // 12 whole vectors of 16 and a tail of 11
   std::vector<float> x = test::random_normal(rows * cols, 21, 1.f);
-  for (int64_t i = 0; i < rows; ++i) x[static_cast<size_t>(i * cols + 5)] *= 60.f;  // an outlier channel
-  for (const char* method : {"per-tensor", "per-token", "per-channel", "group", "crossquant"}) {
+  for (int64_t i = 0; i < rows; ++i) {
+    x[static_cast<size_t>(i * cols + 5)] *= 60.f;                 // an outlier channel
+    x[static_cast<size_t>(i * cols + (i * 37) % cols)] = 0.f;     // exact zeros, in vectors
+    x[static_cast<size_t>(i * cols + cols - 1 - i % 3)] = -0.f;   // and in the tail
+  }
+  std::vector<float> static_column_absmax(static_cast<size_t>(cols));
+  for (size_t j = 0; j < static_column_absmax.size(); ++j)
+    static_column_absmax[j] = j % 5 == 0 ? kPowerNearMidpoint[j % 8] : 0.5f + static_cast<float>(j % 7);
+  for (const char* method : {"per-tensor", "per-token", "per-channel", "group", "crossquant", "crossquant static"}) {
     for (const double alpha : {0.15, 0.5}) {
       QuantizerSpec spec;
-      spec.method = method;
+      spec.method = std::string(method).substr(0, std::string(method).find(' '));
       spec.alpha = alpha;
       spec.group_size = 64;
-      const auto quantizer = make_quantizer(spec);
+      if (std::string(method) == "crossquant static") spec.static_column_absmax = static_column_absmax;
       const auto [scalar, avx512] = on_both_paths([&] {
+        const auto quantizer = make_quantizer(spec);
         std::vector<float> fake = x;
         KernelStats fake_stats, code_stats;
         quantizer->fake_quantize({fake.data(), rows, cols, cols}, &fake_stats);
