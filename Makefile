@@ -54,6 +54,21 @@ bench: build-all
 clean:
 	rm -rf $(BUILD)
 
+# The portable binary (docs/KERNELS.md): CQ_NATIVE=OFF compiles for baseline x86-64 and the
+# kernels pick their AVX-512 versions at run time. Builds cq and cq_tests in build-portable/,
+# checks that cq holds no AVX/AVX-512 instruction outside the dispatched kernels, and runs
+# the tests of the kernels (including the check that the AVX-512 paths are taken where the
+# CPU has them, and the forced-path comparisons), the quantizers, the golden logits and
+# perplexities, and CLI runs. .ci/run runs it after `make test`.
+PORTABLE_BUILD ?= build-portable
+PORTABLE_TESTS ?= ^(KernelDispatch|KernelsDispatch|QuantKernels|VectorMath|ColumnGather|Kernels(Int8|Int4|F32)Gemm|Quant(Golden|Properties|Figure3|StaticCrossQuant)|Presets/ModelGolden|SharedModels/(PerplexityGolden|GreedyGolden)|Cli\.(InfoDescribesAGeneratedModel|DemoShowsTheKernelGap))\.
+.PHONY: test-portable
+test-portable: deps
+	@cmake -S . -B $(PORTABLE_BUILD) -DCMAKE_BUILD_TYPE=Release -DCQ_NATIVE=OFF >/dev/null
+	@cmake --build $(PORTABLE_BUILD) -j $(JOBS) --target cq cq_tests
+	@bash scripts/check-portable-binary.sh $(PORTABLE_BUILD)/cq
+	cd $(PORTABLE_BUILD) && ctest --output-on-failure -j $(JOBS) -R '$(PORTABLE_TESTS)'
+
 # Fuzzing (docs/ROBUSTNESS.md): clang + libFuzzer + ASan/UBSan in build-fuzz/, seeds from
 # fuzz/make_seeds.py (generated models and the shared assets), each target run FUZZ_SECONDS;
 # prints the executions of every target and fails on the first finding (the reproducer is

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "kernels/column_absmax.h"
+#include "kernels/kernel_dispatch.h"
 #include "kernels/normalization.h"
 #include "quant/crossquant.h"
 #include "quant/quantizer.h"
@@ -170,6 +171,8 @@ int main(int argc, char** argv) {
 
   std::printf("activation quantization, %lld x %lld float32, INT8, %d OpenMP threads, median of %d runs\n",
               static_cast<long long>(rows), static_cast<long long>(cols), omp_get_max_threads(), repetitions);
+  // Which versions ran (docs/KERNELS.md): a portable build must say avx512 on an AVX-512 CPU.
+  std::printf("row and vector kernels: %s\n", cq::kernels::active_kernel_isa());
   std::printf("%-6s %-22s %10s %10s %12s\n", "form", "method", "median ms", "min ms", "vs per-token");
   for (const Case& benchmark_case : cases) {
     const std::string baseline_name = benchmark_case.name.ends_with("+stats") ? "per-token +stats" : "per-token";

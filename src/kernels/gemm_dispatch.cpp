@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdlib>
 
+#include "kernels/cpu_features.h"
 #include "util/error.h"
 
 namespace cq::kernels {
@@ -37,17 +38,6 @@ GemmPath parse_gemm_path(std::string_view name) {
     if (name == to_string(path)) return path;
   }
   fail("CQ_GEMM_PATH: unknown GEMM path '{}' (expected auto, vnni, avx2, scalar or onednn)", name);
-}
-
-bool cpu_has_avx512_vnni() {
-  static const bool supported = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
-  return supported;
-}
-
-bool cpu_has_avx2_fma() {
-  static const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return supported;
 }
 
 bool gemm_path_supported(GemmPath path) {

@@ -7,6 +7,8 @@
 // (auto | vnni | avx2 | scalar | onednn), read once; set_gemm_path() replaces it.
 #include <string_view>
 
+#include "kernels/cpu_features.h"
+
 namespace cq::kernels {
 
 enum class GemmPath {
@@ -28,9 +30,5 @@ bool gemm_path_supported(GemmPath path);
 // another thread is inside a GEMM.
 void set_gemm_path(GemmPath path);
 GemmPath gemm_path();
-
-// Runtime CPU checks (cached).
-bool cpu_has_avx512_vnni();
-bool cpu_has_avx2_fma();
 
 }  // namespace cq::kernels

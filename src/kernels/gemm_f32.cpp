@@ -5,14 +5,15 @@
 
 #include <algorithm>
 
+#include "kernels/kernel_dispatch.h"
 #include "kernels/simd_horizontal.h"
 #include "util/error.h"
 
 namespace cq::kernels {
 
+CQ_AVX512_BEGIN
 namespace {
 
-#ifdef __AVX512F__
 constexpr int64_t kGemvMaxRows = 4;
 // Output channels per inner step: 8 concurrent streams of B reach ~42 GB/s at K = 4096 where
 // 4 reach ~32 (two threads); 8 × Rows accumulators fit the 32 registers up to Rows = 2.
@@ -75,11 +76,9 @@ bool gemv(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, in
   }
   return true;
 }
-#else
-bool gemv(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, int64_t, int64_t) { return false; }
-#endif
 
 }  // namespace
+CQ_AVX512_END
 
 void gemm_f32(const float* a, int64_t lda, const float* b, int64_t ldb, const float* bias, float* c, int64_t ldc,
               int64_t m, int64_t n, int64_t k) {
@@ -91,7 +90,7 @@ void gemm_f32(const float* a, int64_t lda, const float* b, int64_t ldb, const fl
   // its JIT kernel for the CPU (AVX-512 here) and threads with the shared OpenMP runtime.
   // bench_gemm measured it at ~90% of the FMA ceiling for M ≥ 512, which leaves no room for
   // an own FP32 kernel to pay for itself there; decode-sized M is memory-bound (gemv above).
-  if (!gemv(a, lda, b, ldb, c, ldc, m, n, k)) {
+  if (!(avx512_kernels() && gemv(a, lda, b, ldb, c, ldc, m, n, k))) {
     const dnnl_status_t status = dnnl_sgemm('N', 'T', m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
     if (status != dnnl_success) fail("gemm_f32: dnnl_sgemm failed (status {})", static_cast<int>(status));
   }

@@ -1,7 +1,8 @@
 #pragma once
 // FP32 GEMM for linear layers: C (M×N) = A (M×K) · Bᵀ + bias, with B stored HF-style as
 // N×K row-major (one row per output channel). Runs on all OpenMP threads: oneDNN's sgemm,
-// except M <= 4 in AVX-512 builds, where an own streaming GEMV reads B once at memory speed.
+// except M <= 4 on AVX-512 CPUs (kernels/kernel_dispatch.h), where an own streaming GEMV
+// reads B once at memory speed.
 #include <cstdint>
 
 namespace cq::kernels {

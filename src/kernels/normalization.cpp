@@ -4,9 +4,9 @@
 #include <bit>
 #include <cmath>
 
-#include "kernels/column_absmax.h"
-
 #include "kernels/avx512.h"
+#include "kernels/column_absmax.h"
+#include "kernels/kernel_dispatch.h"
 
 namespace cq::kernels {
 
@@ -48,11 +48,15 @@ inline void raise_maximum(float* column_absmax, int64_t j, float value) {
   if (bits > std::bit_cast<uint32_t>(column_absmax[j])) column_absmax[j] = std::bit_cast<float>(bits);
 }
 
+}  // namespace
+
+CQ_AVX512_BEGIN
+namespace {
+// write_group's whole 16-column vectors; returns the first column left for the scalar tail.
 template <int64_t Rows>
-void write_group(const float* in, float* out, int64_t n, const RowFactors& factors, const float* weight,
-                 const float* bias, float* column_absmax) {
+int64_t write_group_vectors_avx512(const float* in, float* out, int64_t n, const RowFactors& factors,
+                                   const float* weight, const float* bias, float* column_absmax) {
   int64_t j = 0;
-#ifdef __AVX512F__
   const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF);
   for (; j + 16 <= n; j += 16) {
     const __m512 w = _mm512_loadu_ps(weight + j);
@@ -72,8 +76,21 @@ void write_group(const float* in, float* out, int64_t n, const RowFactors& facto
     }
     if (column_absmax != nullptr) _mm512_storeu_si512(column_absmax + j, maximum);
   }
-#endif
-  for (; j < n; ++j)
+  return j;
+}
+}  // namespace
+CQ_AVX512_END
+
+namespace {
+
+// Rows of one group; the AVX-512 version (when `vectors`) takes the whole 16-column vectors,
+// the portable loop the rest.
+template <int64_t Rows>
+void write_group(const float* in, float* out, int64_t n, const RowFactors& factors, const float* weight,
+                 const float* bias, float* column_absmax, bool vectors) {
+  const int64_t first =
+      vectors ? write_group_vectors_avx512<Rows>(in, out, n, factors, weight, bias, column_absmax) : 0;
+  for (int64_t j = first; j < n; ++j)
     for (int64_t r = 0; r < Rows; ++r) {
       const float y = normalized(in[r * n + j], factors.shift[r], factors.scale[r], weight[j], bias, j);
       out[r * n + j] = y;
@@ -84,6 +101,7 @@ void write_group(const float* in, float* out, int64_t n, const RowFactors& facto
 template <typename Factors>
 void normalize_rows(const float* in, float* out, int64_t rows, int64_t n, const float* weight, const float* bias,
                     float* column_absmax, Factors&& factors_of) {
+  const bool vectors = avx512_kernels();
   for (int64_t begin = 0; begin < rows; begin += kGroup) {
     const int64_t count = std::min(kGroup, rows - begin);
     RowFactors factors;
@@ -91,10 +109,10 @@ void normalize_rows(const float* in, float* out, int64_t rows, int64_t n, const 
     const float* group_in = in + begin * n;
     float* group_out = out + begin * n;
     switch (count) {
-      case 4: write_group<4>(group_in, group_out, n, factors, weight, bias, column_absmax); break;
-      case 3: write_group<3>(group_in, group_out, n, factors, weight, bias, column_absmax); break;
-      case 2: write_group<2>(group_in, group_out, n, factors, weight, bias, column_absmax); break;
-      default: write_group<1>(group_in, group_out, n, factors, weight, bias, column_absmax); break;
+      case 4: write_group<4>(group_in, group_out, n, factors, weight, bias, column_absmax, vectors); break;
+      case 3: write_group<3>(group_in, group_out, n, factors, weight, bias, column_absmax, vectors); break;
+      case 2: write_group<2>(group_in, group_out, n, factors, weight, bias, column_absmax, vectors); break;
+      default: write_group<1>(group_in, group_out, n, factors, weight, bias, column_absmax, vectors); break;
     }
   }
 }

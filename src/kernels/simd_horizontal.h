@@ -1,10 +1,10 @@
 #pragma once
 // Horizontal reductions of one AVX-512 register by halving shuffles, shared by the SIMD
-// kernels (GCC 12's _mm512_reduce_* trip -Wmaybe-uninitialized). AVX-512 builds only.
+// kernels (GCC 12's _mm512_reduce_* trip -Wmaybe-uninitialized). Compiled for AVX-512
+// (kernels/avx512.h): call them only from AVX-512 regions.
 #include "kernels/avx512.h"
 
-#ifdef __AVX512F__
-
+CQ_AVX512_BEGIN
 namespace cq::kernels::simd {
 
 template <typename Combine>
@@ -15,8 +15,16 @@ inline float horizontal(__m512 v, Combine combine) {
   v = combine(v, _mm512_permute_ps(v, 0xB1));
   return _mm512_cvtss_f32(v);
 }
-inline float horizontal_max(__m512 v) { return horizontal(v, [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); }); }
-inline float horizontal_sum(__m512 v) { return horizontal(v, [](__m512 a, __m512 b) { return _mm512_add_ps(a, b); }); }
+// Function objects, not lambdas: a captureless lambda's implicit conversion to a function
+// pointer would be compiled outside the AVX-512 region (-Wpsabi in portable builds).
+struct MaxOf {
+  __m512 operator()(__m512 a, __m512 b) const { return _mm512_max_ps(a, b); }
+};
+struct SumOf {
+  __m512 operator()(__m512 a, __m512 b) const { return _mm512_add_ps(a, b); }
+};
+inline float horizontal_max(__m512 v) { return horizontal(v, MaxOf{}); }
+inline float horizontal_sum(__m512 v) { return horizontal(v, SumOf{}); }
 
 inline double horizontal_sum(__m512d v) {
   v = _mm512_add_pd(v, _mm512_shuffle_f64x2(v, v, 0x4E));
@@ -26,4 +34,4 @@ inline double horizontal_sum(__m512d v) {
 }
 
 }  // namespace cq::kernels::simd
-#endif
+CQ_AVX512_END

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/kernel_dispatch.h"
 #include "kernels/simd_horizontal.h"
 
 namespace cq::kernels {
@@ -37,7 +38,8 @@ double sum_exp_shifted(const float* x, int64_t n, float shift) {
 
 }  // namespace scalar
 
-#ifdef __AVX512F__
+CQ_AVX512_BEGIN
+namespace avx512 {
 namespace {
 
 using simd::horizontal_max;
@@ -115,12 +117,19 @@ double sum_exp_shifted(const float* x, int64_t n, float shift) {
   return horizontal_sum(_mm512_add_pd(sum_lo, sum_hi));
 }
 
-#else
+}  // namespace avx512
+CQ_AVX512_END
 
-void softmax_inplace(float* row, int64_t n) { scalar::softmax_inplace(row, n); }
-void silu_multiply(const float* gate, const float* up, float* out, int64_t n) { scalar::silu_multiply(gate, up, out, n); }
-double sum_exp_shifted(const float* x, int64_t n, float shift) { return scalar::sum_exp_shifted(x, n, shift); }
-
-#endif
+void softmax_inplace(float* row, int64_t n) {
+  if (avx512_kernels()) avx512::softmax_inplace(row, n);
+  else scalar::softmax_inplace(row, n);
+}
+void silu_multiply(const float* gate, const float* up, float* out, int64_t n) {
+  if (avx512_kernels()) avx512::silu_multiply(gate, up, out, n);
+  else scalar::silu_multiply(gate, up, out, n);
+}
+double sum_exp_shifted(const float* x, int64_t n, float shift) {
+  return avx512_kernels() ? avx512::sum_exp_shifted(x, n, shift) : scalar::sum_exp_shifted(x, n, shift);
+}
 
 }  // namespace cq::kernels

@@ -1,7 +1,8 @@
 #pragma once
 // Element-wise math the decoder runs on every attention score and MLP activation: exp,
-// softmax, SiLU. AVX-512 where the build targets it (a polynomial exp accurate to ~2 ulp,
-// measured against std::exp in tests/unit/test_vector_math.cpp), std::exp otherwise.
+// softmax, SiLU. AVX-512 where the CPU has it (a polynomial exp accurate to ~2 ulp, measured
+// against std::exp in tests/unit/test_vector_math.cpp), std::exp otherwise; chosen at run
+// time (kernels/kernel_dispatch.h).
 #include <cstdint>
 
 namespace cq::kernels {
@@ -22,5 +23,12 @@ void softmax_inplace(float* row, int64_t n);
 void silu_multiply(const float* gate, const float* up, float* out, int64_t n);
 double sum_exp_shifted(const float* x, int64_t n, float shift);
 }  // namespace scalar
+
+// Compiled for AVX-512 in every build: call only where cpu_has_avx512().
+namespace avx512 {
+void softmax_inplace(float* row, int64_t n);
+void silu_multiply(const float* gate, const float* up, float* out, int64_t n);
+double sum_exp_shifted(const float* x, int64_t n, float shift);
+}  // namespace avx512
 
 }  // namespace cq::kernels

@@ -4,12 +4,9 @@
 #include <bit>
 #include <cmath>
 
-#if defined(CQ_HAVE_LIBMVEC) && defined(__AVX512F__)
+#ifdef CQ_HAVE_LIBMVEC
 #include "kernels/avx512.h"
-// glibc's libmvec: pow of 8 doubles (the x86-64 vector function ABI's AVX-512 variant, the
-// one GCC calls for a vectorized pow), within 4 ulp of the true power.
-extern "C" __m512d _ZGVeN8vv_pow(__m512d base, __m512d exponent);
-#define CQ_VECTOR_POW 1
+#include "kernels/kernel_dispatch.h"
 #endif
 
 #include "quant/methods.h"
@@ -28,28 +25,46 @@ float float_power(float base, float exponent) {
   return static_cast<float>(std::pow(static_cast<double>(base), static_cast<double>(exponent)));
 }
 
-// out[j] = float_power(bases[j], exponent). With libmvec, 8 powers at a time: its double
-// result is within 4 ulp of the true power and std::pow's within 1, so where power·(1 − 2^-44)
-// and power·(1 + 2^-44) round to the same float no float midpoint lies between them, and
-// std::pow's result rounds to that float too. The few lanes where they differ (measured: a
-// few in 10^6) take std::pow. 4096 columns: ~15 µs instead of ~45 µs.
-void float_powers(std::span<const float> bases, float exponent, float* out) {
+}  // namespace
+
+#ifdef CQ_HAVE_LIBMVEC
+CQ_AVX512_BEGIN
+// glibc's libmvec: pow of 8 doubles (the x86-64 vector function ABI's AVX-512 variant, the
+// one GCC calls for a vectorized pow), within 4 ulp of the true power.
+extern "C" __m512d _ZGVeN8vv_pow(__m512d base, __m512d exponent);
+namespace {
+// float_powers' whole groups of 8 on AVX-512 CPUs; returns the first index left undone.
+size_t float_power_vectors_avx512(std::span<const float> bases, float exponent, float* out) {
   size_t j = 0;
-#ifdef CQ_VECTOR_POW
-  if (exponent != 0.5f) {
-    const __m512d exponent_v = _mm512_set1_pd(static_cast<double>(exponent));
-    for (; j + 8 <= bases.size(); j += 8) {
-      const __m512d power = _ZGVeN8vv_pow(_mm512_cvtps_pd(_mm256_loadu_ps(bases.data() + j)), exponent_v);
-      const __m256 low = _mm512_cvtpd_ps(_mm512_mul_pd(power, _mm512_set1_pd(1.0 - 0x1p-44)));
-      const __m256 high = _mm512_cvtpd_ps(_mm512_mul_pd(power, _mm512_set1_pd(1.0 + 0x1p-44)));
-      _mm256_storeu_ps(out + j, high);
-      for (unsigned lanes = ~static_cast<unsigned>(_mm256_cmp_ps_mask(low, high, _CMP_EQ_OQ)) & 0xFFu; lanes != 0;
-           lanes &= lanes - 1) {
-        const size_t lane = j + static_cast<size_t>(std::countr_zero(lanes));
-        out[lane] = float_power(bases[lane], exponent);
-      }
+  const __m512d exponent_v = _mm512_set1_pd(static_cast<double>(exponent));
+  for (; j + 8 <= bases.size(); j += 8) {
+    const __m512d power = _ZGVeN8vv_pow(_mm512_cvtps_pd(_mm256_loadu_ps(bases.data() + j)), exponent_v);
+    const __m256 low = _mm512_cvtpd_ps(_mm512_mul_pd(power, _mm512_set1_pd(1.0 - 0x1p-44)));
+    const __m256 high = _mm512_cvtpd_ps(_mm512_mul_pd(power, _mm512_set1_pd(1.0 + 0x1p-44)));
+    _mm256_storeu_ps(out + j, high);
+    for (unsigned lanes = ~static_cast<unsigned>(_mm256_cmp_ps_mask(low, high, _CMP_EQ_OQ)) & 0xFFu; lanes != 0;
+         lanes &= lanes - 1) {
+      const size_t lane = j + static_cast<size_t>(std::countr_zero(lanes));
+      out[lane] = float_power(bases[lane], exponent);
     }
   }
+  return j;
+}
+}  // namespace
+CQ_AVX512_END
+#endif
+
+namespace {
+
+// out[j] = float_power(bases[j], exponent). With libmvec on AVX-512 CPUs, 8 powers at a time:
+// its double result is within 4 ulp of the true power and std::pow's within 1, so where
+// power·(1 − 2^-44) and power·(1 + 2^-44) round to the same float no float midpoint lies
+// between them, and std::pow's result rounds to that float too. The few lanes where they
+// differ (measured: a few in 10^6) take std::pow. 4096 columns: ~15 µs instead of ~45 µs.
+void float_powers(std::span<const float> bases, float exponent, float* out) {
+  size_t j = 0;
+#ifdef CQ_HAVE_LIBMVEC
+  if (exponent != 0.5f && kernels::avx512_kernels()) j = float_power_vectors_avx512(bases, exponent, out);
 #endif
   for (; j < bases.size(); ++j) out[j] = float_power(bases[j], exponent);
 }

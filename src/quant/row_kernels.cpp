@@ -108,7 +108,7 @@ RowCounts quantize_row_pair_cross_codes(const float* x0, const float* x1, int64_
 
 }  // namespace scalar
 
-#ifdef __AVX512F__
+CQ_AVX512_BEGIN
 namespace avx512 {
 
 namespace {
@@ -123,9 +123,11 @@ inline __m512i magnitude_bits(__m512i bits) { return _mm512_and_si512(bits, _mm5
 inline __m512 absolute(__m512 v) { return _mm512_castsi512_ps(magnitude_bits(_mm512_castps_si512(v))); }
 
 // Per-lane counters (one masked add per vector instead of a popcount on the scalar side).
+// (The constructor is written out: an implicit one would not be compiled for AVX-512.)
 struct LaneCounts {
-  __m512i kernel = _mm512_setzero_si512();
-  __m512i clipped = _mm512_setzero_si512();
+  __m512i kernel;
+  __m512i clipped;
+  LaneCounts() : kernel(_mm512_setzero_si512()), clipped(_mm512_setzero_si512()) {}
   void add(__mmask16 kernel_lanes, __mmask16 clipped_lanes) {
     const __m512i one = _mm512_set1_epi32(1);
     kernel = _mm512_mask_add_epi32(kernel, kernel_lanes, kernel, one);
@@ -440,6 +442,6 @@ RowCounts quantize_row_cross_codes(const float* x, int64_t n, float row_divisor,
 }
 
 }  // namespace avx512
-#endif  // __AVX512F__
+CQ_AVX512_END
 
 }  // namespace cq::quant_kernels

@@ -1,8 +1,9 @@
 #pragma once
 // The inner loops every quantizer is built from, one row (or row segment) at a time.
-// Each exists as a scalar reference (always compiled, the definition) and, when the build
-// targets AVX-512, a SIMD version that must agree with it bit for bit (tested in
-// tests/unit/test_quant_kernels.cpp). The unqualified functions at the bottom dispatch.
+// Each exists as a scalar reference (always compiled, the definition) and an AVX-512 version
+// (compiled for AVX-512 in every build, run only where the CPU has it) that must agree with
+// it bit for bit (tested in tests/unit/test_quant_kernels.cpp). The unqualified functions at
+// the bottom dispatch at run time (kernels/kernel_dispatch.h).
 //
 // Arithmetic is fixed so that it equals the PyTorch reference in float32:
 //   per-token / per-tensor / group:  q = round(x / Δ), fake = q · Δ
@@ -16,6 +17,8 @@
 // callers pass column_reciprocals only when every column divisor does (reciprocals_for()).
 #include <cstdint>
 #include <vector>
+
+#include "kernels/kernel_dispatch.h"
 
 namespace cq::quant_kernels {
 
@@ -62,16 +65,11 @@ namespace scalar {
 CQ_ROW_KERNEL_DECLARATIONS
 }  // namespace scalar
 
-#ifdef __AVX512F__
+// Compiled for AVX-512 in every build (kernels/avx512.h): call only where
+// kernels::cpu_has_avx512().
 namespace avx512 {
 CQ_ROW_KERNEL_DECLARATIONS
 }  // namespace avx512
-namespace simd = avx512;
-inline constexpr bool kSimdCompiled = true;
-#else
-namespace simd = scalar;
-inline constexpr bool kSimdCompiled = false;
-#endif
 
 #undef CQ_ROW_KERNEL_DECLARATIONS
 
@@ -79,13 +77,49 @@ inline constexpr bool kSimdCompiled = false;
 // (see row_kernels.cpp); empty otherwise (pass .data() of the empty vector: null).
 std::vector<float> reciprocals_for(const std::vector<float>& divisors);
 
-// What the quantizers call: the SIMD version where compiled, else the scalar one.
-using simd::fake_quantize_row;
-using simd::fake_quantize_row_cross;
-using simd::fake_quantize_row_pair_cross;
-using simd::quantize_row_pair_cross_codes;
-using simd::quantize_row_codes;
-using simd::quantize_row_cross_codes;
-using simd::scan_row;
+// What the quantizers call: the AVX-512 version where kernels::avx512_kernels(), else the
+// scalar one (one check per row or row pair).
+inline RowScan scan_row(const float* x, int64_t n, float* column_absmax) {
+  return kernels::avx512_kernels() ? avx512::scan_row(x, n, column_absmax) : scalar::scan_row(x, n, column_absmax);
+}
+inline RowCounts fake_quantize_row(float* x, int64_t n, float divisor, float qmax) {
+  return kernels::avx512_kernels() ? avx512::fake_quantize_row(x, n, divisor, qmax)
+                                   : scalar::fake_quantize_row(x, n, divisor, qmax);
+}
+inline RowCounts quantize_row_codes(const float* x, int64_t n, float divisor, float qmax, int16_t* codes) {
+  return kernels::avx512_kernels() ? avx512::quantize_row_codes(x, n, divisor, qmax, codes)
+                                   : scalar::quantize_row_codes(x, n, divisor, qmax, codes);
+}
+inline RowCounts fake_quantize_row_cross(float* x, int64_t n, float row_divisor, const float* column_divisors,
+                                         const float* column_reciprocals, float qmax) {
+  return kernels::avx512_kernels()
+             ? avx512::fake_quantize_row_cross(x, n, row_divisor, column_divisors, column_reciprocals, qmax)
+             : scalar::fake_quantize_row_cross(x, n, row_divisor, column_divisors, column_reciprocals, qmax);
+}
+inline RowCounts quantize_row_cross_codes(const float* x, int64_t n, float row_divisor, const float* column_divisors,
+                                          const float* column_reciprocals, float qmax, int16_t* codes) {
+  return kernels::avx512_kernels()
+             ? avx512::quantize_row_cross_codes(x, n, row_divisor, column_divisors, column_reciprocals, qmax, codes)
+             : scalar::quantize_row_cross_codes(x, n, row_divisor, column_divisors, column_reciprocals, qmax, codes);
+}
+inline RowCounts fake_quantize_row_pair_cross(float* x0, float* x1, int64_t n, float row_divisor0, float row_divisor1,
+                                              const float* column_divisors, const float* column_reciprocals,
+                                              float qmax) {
+  return kernels::avx512_kernels()
+             ? avx512::fake_quantize_row_pair_cross(x0, x1, n, row_divisor0, row_divisor1, column_divisors,
+                                                    column_reciprocals, qmax)
+             : scalar::fake_quantize_row_pair_cross(x0, x1, n, row_divisor0, row_divisor1, column_divisors,
+                                                    column_reciprocals, qmax);
+}
+inline RowCounts quantize_row_pair_cross_codes(const float* x0, const float* x1, int64_t n, float row_divisor0,
+                                               float row_divisor1, const float* column_divisors,
+                                               const float* column_reciprocals, float qmax, int16_t* codes0,
+                                               int16_t* codes1) {
+  return kernels::avx512_kernels()
+             ? avx512::quantize_row_pair_cross_codes(x0, x1, n, row_divisor0, row_divisor1, column_divisors,
+                                                     column_reciprocals, qmax, codes0, codes1)
+             : scalar::quantize_row_pair_cross_codes(x0, x1, n, row_divisor0, row_divisor1, column_divisors,
+                                                     column_reciprocals, qmax, codes0, codes1);
+}
 
 }  // namespace cq::quant_kernels

@@ -1,4 +1,4 @@
-// Every SIMD row kernel against its scalar reference, bit for bit, over lengths that cover
+// Every AVX-512 row kernel against its scalar reference, bit for bit, over lengths that cover
 // full vectors and every tail length, with zeros, ties and values beyond the scale.
 #include <gtest/gtest.h>
 
@@ -9,7 +9,9 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/kernel_dispatch.h"
 #include "quant/row_kernels.h"
+#include "test_support.h"
 
 namespace {
 
@@ -40,16 +42,31 @@ void expect_same_counts(const kernels::RowCounts& a, const kernels::RowCounts& b
   EXPECT_EQ(a.clipped, b.clipped);
 }
 
-TEST(QuantKernels, SimdIsCompiledWhereTheBuildTargetsAvx512) {
-#ifdef __AVX512F__
-  EXPECT_TRUE(kernels::kSimdCompiled);
-#else
-  EXPECT_FALSE(kernels::kSimdCompiled);
-  GTEST_SKIP() << "no AVX-512 in this build: the scalar kernels are the only path";
-#endif
+// The AVX-512 kernels are compiled in every build; they can only run on a CPU that has it.
+#define SKIP_WITHOUT_AVX512()                                                 \
+  if (!cq::kernels::cpu_has_avx512()) GTEST_SKIP() << "this CPU lacks AVX-512: the scalar kernels are the only path"
+
+// The unqualified kernels follow the process-wide kernel path (kernels/kernel_dispatch.h):
+// forced scalar, they are the scalar reference; forced AVX-512, the AVX-512 versions.
+TEST(QuantKernels, DispatchFollowsTheKernelPath) {
+  const std::vector<float> row = {0.3f, -0.7f, 2.5f};
+  const float divisor = 0.5f;
+  std::vector<int16_t> codes(row.size());
+  {
+    cq::test::ScopedKernelPath scalar_path(cq::kernels::KernelPath::Scalar);
+    EXPECT_FALSE(cq::kernels::avx512_kernels());
+    kernels::avx512::quantize_row_codes(row.data(), 3, divisor, 127.f, codes.data());
+    EXPECT_EQ(codes, (std::vector<int16_t>{1, -1, 5}));
+  }
+  SKIP_WITHOUT_AVX512();
+  cq::test::ScopedKernelPath avx512_path(cq::kernels::KernelPath::Avx512);
+  EXPECT_TRUE(cq::kernels::avx512_kernels());
+  kernels::avx512::quantize_row_codes(row.data(), 3, divisor, 127.f, codes.data());
+  EXPECT_EQ(codes, (std::vector<int16_t>{1, -1, 5}));
 }
 
 TEST(QuantKernels, SimdEqualsScalar) {
+  SKIP_WITHOUT_AVX512();
   for (int64_t n = 0; n <= 80; ++n) {
     SCOPED_TRACE(n);
     const std::vector<float> row = test_row(n, static_cast<uint32_t>(n + 1));
@@ -59,25 +76,25 @@ TEST(QuantKernels, SimdEqualsScalar) {
     std::vector<float> scalar_columns(static_cast<size_t>(n), 1.f);
     std::vector<float> simd_columns = scalar_columns;
     const kernels::RowScan scalar_scan = kernels::scalar::scan_row(row.data(), n, scalar_columns.data());
-    const kernels::RowScan simd_scan = kernels::scan_row(row.data(), n, simd_columns.data());
+    const kernels::RowScan simd_scan = kernels::avx512::scan_row(row.data(), n, simd_columns.data());
     EXPECT_EQ(scalar_scan.absmax, simd_scan.absmax);
     EXPECT_EQ(scalar_scan.exact_zeros, simd_scan.exact_zeros);
     EXPECT_EQ(scalar_scan.finite, simd_scan.finite);
     EXPECT_EQ(scalar_columns, simd_columns);
-    EXPECT_EQ(kernels::scan_row(row.data(), n, nullptr).absmax, scalar_scan.absmax);
+    EXPECT_EQ(kernels::avx512::scan_row(row.data(), n, nullptr).absmax, scalar_scan.absmax);
 
     for (const float qmax : {1.f, 7.f, 127.f}) {
       for (const float divisor : {1.f, 0.37f, 3.f}) {
         std::vector<float> scalar_fake = row;
         std::vector<float> simd_fake = row;
         expect_same_counts(kernels::scalar::fake_quantize_row(scalar_fake.data(), n, divisor, qmax),
-                           kernels::fake_quantize_row(simd_fake.data(), n, divisor, qmax));
+                           kernels::avx512::fake_quantize_row(simd_fake.data(), n, divisor, qmax));
         EXPECT_TRUE(same_bits(scalar_fake, simd_fake));
 
         std::vector<int16_t> scalar_codes(static_cast<size_t>(n), -99);
         std::vector<int16_t> simd_codes = scalar_codes;
         expect_same_counts(kernels::scalar::quantize_row_codes(row.data(), n, divisor, qmax, scalar_codes.data()),
-                           kernels::quantize_row_codes(row.data(), n, divisor, qmax, simd_codes.data()));
+                           kernels::avx512::quantize_row_codes(row.data(), n, divisor, qmax, simd_codes.data()));
         EXPECT_EQ(scalar_codes, simd_codes);
 
         const std::vector<float> column_reciprocals = kernels::reciprocals_for(column_divisors);
@@ -86,13 +103,13 @@ TEST(QuantKernels, SimdEqualsScalar) {
           std::vector<float> simd_cross = row;
           expect_same_counts(kernels::scalar::fake_quantize_row_cross(scalar_cross.data(), n, divisor,
                                                                       column_divisors.data(), nullptr, qmax),
-                             kernels::fake_quantize_row_cross(simd_cross.data(), n, divisor, column_divisors.data(),
+                             kernels::avx512::fake_quantize_row_cross(simd_cross.data(), n, divisor, column_divisors.data(),
                                                               reciprocals, qmax));
           EXPECT_TRUE(same_bits(scalar_cross, simd_cross));
 
           expect_same_counts(kernels::scalar::quantize_row_cross_codes(row.data(), n, divisor, column_divisors.data(),
                                                                        nullptr, qmax, scalar_codes.data()),
-                             kernels::quantize_row_cross_codes(row.data(), n, divisor, column_divisors.data(),
+                             kernels::avx512::quantize_row_cross_codes(row.data(), n, divisor, column_divisors.data(),
                                                                reciprocals, qmax, simd_codes.data()));
           EXPECT_EQ(scalar_codes, simd_codes);
         }
@@ -104,6 +121,7 @@ TEST(QuantKernels, SimdEqualsScalar) {
 // The pair kernels (two rows in one sweep) against two calls of the scalar one-row kernel,
 // with row divisors inside and outside the reciprocal fast path's range.
 TEST(QuantKernels, PairKernelsEqualTwoScalarRows) {
+  SKIP_WITHOUT_AVX512();
   for (int64_t n = 0; n <= 80; ++n) {
     SCOPED_TRACE(n);
     const std::vector<float> first = test_row(n, static_cast<uint32_t>(n + 100));
@@ -119,7 +137,7 @@ TEST(QuantKernels, PairKernelsEqualTwoScalarRows) {
         scalar_counts +=
             kernels::scalar::fake_quantize_row_cross(scalar1.data(), n, divisor1, column_divisors.data(), nullptr, qmax);
         expect_same_counts(scalar_counts,
-                           kernels::fake_quantize_row_pair_cross(simd0.data(), simd1.data(), n, divisor0, divisor1,
+                           kernels::avx512::fake_quantize_row_pair_cross(simd0.data(), simd1.data(), n, divisor0, divisor1,
                                                                  column_divisors.data(), column_reciprocals.data(), qmax));
         EXPECT_TRUE(same_bits(scalar0, simd0));
         EXPECT_TRUE(same_bits(scalar1, simd1));
@@ -129,7 +147,7 @@ TEST(QuantKernels, PairKernelsEqualTwoScalarRows) {
                                                                   nullptr, qmax, scalar_codes.data());
         scalar_counts += kernels::scalar::quantize_row_cross_codes(second.data(), n, divisor1, column_divisors.data(),
                                                                    nullptr, qmax, scalar_codes.data() + n);
-        expect_same_counts(scalar_counts, kernels::quantize_row_pair_cross_codes(
+        expect_same_counts(scalar_counts, kernels::avx512::quantize_row_pair_cross_codes(
                                               first.data(), second.data(), n, divisor0, divisor1,
                                               column_divisors.data(), column_reciprocals.data(), qmax,
                                               simd_codes.data(), simd_codes.data() + n));
@@ -143,6 +161,7 @@ TEST(QuantKernels, PairKernelsEqualTwoScalarRows) {
 // Hammer that with values planted a few ulps around (k + 0.5) · divisor and divisors of
 // every magnitude, including ones outside the fast path's range.
 TEST(QuantKernels, ReciprocalFastPathEqualsDivisionNearTies) {
+  SKIP_WITHOUT_AVX512();
   std::mt19937 generator(2024);
   std::uniform_real_distribution<float> unit(0.f, 1.f);
   std::uniform_int_distribution<int> half_integer(-130, 130);
@@ -167,25 +186,26 @@ TEST(QuantKernels, ReciprocalFastPathEqualsDivisionNearTies) {
       const std::vector<float> reciprocals = kernels::reciprocals_for(column_divisors);
       expect_same_counts(kernels::scalar::quantize_row_cross_codes(row.data(), n, row_divisor, column_divisors.data(),
                                                                    nullptr, qmax, scalar_codes.data()),
-                         kernels::quantize_row_cross_codes(row.data(), n, row_divisor, column_divisors.data(),
+                         kernels::avx512::quantize_row_cross_codes(row.data(), n, row_divisor, column_divisors.data(),
                                                            reciprocals.data(), qmax, simd_codes.data()));
       ASSERT_EQ(scalar_codes, simd_codes) << "trial " << trial;
       // The uniform kernel near its own ties: divisor = row · column of the first column.
       const float divisor = row_divisor * column_divisors[0];
       expect_same_counts(kernels::scalar::quantize_row_codes(row.data(), n, divisor, qmax, scalar_codes.data()),
-                         kernels::quantize_row_codes(row.data(), n, divisor, qmax, simd_codes.data()));
+                         kernels::avx512::quantize_row_codes(row.data(), n, divisor, qmax, simd_codes.data()));
       ASSERT_EQ(scalar_codes, simd_codes) << "trial " << trial;
     }
   }
 }
 
 TEST(QuantKernels, ScanFlagsNonFiniteInEveryLane) {
+  SKIP_WITHOUT_AVX512();
   for (int64_t n : {1, 15, 16, 17, 40}) {
     for (int64_t position = 0; position < n; ++position) {
       for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
         std::vector<float> row(static_cast<size_t>(n), 1.f);
         row[static_cast<size_t>(position)] = bad;
-        EXPECT_FALSE(kernels::scan_row(row.data(), n, nullptr).finite) << n << " " << position;
+        EXPECT_FALSE(kernels::avx512::scan_row(row.data(), n, nullptr).finite) << n << " " << position;
         EXPECT_FALSE(kernels::scalar::scan_row(row.data(), n, nullptr).finite) << n << " " << position;
       }
     }
@@ -193,12 +213,13 @@ TEST(QuantKernels, ScanFlagsNonFiniteInEveryLane) {
 }
 
 TEST(QuantKernels, RoundsHalfToEven) {
+  SKIP_WITHOUT_AVX512();
   const std::vector<float> row = {0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -2.5f, 3.5f};
   for (const bool simd : {false, true}) {
     std::vector<int16_t> codes(row.size());
     const auto n = static_cast<int64_t>(row.size());
     if (simd)
-      kernels::quantize_row_codes(row.data(), n, 1.f, 127.f, codes.data());
+      kernels::avx512::quantize_row_codes(row.data(), n, 1.f, 127.f, codes.data());
     else
       kernels::scalar::quantize_row_codes(row.data(), n, 1.f, 127.f, codes.data());
     EXPECT_EQ(codes, (std::vector<int16_t>{0, 2, 2, 0, -2, -2, 4}));

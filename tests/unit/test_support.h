@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/kernel_dispatch.h"
 #include "quant/kernel_stats.h"
 
 namespace cq::test {
@@ -40,6 +41,21 @@ std::filesystem::path scratch_dir(const std::string& name);  // fresh, under the
 std::vector<float> random_normal(int64_t count, uint32_t seed, float scale);
 // EXPECT_EQ on every field of two KernelStats.
 void expect_same_stats(const KernelStats& a, const KernelStats& b);
+
+// Forces the row and vector kernels onto `path` for the scope (kernels/kernel_dispatch.h),
+// then restores the previous choice.
+class ScopedKernelPath {
+ public:
+  explicit ScopedKernelPath(kernels::KernelPath path) : previous_(kernels::kernel_path()) {
+    kernels::set_kernel_path(path);
+  }
+  ~ScopedKernelPath() { kernels::set_kernel_path(previous_); }
+  ScopedKernelPath(const ScopedKernelPath&) = delete;
+  ScopedKernelPath& operator=(const ScopedKernelPath&) = delete;
+
+ private:
+  kernels::KernelPath previous_;
+};
 
 }  // namespace cq::test
 
