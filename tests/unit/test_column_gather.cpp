@@ -103,6 +103,21 @@ TEST(ColumnGather, GivenColumnMaximaEqualTheTwoPassQuantizer) {
   }
 }
 
+// The capability the model asks for (Quantizer::wants_column_absmax): dynamic CrossQuant
+// only; static CrossQuant has its c_j, the other methods need none.
+TEST(ColumnGather, OnlyDynamicCrossQuantWantsColumnMaxima) {
+  QuantizerSpec spec;
+  spec.method = "crossquant";
+  EXPECT_TRUE(make_quantizer(spec)->wants_column_absmax());
+  spec.static_column_absmax = {1.f, 2.f};
+  EXPECT_FALSE(make_quantizer(spec)->wants_column_absmax());
+  for (const char* method : {"per-token", "per-tensor", "per-channel", "group", "remove-kernel"}) {
+    QuantizerSpec other;
+    other.method = method;
+    EXPECT_FALSE(make_quantizer(other)->wants_column_absmax()) << method;
+  }
+}
+
 TEST(ColumnGather, WrongColumnMaximaAreErrors) {
   const int64_t rows = 8, cols = 40;
   std::vector<float> x = activations(rows, cols, 3);
