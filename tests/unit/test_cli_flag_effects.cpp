@@ -11,7 +11,6 @@
 namespace cq {
 namespace {
 
-using GivenFlags;
 
 std::string message_for(const std::string& flag, const QuantConfig& config) {
   for (const auto& found : flags_without_effect(GivenFlags{flag}, config))
