@@ -73,14 +73,13 @@ for model in tinyopt stories260k; do
     strip_json "$work/$side.kernel.$model.json" >"$work/$side.kernel.$model.norm" 2>/dev/null || true
     run "$side.gen.$model" "$bin" generate --model "$m" --prompt "Once upon a time" -n 24 --scheme w8a8
     run "$side.gens.$model" "$bin" generate --model "$m" --prompt "Once upon a time" -n 24 --temperature 0.8 --seed 7
-    run "$side.eval.$model" "$bin" eval --model "$m" --data-dir "$shared/data" --tasks arc_easy,piqa,hellaswag,boolq,lambada_openai,mmlu --limit 8 --scheme w8a8 --json "$work/$side.eval.$model.json"
-    strip_json "$work/$side.eval.$model.json" >"$work/$side.eval.$model.norm" 2>/dev/null || true
+    run "$side.eval.$model" "$bin" eval --model "$m" --data-dir "$shared/data" --tasks arc_easy,piqa,hellaswag,boolq,lambada_openai,mmlu --limit 8 --scheme w8a8
     rm -rf "$work/q.$side.$model"
     run "$side.quantize.$model" "$bin" quantize --model "$m" --method rtn --scheme w4a8-g128 --out "$work/q.$side.$model"
     run "$side.qppl.$model" "$bin" ppl --model "$work/q.$side.$model" $ppl --json "$work/$side.qppl.$model.json"
     strip_json "$work/$side.qppl.$model.json" | grep -v '"model"' >"$work/$side.qppl.$model.norm" 2>/dev/null || true
   done
-  for what in kernel.$model.norm gen.$model.out gens.$model.out eval.$model.norm qppl.$model.norm; do
+  for what in kernel.$model.norm gen.$model.out gens.$model.out eval.$model.out qppl.$model.norm; do
     if ! cmp -s "$work/old.$what" "$work/new.$what"; then
       echo "DIFFERENT: $what"; diff "$work/old.$what" "$work/new.$what" | head -20; status=1
     else
