@@ -59,7 +59,8 @@ clean:
 # checks that cq holds no AVX/AVX-512 instruction outside the dispatched kernels, and runs
 # the tests of the kernels (including the check that the AVX-512 paths are taken where the
 # CPU has them, and the forced-path comparisons), the quantizers, the golden logits and
-# perplexities, and CLI runs. .ci/run runs it after `make test`.
+# perplexities, and CLI runs; then the same tests again on the kernels a CPU without AVX-512
+# runs (CQ_KERNEL_PATH=scalar, CQ_GEMM_PATH=avx2). .ci/run runs it after `make test`.
 PORTABLE_BUILD ?= build-portable
 PORTABLE_TESTS ?= ^(KernelDispatch|KernelsDispatch|QuantKernels|VectorMath|ColumnGather|Kernels(Int8|Int4|F32)Gemm|Quant(Golden|Properties|Figure3|StaticCrossQuant)|Presets/ModelGolden|SharedModels/(PerplexityGolden|GreedyGolden)|Cli\.(InfoDescribesAGeneratedModel|DemoShowsTheKernelGap))\.
 .PHONY: test-portable
@@ -68,6 +69,7 @@ test-portable: deps
 	@cmake --build $(PORTABLE_BUILD) -j $(JOBS) --target cq cq_tests
 	@bash scripts/check-portable-binary.sh $(PORTABLE_BUILD)/cq
 	cd $(PORTABLE_BUILD) && ctest --output-on-failure -j $(JOBS) -R '$(PORTABLE_TESTS)'
+	cd $(PORTABLE_BUILD) && CQ_KERNEL_PATH=scalar CQ_GEMM_PATH=avx2 ctest --output-on-failure -j $(JOBS) -R '$(PORTABLE_TESTS)'
 
 # Fuzzing (docs/ROBUSTNESS.md): clang + libFuzzer + ASan/UBSan in build-fuzz/, seeds from
 # fuzz/make_seeds.py (generated models and the shared assets), each target run FUZZ_SECONDS;

@@ -24,9 +24,9 @@
 
 // The instruction sets of the region; kernels::cpu_has_avx512() checks the same list.
 #if defined(__clang__)
-#define CQ_AVX512_BEGIN                                                                                  \
-  _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512vl,avx512dq,fma\"))), " \
-          "apply_to = function)")
+// (_Pragma takes one string literal: the line stays long.)
+#define CQ_AVX512_BEGIN \
+  _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512vl,avx512dq,fma\"))), apply_to = function)")
 #define CQ_AVX512_END _Pragma("clang attribute pop")
 #else
 #define CQ_AVX512_BEGIN \
