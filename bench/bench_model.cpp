@@ -4,6 +4,8 @@
 //   2. peak resident memory of loading and running a BF16 checkpoint of two LLaMA-2-7B
 //      layers, relative to the file size.
 // Usage: bench_model [--windows N] [--skip-torch] [--skip-memory]
+#include <omp.h>
+
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -87,12 +89,13 @@ void bench_ppl_throughput(int64_t windows, bool with_torch) {
   }
   if (!with_torch) return;
   const std::string output = run_command(fmt::format(
-      "/usr/bin/python3 bench/torch_ppl_throughput.py {} --seqlen 512 --windows {} --threads 2 --repeats 3 2>/dev/null", dir.string(), windows));
+      "/usr/bin/python3 bench/torch_ppl_throughput.py {} --seqlen 512 --windows {} --threads {} --repeats 3 2>/dev/null",
+      dir.string(), windows, omp_get_max_threads()));
   try {
     const auto json = nlohmann::json::parse(output.substr(output.find('{')));
     const double theirs = json.at("tokens_per_s").get<double>();
-    fmt::print("ppl throughput, PyTorch reference (2 threads): {:.0f} tokens/s (ppl {:.3f}); ratio crossquant / PyTorch = {:.2f}x\n",
-               theirs, json.value("ppl", 0.0), ours / theirs);
+    fmt::print("ppl throughput, PyTorch reference ({} threads, as cq): {:.0f} tokens/s (ppl {:.3f}); ratio crossquant / PyTorch = {:.2f}x\n",
+               omp_get_max_threads(), theirs, json.value("ppl", 0.0), ours / theirs);
   } catch (const std::exception& e) {
     fmt::print("PyTorch reference unavailable ({}): {}\n", e.what(), output.substr(0, 200));
   }

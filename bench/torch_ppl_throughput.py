@@ -18,11 +18,6 @@ import statistics
 import sys
 import time
 
-import torch
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "reference"))
-from hf_reference import ReferenceModel, perplexity, window_tokens  # noqa: E402
-
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -35,6 +30,15 @@ def main():
     ap.add_argument("--text", default=None, help="text file to tokenize instead of random ids")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+
+    # Debian's torch does its matrix products in the system BLAS (OpenBLAS, pthreads), whose
+    # thread count is read once when the library loads: set it before importing torch, and
+    # torch's own (OpenMP) thread count after.
+    os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    import torch
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "reference"))
+    from hf_reference import ReferenceModel, perplexity, window_tokens
 
     torch.set_num_threads(args.threads)
     model = ReferenceModel.from_dir(args.model_dir, dtype=torch.float32)
