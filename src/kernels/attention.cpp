@@ -18,19 +18,25 @@ constexpr int64_t kParallelWork = int64_t{1} << 16;
 
 void causal_attention_head(const float* q, int64_t q_stride, const float* k, const float* v, int64_t kv_stride,
                            int64_t past, int64_t length, int64_t head_dim, float score_scale, float* out,
-                           int64_t out_stride, float* scores) {
+                           int64_t out_stride, float* scores, int64_t window) {
   constexpr int64_t kQueryBlock = 64;
+  // The first key that query t (position past + t) sees.
+  auto first_visible = [&](int64_t t) { return window > 0 ? std::max<int64_t>(0, past + t - window + 1) : 0; };
   for (int64_t first = 0; first < length; first += kQueryBlock) {
     const int64_t rows = std::min(kQueryBlock, length - first);
-    const int64_t keys = past + first + rows;  // what the block's last query sees
-    matmul_abt(q + first * q_stride, q_stride, k, kv_stride, scores, keys, rows, keys, head_dim, score_scale);
+    const int64_t begin = first_visible(first);   // what the block's first query sees first
+    const int64_t keys = past + first + rows - begin;  // .. up to what its last query sees
+    matmul_abt(q + first * q_stride, q_stride, k + begin * kv_stride, kv_stride, scores, keys, rows, keys, head_dim,
+               score_scale);
     for (int64_t t = 0; t < rows; ++t) {
       float* row = scores + t * keys;
-      const int64_t visible = past + first + t + 1;
-      softmax_inplace(row, visible);
+      const int64_t low = first_visible(first + t) - begin;
+      const int64_t visible = past + first + t + 1 - begin;
+      std::fill(row, row + low, 0.f);
+      softmax_inplace(row + low, visible - low);
       std::fill(row + visible, row + keys, 0.f);
     }
-    matmul_ab(scores, keys, v, kv_stride, out + first * out_stride, out_stride, rows, head_dim, keys);
+    matmul_ab(scores, keys, v + begin * kv_stride, kv_stride, out + first * out_stride, out_stride, rows, head_dim, keys);
   }
 }
 
@@ -51,7 +57,8 @@ void cache_attention(const float* q, const float* keys, const float* values, int
         const int64_t kv_offset = b * capacity * kv_width + h / group * head_dim;
         float* head_out = out + b * length * q_width + h * head_dim;
         causal_attention_head(q + b * length * q_width + h * head_dim, q_width, keys + kv_offset, values + kv_offset,
-                              kv_width, past, length, head_dim, heads.score_scale, head_out, q_width, scores.data());
+                              kv_width, past, length, head_dim, heads.score_scale, head_out, q_width, scores.data(),
+                              heads.window);
         // This task alone writes these columns of sequence b: their maxima need no merge.
         if (column_absmax != nullptr)
           update_column_absmax(head_out, length, head_dim, q_width, column_absmax + b * q_width + h * head_dim);
@@ -106,7 +113,7 @@ void tree_attention(const float* q, const float* k, const float* v, std::span<co
         }
         causal_attention_head(q + segment.start * q_width + h * head_dim, q_width, k_rows, v_rows, stride,
                               segment.past, segment.length, head_dim, heads.score_scale,
-                              out + segment.start * q_width + h * head_dim, q_width, scores.data());
+                              out + segment.start * q_width + h * head_dim, q_width, scores.data(), heads.window);
       }
     }
   }

@@ -17,6 +17,9 @@ struct AttentionHeads {
   int64_t num_kv_heads = 0;  // divides num_heads
   int64_t head_dim = 0;
   float score_scale = 1.f;  // scores = q·k · score_scale (1: the queries are scaled already)
+  // Sliding-window attention (Mistral, Phi-3): > 0, a query at position p sees the keys at
+  // positions p − window + 1 .. p only (transformers' mask: kv_idx > q_idx − window); 0: all.
+  int64_t window = 0;
   int64_t q_width() const { return num_heads * head_dim; }
   int64_t kv_width() const { return num_kv_heads * head_dim; }
 };
@@ -26,9 +29,11 @@ struct AttentionHeads {
 // out_stride). scores: scratch of length · (past + length) floats. Queries go in blocks of
 // 64 that multiply only the keys their block's last query sees: causal prefill does ~56 %
 // of the full square's work, and the masked scores that remain in a block are exact zeros.
+// window > 0: key index = position, and query t sees only keys past + t − window + 1 .. past + t
+// (a block starts at the first key its first query sees).
 void causal_attention_head(const float* q, int64_t q_stride, const float* k, const float* v, int64_t kv_stride,
                            int64_t past, int64_t length, int64_t head_dim, float score_scale, float* out,
-                           int64_t out_stride, float* scores);
+                           int64_t out_stride, float* scores, int64_t window = 0);
 
 // `batch` sequences of `length` new queries over a KV cache. q, out: [batch][length][q_width].
 // keys, values: [batch][capacity][kv_width], positions 0 .. past + length − 1 of each

@@ -132,4 +132,12 @@ double sum_exp_shifted(const float* x, int64_t n, float shift) {
   return avx512_kernels() ? avx512::sum_exp_shifted(x, n, shift) : scalar::sum_exp_shifted(x, n, shift);
 }
 
+void gelu_tanh_multiply(const float* gate, const float* up, float* out, int64_t n) {
+  constexpr float kSqrtTwoOverPi = 0.7978845608028654f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = gate[i];
+    out[i] = 0.5f * x * (1.f + std::tanh(kSqrtTwoOverPi * (x + 0.044715f * x * x * x))) * up[i];
+  }
+}
+
 }  // namespace cq::kernels

@@ -15,6 +15,11 @@ void softmax_inplace(float* row, int64_t n);
 // out may alias gate or up.
 void silu_multiply(const float* gate, const float* up, float* out, int64_t n);
 
+// out[i] = gelu_tanh(gate[i]) · up[i], gelu_tanh(x) = x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))
+// (PyTorch's gelu(approximate="tanh"), Gemma's GeGLU). One portable loop: Gemma's MLP is
+// not a hot path worth an AVX-512 version yet. out may alias gate or up.
+void gelu_tanh_multiply(const float* gate, const float* up, float* out, int64_t n);
+
 // Σ_j exp(x[j] - shift), accumulated in double (log-sum-exp over a vocabulary).
 double sum_exp_shifted(const float* x, int64_t n, float shift);
 

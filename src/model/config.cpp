@@ -8,6 +8,42 @@
 
 namespace cq {
 
+namespace {
+
+struct FamilyRow {
+  const char* model_type;
+  const char* name;  // what `cq info` prints
+  Family family;
+  ModelConfig (*parse)(const nlohmann::json&, const std::string&);
+  TensorNames (*names)();
+};
+
+// One row per family: model_type → parser and tensor names.
+const FamilyRow kFamilies[] = {
+    {"opt", "opt", Family::OPT, parse_opt_config, opt_tensor_names},
+    {"llama", "llama", Family::LLaMA, parse_llama_config, llama_tensor_names},
+    {"mistral", "mistral", Family::Mistral, parse_mistral_config, llama_tensor_names},
+    {"qwen2", "qwen2", Family::Qwen2, parse_qwen2_config, llama_tensor_names},
+    {"phi3", "phi3", Family::Phi3, parse_phi3_config, phi3_tensor_names},
+    {"gemma", "gemma", Family::Gemma, parse_gemma_config, llama_tensor_names},
+};
+
+const FamilyRow& family_row(Family family) {
+  for (const FamilyRow& row : kFamilies)
+    if (row.family == family) return row;
+  fail("internal error: a family without a row");
+}
+
+}  // namespace
+
+std::string supported_model_types() {
+  std::string list;
+  for (const FamilyRow& row : kFamilies) list += (list.empty() ? "" : ", ") + std::string(row.model_type);
+  return list;
+}
+
+std::string ModelConfig::family_name() const { return family_row(family).name; }
+
 ModelConfig load_model_config(const std::filesystem::path& model_dir) {
   const auto path = model_dir / "config.json";
   if (!std::filesystem::exists(path))
@@ -22,9 +58,11 @@ ModelConfig parse_model_config(const nlohmann::json& json, const std::string& wh
   const std::string type = json.value("model_type", "");
   ModelConfig config;
   try {
-    if (type == "opt") config = parse_opt_config(json, where);
-    else if (type == "llama" || type == "mistral") config = parse_llama_config(json, where);
-    else fail("{}: model_type '{}' is not supported (supported: opt, llama)", where, type);
+    const FamilyRow* row = nullptr;
+    for (const FamilyRow& candidate : kFamilies)
+      if (type == candidate.model_type) row = &candidate;
+    if (row == nullptr) fail("{}: model_type '{}' is not supported (supported: {})", where, type, supported_model_types());
+    config = row->parse(json, where);
   } catch (const nlohmann::json::exception& e) {
     fail("{}: bad field type: {}", where, e.what());
   }
@@ -51,7 +89,7 @@ ModelConfig parse_model_config(const nlohmann::json& json, const std::string& wh
 }
 
 TensorNames tensor_names(const ModelConfig& config) {
-  return config.family == Family::OPT ? opt_tensor_names() : llama_tensor_names();
+  return family_row(config.family).names();
 }
 
 }  // namespace cq

@@ -1,5 +1,6 @@
 // Loading the decoder's parameters: every tensor through the WeightSource, checked against
 // the shapes config.json implies, and the rotary frequency table.
+#include <cmath>
 #include <string>
 #include <utility>
 #include <vector>
@@ -79,6 +80,10 @@ int64_t Transformer::add_linear(const std::string& module, int64_t layer, InputS
 Transformer::Norm Transformer::load_norm(const std::string& module, int64_t width) const {
   Norm norm;
   norm.weight = to_f32(value_tensor(module + ".weight", {width}));
+  // Gemma's x·(1 + w): the decoder multiplies by the effective weight, computed in float32 as
+  // transformers' GemmaRMSNorm does.
+  if (config_.norm_weight_offset != 0)
+    for (float& w : norm.weight) w += static_cast<float>(config_.norm_weight_offset);
   if (config_.norm == NormKind::LayerNorm) norm.bias = to_f32(value_tensor(module + ".bias", {width}));
   return norm;
 }
@@ -109,12 +114,18 @@ void Transformer::load_weights() {
     Block block;
     block.attn_norm = load_norm(prefix + names_.attn_norm, c.hidden_size);
     block.mlp_norm = load_norm(prefix + names_.mlp_norm, c.hidden_size);
-    block.q = add_linear(prefix + names_.q, l, InputSite::AttentionIn, c.hidden_size, q_width, c.attention_bias);
-    block.k = add_linear(prefix + names_.k, l, InputSite::AttentionIn, c.hidden_size, kv_width, c.attention_bias);
-    block.v = add_linear(prefix + names_.v, l, InputSite::AttentionIn, c.hidden_size, kv_width, c.attention_bias);
+    if (c.fused_qkv) {
+      block.q = add_linear(prefix + names_.q, l, InputSite::AttentionIn, c.hidden_size, q_width + 2 * kv_width,
+                           c.attention_bias);
+    } else {
+      block.q = add_linear(prefix + names_.q, l, InputSite::AttentionIn, c.hidden_size, q_width, c.attention_bias);
+      block.k = add_linear(prefix + names_.k, l, InputSite::AttentionIn, c.hidden_size, kv_width, c.attention_bias);
+      block.v = add_linear(prefix + names_.v, l, InputSite::AttentionIn, c.hidden_size, kv_width, c.attention_bias);
+    }
     block.o = add_linear(prefix + names_.o, l, InputSite::AttentionOut, q_width, c.hidden_size, c.attention_out_bias);
-    block.gate_or_fc1 = add_linear(prefix + names_.gate_or_fc1, l, InputSite::MlpIn, c.hidden_size, c.intermediate_size, c.mlp_bias);
-    if (c.mlp == MlpKind::SwiGLU)
+    const int64_t gate_rows = c.fused_gate_up ? 2 * c.intermediate_size : c.intermediate_size;
+    block.gate_or_fc1 = add_linear(prefix + names_.gate_or_fc1, l, InputSite::MlpIn, c.hidden_size, gate_rows, c.mlp_bias);
+    if (c.gated_mlp() && !c.fused_gate_up)
       block.up = add_linear(prefix + names_.up, l, InputSite::MlpIn, c.hidden_size, c.intermediate_size, c.mlp_bias);
     block.down_or_fc2 = add_linear(prefix + names_.down_or_fc2, l, InputSite::MlpDown, c.intermediate_size, c.hidden_size, c.mlp_bias);
     blocks_.push_back(std::move(block));
@@ -124,6 +135,10 @@ void Transformer::load_weights() {
   backends_.assign(linears_.size(), nullptr);
   activation_quantizers_.assign(static_cast<size_t>(c.num_layers * kInputSites), nullptr);
   // HF: inv_freq_i = 1 / theta^(2i/d), in float32; LLaMA-3.1 rescales low frequencies.
+  // GemmaModel: hidden_states * torch.tensor(hidden_size ** 0.5, dtype=hidden_states.dtype),
+  // the dtype being the one it computes in: float32 here, as every value of this decoder (a
+  // bfloat16 run of transformers would round it, to 45.25 for hidden_size 2048).
+  if (c.scale_embeddings) embedding_scale_ = static_cast<float>(std::sqrt(static_cast<double>(c.hidden_size)));
   if (c.positions == PositionKind::Rotary)
     rope_inv_freq_ = kernels::rope_inverse_frequencies(c.head_dim, c.rope_theta, rope_frequency_scaling(c.rope_scaling));
 }

@@ -40,7 +40,7 @@ uint64_t seed_of(const std::string& text) {  // FNV-1a
 }
 
 struct Preset {
-  std::string family;  // opt | llama
+  std::string family;  // opt | llama | mistral | qwen2 | phi3 | gemma
   int64_t vocab = 96, hidden = 32, intermediate = 64, layers = 2, heads = 4, kv_heads = 4, max_positions = 64;
   int64_t word_embed_proj_dim = 0;  // 0: = hidden
   int64_t head_dim = 0;             // 0: hidden / heads (LLaMA may set it explicitly)
@@ -49,6 +49,7 @@ struct Preset {
   int shards = 1;
   double rope_theta = 10000.0;
   nlohmann::json rope_scaling = nullptr;
+  int64_t sliding_window = 0;  // mistral, phi3: 0 writes null
   double weight_std = 0;  // 0: 1/sqrt(fan_in)
   double embed_std = 1.0;
   // Outlier channels (gain multipliers), as large LLMs show: LayerNorm outputs, and the
@@ -123,6 +124,38 @@ std::map<std::string, Preset> make_presets() {
     x.bias = true;
     x.head_dim = 16;
     p["llama-bias-headdim"] = x;
+  }
+  // The other rotary families (tests/reference/families_reference.py): bias means what the
+  // family has (Qwen2: q/k/v biases; Gemma: attention_bias), windows shorter than the
+  // reference's 12-token sequences.
+  {
+    Preset x = llama;
+    x.family = "qwen2";
+    x.tied = true;
+    x.bias = true;
+    x.rope_theta = 1000000.0;
+    p["qwen2-tied"] = x;
+  }
+  {
+    Preset x = llama;
+    x.family = "mistral";
+    x.sliding_window = 5;
+    p["mistral-window"] = x;
+  }
+  {
+    Preset x = llama;  // kv_heads = heads: AWQ's o_proj group (scaled from the v rows of qkv_proj)
+    x.family = "phi3";
+    x.kv_heads = 4;
+    x.sliding_window = 7;
+    p["phi3-window"] = x;
+  }
+  {
+    Preset x = llama;  // multi-query attention and head_dim 16 != hidden / heads, as Gemma-2B
+    x.family = "gemma";
+    x.kv_heads = 1;
+    x.head_dim = 16;
+    x.tied = true;
+    p["gemma-mqa"] = x;
   }
   // Benchmark shapes.
   {
@@ -237,6 +270,62 @@ class Writer {
   std::vector<TensorData> tensors_;
 };
 
+// Mistral, Qwen2, Phi-3 and Gemma: LLaMA's module names (Phi-3: fused qkv_proj and
+// gate_up_proj), each family's own config.json keys.
+void write_rotary_family(const Preset& p, Writer& w, nlohmann::json& config, const char* torch_dtype) {
+  const int64_t head_dim = p.head_dim ? p.head_dim : p.hidden / p.heads;
+  const int64_t q_width = p.heads * head_dim, kv_width = p.kv_heads * head_dim;
+  const bool gemma = p.family == "gemma", phi3 = p.family == "phi3", qwen2 = p.family == "qwen2";
+  const std::string architecture = gemma ? "GemmaForCausalLM" : phi3 ? "Phi3ForCausalLM" : qwen2 ? "Qwen2ForCausalLM" : "MistralForCausalLM";
+  config = {{"architectures", {architecture}}, {"model_type", p.family}, {"hidden_size", p.hidden},
+            {"intermediate_size", p.intermediate}, {"num_attention_heads", p.heads}, {"num_key_value_heads", p.kv_heads},
+            {"num_hidden_layers", p.layers}, {"max_position_embeddings", p.max_positions}, {"vocab_size", p.vocab},
+            {"rms_norm_eps", 1e-5}, {"rope_theta", p.rope_theta}, {"rope_scaling", nullptr},
+            {"tie_word_embeddings", p.tied}, {"bos_token_id", 1}, {"eos_token_id", 2}, {"torch_dtype", torch_dtype}};
+  if (gemma) {
+    config["hidden_act"] = "gelu_pytorch_tanh";
+    config["hidden_activation"] = "gelu_pytorch_tanh";
+    config["head_dim"] = head_dim;
+    config["attention_bias"] = p.bias;
+  } else {
+    config["hidden_act"] = "silu";
+  }
+  if (p.family == "mistral" || phi3) config["sliding_window"] = p.sliding_window > 0 ? nlohmann::json(p.sliding_window) : nlohmann::json(nullptr);
+  if (qwen2) config["use_sliding_window"] = false;
+  auto linear_std = [&](int64_t fan_in) { return p.weight_std > 0 ? p.weight_std : 1.0 / std::sqrt(static_cast<double>(fan_in)); };
+  w.normal("model.embed_tokens.weight", {p.vocab, p.hidden}, p.embed_std);
+  // Gemma stores w of x·(1 + w): near 0; the others w near 1.
+  const double norm_mean = gemma ? 0.0 : 1.0;
+  for (int64_t l = 0; l < p.layers; ++l) {
+    const std::string prefix = "model.layers." + std::to_string(l) + ".";
+    if (phi3) {
+      w.normal(prefix + "self_attn.qkv_proj.weight", {q_width + 2 * kv_width, p.hidden}, linear_std(p.hidden));
+    } else {
+      w.normal(prefix + "self_attn.q_proj.weight", {q_width, p.hidden}, linear_std(p.hidden));
+      w.normal(prefix + "self_attn.k_proj.weight", {kv_width, p.hidden}, linear_std(p.hidden));
+      w.normal(prefix + "self_attn.v_proj.weight", {kv_width, p.hidden}, linear_std(p.hidden));
+      if (p.bias && (qwen2 || gemma)) {
+        w.normal(prefix + "self_attn.q_proj.bias", {q_width}, 0.1);
+        w.normal(prefix + "self_attn.k_proj.bias", {kv_width}, 0.1);
+        w.normal(prefix + "self_attn.v_proj.bias", {kv_width}, 0.1);
+      }
+    }
+    w.normal(prefix + "self_attn.o_proj.weight", {p.hidden, q_width}, linear_std(q_width));
+    if (p.bias && gemma) w.normal(prefix + "self_attn.o_proj.bias", {p.hidden}, 0.1);
+    if (phi3) {
+      w.normal(prefix + "mlp.gate_up_proj.weight", {2 * p.intermediate, p.hidden}, linear_std(p.hidden));
+    } else {
+      w.normal(prefix + "mlp.gate_proj.weight", {p.intermediate, p.hidden}, linear_std(p.hidden));
+      w.normal(prefix + "mlp.up_proj.weight", {p.intermediate, p.hidden}, linear_std(p.hidden));
+    }
+    w.normal(prefix + "mlp.down_proj.weight", {p.hidden, p.intermediate}, linear_std(p.intermediate));
+    w.normal(prefix + "input_layernorm.weight", {p.hidden}, 0.1, norm_mean, &p.outlier_gains);
+    w.normal(prefix + "post_attention_layernorm.weight", {p.hidden}, 0.1, norm_mean, &p.outlier_gains);
+  }
+  w.normal("model.norm.weight", {p.hidden}, 0.1, norm_mean);
+  if (!p.tied) w.normal("lm_head.weight", {p.vocab, p.hidden}, p.embed_std);
+}
+
 }  // namespace
 
 std::vector<std::string> synthetic_presets() {
@@ -295,6 +384,8 @@ void write_synthetic_model(const std::string& preset_name, const std::filesystem
       w.normal(d + "final_layer_norm.bias", {p.hidden}, 0.1);
     }
     if (!p.tied) w.normal("lm_head.weight", {p.vocab, proj}, p.embed_std);
+  } else if (p.family != "llama") {
+    write_rotary_family(p, w, config, torch_dtype);
   } else {
     config = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_act", "silu"},
               {"bos_token_id", 1}, {"eos_token_id", 2}, {"hidden_size", p.hidden},

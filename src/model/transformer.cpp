@@ -93,6 +93,9 @@ void Transformer::embed(std::span<const int32_t> tokens, std::span<const int64_t
 #pragma omp parallel for schedule(static) if (rows * embed_dim > kParallelElements)
   for (int64_t r = 0; r < rows; ++r)
     convert_to_f32(*embed_tokens_, tokens[static_cast<size_t>(r)] * embed_dim, embed_dim, word.data() + r * embed_dim);
+  if (c.scale_embeddings) {
+    for (float& value : word) value *= embedding_scale_;
+  }
   if (c.has_projections()) {
     matmul_stored_weight(word.data(), rows, *project_in_, x);
   } else {
@@ -228,6 +231,7 @@ kernels::AttentionHeads Transformer::attention_heads() const {
   heads.score_scale = config_.query_scaling == QueryScaling::AfterProjection
                           ? 1.f
                           : 1.f / std::sqrt(static_cast<float>(config_.head_dim));
+  heads.window = config_.sliding_window;
   return heads;
 }
 
@@ -259,12 +263,27 @@ void Transformer::attention_sublayer(int64_t l, const float* input, const Pass& 
   const int64_t kv_width = c.num_kv_heads * c.head_dim;
   std::vector<float> q(static_cast<size_t>(rows * q_width)), k(static_cast<size_t>(rows * kv_width)), v(k.size()),
       attn(q.size());
-  const int64_t qkv[] = {block.q, block.k, block.v};
-  const float* quantized =
-      prepare_input(l, InputSite::AttentionIn, input, c.hidden_size, pass.windows, qkv, input_column_absmax);
-  run_linear(block.q, quantized, pass.windows, q.data());
-  run_linear(block.k, quantized, pass.windows, k.data());
-  run_linear(block.v, quantized, pass.windows, v.data());
+  if (c.fused_qkv) {
+    // One qkv_proj: its output rows hold q, k and v side by side.
+    const int64_t qkv[] = {block.q};
+    const int64_t fused_width = q_width + 2 * kv_width;
+    std::vector<float> fused(static_cast<size_t>(rows * fused_width));
+    run_linear(block.q, prepare_input(l, InputSite::AttentionIn, input, c.hidden_size, pass.windows, qkv, input_column_absmax),
+               pass.windows, fused.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* row = fused.data() + r * fused_width;
+      std::memcpy(q.data() + r * q_width, row, static_cast<size_t>(q_width) * sizeof(float));
+      std::memcpy(k.data() + r * kv_width, row + q_width, static_cast<size_t>(kv_width) * sizeof(float));
+      std::memcpy(v.data() + r * kv_width, row + q_width + kv_width, static_cast<size_t>(kv_width) * sizeof(float));
+    }
+  } else {
+    const int64_t qkv[] = {block.q, block.k, block.v};
+    const float* quantized =
+        prepare_input(l, InputSite::AttentionIn, input, c.hidden_size, pass.windows, qkv, input_column_absmax);
+    run_linear(block.q, quantized, pass.windows, q.data());
+    run_linear(block.k, quantized, pass.windows, k.data());
+    run_linear(block.v, quantized, pass.windows, v.data());
+  }
   if (attention_input_quantizer_) {
     for (auto [data, width] : {std::pair{q.data(), q_width}, std::pair{k.data(), kv_width}, std::pair{v.data(), kv_width}})
       for (int64_t w = 0; w < pass.windows.count(); ++w)
@@ -311,14 +330,29 @@ void Transformer::mlp_sublayer(int64_t l, const float* input, const RowWindows& 
     gathered = down_column_absmax.data();
   }
   const bool parallel = rows * inter > kParallelElements;
-  if (c.mlp == MlpKind::SwiGLU) {
+  if (c.gated_mlp()) {
     mlp_b.resize(mlp_a.size());
-    const int64_t readers[] = {block.gate_or_fc1, block.up};
-    const float* in = prepare_input(l, InputSite::MlpIn, input, c.hidden_size, windows, readers, input_column_absmax);
-    run_linear(block.gate_or_fc1, in, windows, mlp_a.data());
-    run_linear(block.up, in, windows, mlp_b.data());
+    if (c.fused_gate_up) {
+      // One gate_up_proj: each output row is gate, then up.
+      const int64_t readers[] = {block.gate_or_fc1};
+      std::vector<float> fused(static_cast<size_t>(rows * 2 * inter));
+      run_linear(block.gate_or_fc1, prepare_input(l, InputSite::MlpIn, input, c.hidden_size, windows, readers, input_column_absmax),
+                 windows, fused.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        std::memcpy(mlp_a.data() + r * inter, fused.data() + r * 2 * inter, static_cast<size_t>(inter) * sizeof(float));
+        std::memcpy(mlp_b.data() + r * inter, fused.data() + r * 2 * inter + inter, static_cast<size_t>(inter) * sizeof(float));
+      }
+    } else {
+      const int64_t readers[] = {block.gate_or_fc1, block.up};
+      const float* in = prepare_input(l, InputSite::MlpIn, input, c.hidden_size, windows, readers, input_column_absmax);
+      run_linear(block.gate_or_fc1, in, windows, mlp_a.data());
+      run_linear(block.up, in, windows, mlp_b.data());
+    }
+    const bool gelu = c.mlp == MlpKind::GeGLU;
     kernels::produce_rows(mlp_a.data(), rows, inter, parallel, windows.bounds(), gathered, [&](int64_t i) {
-      kernels::silu_multiply(mlp_a.data() + i * inter, mlp_b.data() + i * inter, mlp_a.data() + i * inter, inter);
+      float* gate = mlp_a.data() + i * inter;
+      if (gelu) kernels::gelu_tanh_multiply(gate, mlp_b.data() + i * inter, gate, inter);
+      else kernels::silu_multiply(gate, mlp_b.data() + i * inter, gate, inter);
     });
   } else {
     const int64_t readers[] = {block.gate_or_fc1};

@@ -136,7 +136,9 @@ class Transformer {
   // Block-by-block execution (what AWQ's search and layer-wise calibration need); forward()
   // is built from the same pieces. Rows are `batch` sequences of `length` tokens, no cache.
   struct BlockLinears {
-    int64_t q, k, v, o, gate_or_fc1, up, down_or_fc2;  // indexes into linear_layers(); up = -1 for OPT
+    // Indexes into linear_layers(); up = -1 for OPT; a fused qkv_proj is q (k = v = -1) and a
+    // fused gate_up_proj gate_or_fc1 (up = -1).
+    int64_t q, k, v, o, gate_or_fc1, up, down_or_fc2;
   };
   BlockLinears block_linears(int64_t layer) const;
   // Hidden states of the tokens before the first block: x [batch * length][hidden].
@@ -157,7 +159,7 @@ class Transformer {
   };
   struct Block {
     Norm attn_norm, mlp_norm;
-    int64_t q, k, v, o, gate_or_fc1, up = -1, down_or_fc2;  // indexes into linears_
+    int64_t q, k = -1, v = -1, o, gate_or_fc1, up = -1, down_or_fc2;  // indexes into linears_
   };
 
   // What one forward runs: rows with their positions and quantization windows, attending
@@ -218,6 +220,7 @@ class Transformer {
   const TensorInfo* project_in_ = nullptr;
   const TensorInfo* project_out_ = nullptr;
   std::vector<float> rope_inv_freq_;
+  float embedding_scale_ = 1.f;  // Gemma: sqrt(hidden_size) in the embedding's dtype
   std::vector<std::shared_ptr<const Quantizer>> activation_quantizers_;  // [layer * 4 + site]
   std::vector<KernelStats> stats_;
   std::shared_ptr<const Quantizer> attention_input_quantizer_;

@@ -21,30 +21,46 @@ struct ScaleGroup {
   std::string previous;          // name for reports
   std::vector<int64_t> linears;
   Inspect inspect = Inspect::Linear;
+  int64_t previous_first_row = 0;  // a fused previous linear: the rows that feed `linears` (v of qkv, up of gate_up)
 };
 
 // AWQ's auto_scale_block groups, from the block's layout: the norms that feed q/k/v and the
 // MLP (their names from the family's TensorNames), and the MLP kind (a ReLU MLP's fc2 is
-// scaled from fc1, a SwiGLU MLP's down from up; gate and up share their input's scale).
+// scaled from fc1, a gated MLP's down from up; gate and up share their input's scale). Fused
+// projections (Phi-3) make the same groups: qkv_proj alone reads the attention norm, o_proj
+// is scaled from the v rows of qkv_proj, down_proj from the up rows of gate_up_proj (as
+// AutoAWQ scales the last rows of a fused gate_up).
 std::vector<ScaleGroup> scale_groups(const Transformer& model, int64_t layer) {
   const auto& linears = model.linear_layers();
+  const ModelConfig& c = model.config();
   const Transformer::BlockLinears b = model.block_linears(layer);
-  const TensorNames names = tensor_names(model.config());
+  const TensorNames names = tensor_names(c);
   const std::string prefix = names.layer_prefix + std::to_string(layer) + ".";
+  auto present = [](std::initializer_list<int64_t> indexes) {
+    std::vector<int64_t> list;
+    for (int64_t index : indexes)
+      if (index >= 0) list.push_back(index);
+    return list;
+  };
   std::vector<ScaleGroup> groups;
-  groups.push_back({InputSite::AttentionIn, -1, prefix + names.attn_norm, {b.q, b.k, b.v}, Inspect::Attention});
-  const LinearLayer& v = linears[static_cast<size_t>(b.v)];
+  groups.push_back({InputSite::AttentionIn, -1, prefix + names.attn_norm, present({b.q, b.k, b.v}), Inspect::Attention});
+  const int64_t q_width = c.num_heads * c.head_dim, kv_width = c.num_kv_heads * c.head_dim;
+  const int64_t v_source = c.fused_qkv ? b.q : b.v;
   const LinearLayer& o = linears[static_cast<size_t>(b.o)];
-  // llm-awq PR #67: o_proj is scaled from v_proj only when their weights have the same shape.
-  if (v.out_features == o.out_features && v.in_features == o.in_features)
-    groups.push_back({InputSite::AttentionOut, b.v, v.name, {b.o}, Inspect::Linear});
-  if (model.config().mlp == MlpKind::ReLU) {
+  // llm-awq PR #67: o_proj is scaled from v_proj only when their weights have the same shape
+  // (v_proj [kv_width, hidden], o_proj [hidden, q_width]: not with GQA).
+  if (kv_width == o.out_features && c.hidden_size == o.in_features)
+    groups.push_back({InputSite::AttentionOut, v_source, linears[static_cast<size_t>(v_source)].name, {b.o}, Inspect::Linear,
+                      c.fused_qkv ? q_width + kv_width : 0});
+  if (c.mlp == MlpKind::ReLU) {
     groups.push_back({InputSite::MlpIn, -1, prefix + names.mlp_norm, {b.gate_or_fc1}, Inspect::Linear});
     groups.push_back({InputSite::MlpDown, b.gate_or_fc1, linears[static_cast<size_t>(b.gate_or_fc1)].name, {b.down_or_fc2},
                       Inspect::Linear});
   } else {
-    groups.push_back({InputSite::MlpIn, -1, prefix + names.mlp_norm, {b.gate_or_fc1, b.up}, Inspect::Mlp});
-    groups.push_back({InputSite::MlpDown, b.up, linears[static_cast<size_t>(b.up)].name, {b.down_or_fc2}, Inspect::Linear});
+    groups.push_back({InputSite::MlpIn, -1, prefix + names.mlp_norm, present({b.gate_or_fc1, b.up}), Inspect::Mlp});
+    const int64_t up_source = c.fused_gate_up ? b.gate_or_fc1 : b.up;
+    groups.push_back({InputSite::MlpDown, up_source, linears[static_cast<size_t>(up_source)].name, {b.down_or_fc2},
+                      Inspect::Linear, c.fused_gate_up ? c.intermediate_size : 0});
   }
   return groups;
 }
@@ -135,8 +151,10 @@ AwqScaleRecord search_scales(Transformer& model, int64_t layer, const ScaleGroup
 }
 
 // auto_clip_layer: per output channel and group, the clamp minimizing the output error.
+// Rows [first_row, end_row) of the weight only (the v rows of a fused qkv_proj: llm-awq never
+// clips q and k).
 AwqClipRecord search_clip(LinearLayer& linear, const std::vector<float>& input, int64_t rows, const QuantizerSpec& spec,
-                          const AwqOptions& options) {
+                          const AwqOptions& options, int64_t first_row, int64_t end_row) {
   const int64_t in = linear.in_features;
   const int64_t group_size = spec.method == "group" ? std::min(spec.group_size, in) : in;
   const int64_t groups = (in + group_size - 1) / group_size;
@@ -147,11 +165,12 @@ AwqClipRecord search_clip(LinearLayer& linear, const std::vector<float>& input, 
   QuantizerSpec group_spec = spec;
   if (spec.method != "group") group_spec.method = "group", group_spec.group_size = in;
   const auto quantizer = make_quantizer(group_spec);
-  AwqClipRecord record{linear.name, groups, std::vector<float>(static_cast<size_t>(linear.out_features * groups))};
+  const int64_t clipped_rows = end_row - first_row;
+  AwqClipRecord record{linear.name, groups, std::vector<float>(static_cast<size_t>(clipped_rows * groups))};
   std::span<float> w = linear.mutable_weight();
   const int shrink_steps = static_cast<int>(options.max_shrink * options.grid);
 #pragma omp parallel for schedule(dynamic)
-  for (int64_t k = 0; k < linear.out_features; ++k) {
+  for (int64_t k = first_row; k < end_row; ++k) {
     std::vector<float> clamped(static_cast<size_t>(group_size));
     std::vector<double> original_out(tokens.size());
     for (int64_t g = 0; g < groups; ++g) {
@@ -181,13 +200,13 @@ AwqClipRecord search_clip(LinearLayer& linear, const std::vector<float>& input, 
         error /= static_cast<double>(tokens.size());
         if (error < best_error) best_error = error, best_max = max_value;
       }
-      record.max_values[static_cast<size_t>(k * groups + g)] = best_max;
+      record.max_values[static_cast<size_t>((k - first_row) * groups + g)] = best_max;
     }
   }
   // apply_clip
-  for (int64_t k = 0; k < linear.out_features; ++k)
+  for (int64_t k = first_row; k < end_row; ++k)
     for (int64_t j = 0; j < in; ++j) {
-      const float m = record.max_values[static_cast<size_t>(k * groups + j / group_size)];
+      const float m = record.max_values[static_cast<size_t>((k - first_row) * groups + j / group_size)];
       float& value = w[static_cast<size_t>(k * in + j)];
       value = std::clamp(value, -m, m);
     }
@@ -218,7 +237,7 @@ AwqResult apply_awq(Transformer& model, std::span<const int32_t> calibration_tok
       const ScaleGroup& group = groups[n];
       const std::vector<float>& s = records[n].scales;
       if (group.previous_linear < 0) fold_scales_into_norm(model, layer, group.site, s);
-      else fold_scales_into_linear(model, group.previous_linear, group.linears, s);
+      else fold_scales_into_linear(model, group.previous_linear, group.linears, s, group.previous_first_row);
       auto& x = inputs[static_cast<size_t>(group.site)];
       const auto width = static_cast<int64_t>(s.size());
       for (size_t i = 0; i < x.size(); ++i) x[i] /= s[i % static_cast<size_t>(width)];
@@ -226,10 +245,14 @@ AwqResult apply_awq(Transformer& model, std::span<const int32_t> calibration_tok
     for (auto& record : records) result.scales.push_back(std::move(record));
     if (options.clip) {
       const Transformer::BlockLinears b = model.block_linears(layer);
-      for (int64_t index : {b.v, b.o, b.gate_or_fc1, b.up, b.down_or_fc2}) {
+      const ModelConfig& c = model.config();
+      for (int64_t index : {c.fused_qkv ? b.q : b.v, b.o, b.gate_or_fc1, b.up, b.down_or_fc2}) {
         if (index < 0) continue;
         LinearLayer& linear = model.linear_layers()[static_cast<size_t>(index)];
-        result.clips.push_back(search_clip(linear, inputs[static_cast<size_t>(linear.site)], calibration.rows(), options.weight, options));
+        // A fused qkv_proj: its v rows, the last num_kv_heads · head_dim.
+        const int64_t first_row = index == b.q ? linear.out_features - c.num_kv_heads * c.head_dim : 0;
+        result.clips.push_back(search_clip(linear, inputs[static_cast<size_t>(linear.site)], calibration.rows(), options.weight,
+                                           options, first_row, linear.out_features));
       }
     }
     if (options.show_progress) progress.advance();

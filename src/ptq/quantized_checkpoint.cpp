@@ -185,7 +185,10 @@ void write_quantized_checkpoint(Transformer& model, const QuantConfig& config, c
   for (int64_t l = 0; l < mc.num_layers; ++l) {
     const std::string prefix = names.layer_prefix + std::to_string(l) + ".";
     for (auto [site, norm] : {std::pair{InputSite::AttentionIn, names.attn_norm}, std::pair{InputSite::MlpIn, names.mlp_norm}}) {
-      tensors.add(prefix + norm + ".weight", DType::F32, {mc.hidden_size}, model.norm_weight(l, site));
+      // The decoder holds Gemma's effective weight 1 + w (folded scales included); store w.
+      std::vector<float> stored_norm = model.norm_weight(l, site);
+      for (float& w : stored_norm) w -= static_cast<float>(mc.norm_weight_offset);
+      tensors.add(prefix + norm + ".weight", DType::F32, {mc.hidden_size}, stored_norm);
       if (!model.norm_bias(l, site).empty())
         tensors.add(prefix + norm + ".bias", DType::F32, {mc.hidden_size}, model.norm_bias(l, site));
     }

@@ -40,14 +40,17 @@ void fold_scales_into_norm(Transformer& model, int64_t layer, InputSite site, st
   }
 }
 
-void fold_scales_into_linear(Transformer& model, int64_t previous, std::span<const int64_t> next, std::span<const float> scales) {
+void fold_scales_into_linear(Transformer& model, int64_t previous, std::span<const int64_t> next, std::span<const float> scales,
+                             int64_t first_row) {
   LinearLayer& prev = model.linear_layers().at(static_cast<size_t>(previous));
-  if (prev.out_features != static_cast<int64_t>(scales.size()))
-    fail("internal error: {} scales for {} with {} outputs", scales.size(), prev.name, prev.out_features);
+  const auto count = static_cast<int64_t>(scales.size());
+  if (first_row < 0 || first_row + count > prev.out_features)
+    fail("internal error: {} scales from row {} for {} with {} outputs", scales.size(), first_row, prev.name, prev.out_features);
   std::span<float> w = prev.mutable_weight();
-  for (int64_t k = 0; k < prev.out_features; ++k) {
-    for (int64_t j = 0; j < prev.in_features; ++j) w[static_cast<size_t>(k * prev.in_features + j)] /= scales[static_cast<size_t>(k)];
-    if (!prev.bias.empty()) prev.bias[static_cast<size_t>(k)] /= scales[static_cast<size_t>(k)];
+  for (int64_t k = first_row; k < first_row + count; ++k) {
+    const float s = scales[static_cast<size_t>(k - first_row)];
+    for (int64_t j = 0; j < prev.in_features; ++j) w[static_cast<size_t>(k * prev.in_features + j)] /= s;
+    if (!prev.bias.empty()) prev.bias[static_cast<size_t>(k)] /= s;
   }
   for (int64_t index : next) {
     LinearLayer& linear = model.linear_layers().at(static_cast<size_t>(index));

@@ -32,8 +32,10 @@ std::vector<SmoothingFactors> apply_smoothquant(Transformer& model, const Calibr
 void fold_scales_into_norm(Transformer& model, int64_t layer, InputSite site, std::span<const float> scales);
 // AWQ's scale_fc_fc: rows (and bias) of `previous` divided by s, columns of `next` times s.
 // Exact when what lies between them is linear per channel (attention's value path, ReLU,
-// the up half of SwiGLU).
-void fold_scales_into_linear(Transformer& model, int64_t previous, std::span<const int64_t> next, std::span<const float> scales);
+// the up half of a gated MLP). first_row: the rows of a fused `previous` that feed `next`
+// (v of qkv_proj, up of gate_up_proj), scales.size() of them.
+void fold_scales_into_linear(Transformer& model, int64_t previous, std::span<const int64_t> next, std::span<const float> scales,
+                             int64_t first_row = 0);
 
 // The linears reading one input site of a block (indexes into linear_layers()).
 std::vector<int64_t> site_readers(const Transformer& model, int64_t layer, InputSite site);

@@ -84,7 +84,8 @@ class Scanner {
     return trailing_whitespace_end(i);
   }
 
-  size_t llama3_match_end(size_t i) const {
+  // max_digits: 3 for LLaMA-3's \p{N}{1,3}, 1 for Qwen2's \p{N}.
+  size_t llama3_match_end(size_t i, size_t max_digits) const {
     if (const size_t n = contraction(i, /*ignore_case=*/true)) return i + n;
     const ScannedChar c = chars_[i];
     // [^\r\n\p{L}\p{N}]?\p{L}+
@@ -93,8 +94,8 @@ class Scanner {
         chars_[i + 1].kind == CharKind::kLetter) {
       return run_end(i + 1, CharKind::kLetter);
     }
-    // \p{N}{1,3}
-    if (c.kind == CharKind::kNumber) return std::min(run_end(i, CharKind::kNumber), i + 3);
+    // \p{N}{1,3} (Qwen2: \p{N})
+    if (c.kind == CharKind::kNumber) return std::min(run_end(i, CharKind::kNumber), i + max_digits);
     // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
     const bool space_then_symbol =
         c.code_point == U' ' && i + 1 < size() && chars_[i + 1].kind == CharKind::kOther;
@@ -121,13 +122,16 @@ class Scanner {
 std::optional<SplitPattern> recognize_split_pattern(std::string_view regex) {
   if (regex == kGpt2Pattern) return SplitPattern::kGpt2;
   if (regex == kLlama3Pattern) return SplitPattern::kLlama3;
+  if (regex == kQwen2Pattern) return SplitPattern::kQwen2;
   return std::nullopt;
 }
 
 void split_pretokens(SplitPattern pattern, std::string_view text, std::vector<std::string_view>& pieces) {
   const Scanner scanner(text);
   for (size_t i = 0; i < scanner.size();) {
-    const size_t end = pattern == SplitPattern::kGpt2 ? scanner.gpt2_match_end(i) : scanner.llama3_match_end(i);
+    const size_t end = pattern == SplitPattern::kGpt2     ? scanner.gpt2_match_end(i)
+                       : pattern == SplitPattern::kLlama3 ? scanner.llama3_match_end(i, 3)
+                                                          : scanner.llama3_match_end(i, 1);
     const size_t begin_byte = scanner.byte_offset(i);
     pieces.push_back(text.substr(begin_byte, scanner.byte_offset(end) - begin_byte));
     i = end;

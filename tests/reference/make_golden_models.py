@@ -25,13 +25,14 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hf_checkpoint import model_files, safetensors_dtypes  # noqa: E402
 from hf_reference import ReferenceModel  # noqa: E402
+from families_reference import FAMILIES, FamilyModel  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 
 PRESETS = ["opt-pre", "opt-post-proj", "opt-untied", "opt-nobias", "opt-fp16",
            "llama-gqa", "llama-tied", "llama-bf16-sharded", "llama3-rope-scaling", "llama-fp16",
-           "llama-bias-headdim"]
+           "llama-bias-headdim", "qwen2-tied", "mistral-window", "phi3-window", "gemma-mqa"]
 BATCH, LENGTH = 2, 12
 MAX_BYTES = 300_000
 
@@ -60,10 +61,12 @@ def golden_for(preset, model_dir):
         config = json.load(f)
     dtypes = sorted({d for p in model_files(model_dir) for d in safetensors_dtypes(p).values()})
     ids = token_batch(config["vocab_size"])
-    logits32 = ReferenceModel.from_dir(model_dir, dtype=torch.float32).forward(torch.tensor(ids))
-    logits64 = ReferenceModel.from_dir(model_dir, dtype=torch.float64).forward(torch.tensor(ids))
+    # Mistral, Qwen2, Phi-3, Gemma: families_reference.py; OPT, LLaMA: hf_reference.py.
+    reference = FamilyModel if config["model_type"] in FAMILIES else ReferenceModel
+    logits32 = reference.from_dir(model_dir, dtype=torch.float32).forward(torch.tensor(ids))
+    logits64 = reference.from_dir(model_dir, dtype=torch.float64).forward(torch.tensor(ids))
     # Each sequence alone must give the same logits as the batch (causal, per-sequence).
-    alone = ReferenceModel.from_dir(model_dir, dtype=torch.float64).forward(torch.tensor(ids[1:]))
+    alone = reference.from_dir(model_dir, dtype=torch.float64).forward(torch.tensor(ids[1:]))
     assert torch.allclose(alone, logits64[1:], rtol=0, atol=1e-12), "batched != single sequence"
     notes = []
     for s in range(BATCH):
@@ -78,8 +81,9 @@ def golden_for(preset, model_dir):
         "files_sha256": {name: sha256_file(os.path.join(model_dir, name)) for name in files},
         "config": config,
         "weight_dtypes": dtypes,
-        "compute": "weights widened to float32 (logits) / float64 (logits_float64); full causal "
-                   "attention over each sequence independently; no quantization",
+        "compute": "weights widened to float32 (logits) / float64 (logits_float64); causal "
+                   "attention (sliding-window where the config has one) over each sequence "
+                   "independently; no quantization",
         "tolerance": "max_abs_diff / max|logit| <= 1e-4 per sequence",
         "token_ids": ids,
         "logits_shape": list(logits32.shape),

@@ -115,7 +115,8 @@ TEST_P(ModelGolden, LogitsMatchThePyTorchReference) {
 INSTANTIATE_TEST_SUITE_P(Presets, ModelGolden,
                          testing::Values("opt-pre", "opt-post-proj", "opt-untied", "opt-nobias", "opt-fp16", "llama-gqa",
                                          "llama-tied", "llama-bf16-sharded", "llama3-rope-scaling", "llama-fp16",
-                                         "llama-bias-headdim"),
+                                         "llama-bias-headdim", "qwen2-tied", "mistral-window", "phi3-window",
+                                         "gemma-mqa"),
                          [](const auto& test_info) {
                            std::string name = test_info.param;
                            for (char& ch : name)
@@ -136,7 +137,8 @@ TEST(Model, GeneratorIsDeterministic) {
 // projections). Tree 0: a root, two children (the second one not adjacent to the root, so
 // its keys are gathered) and a grandchild; tree 1: a lone root.
 TEST(Model, PackedSegmentsEqualSeparateForwards) {
-  for (const char* preset : {"opt-pre", "opt-post-proj", "llama-gqa", "llama3-rope-scaling"}) {
+  for (const char* preset : {"opt-pre", "opt-post-proj", "llama-gqa", "llama3-rope-scaling", "qwen2-tied",
+                             "mistral-window", "phi3-window", "gemma-mqa"}) {
     SCOPED_TRACE(preset);
     Transformer model(test::synthetic_model(preset));
     const int64_t vocab = model.config().vocab_size;

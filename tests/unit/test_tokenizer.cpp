@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tokenizer/nfc.h"
 #include "tokenizer/pretokenizer.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
@@ -293,4 +294,17 @@ TEST(TokenizerSharedModels, Stories260kAndTinyOpt) {
     EXPECT_EQ(ids.front(), 1);
     EXPECT_EQ(tokenizer->decode(ids), "Once upon a time, there was a little girl named Lily.");
   }
+}
+
+// Unicode NFC on hand-checked cases (UAX #15): composition, canonical reordering before
+// composing, Hangul syllables, a composition exclusion, a singleton, a blocked mark.
+TEST(Nfc, ComposesReordersAndRespectsExclusions) {
+  EXPECT_EQ(cq::unicode::nfc("e\u0301"), "\u00e9");                      // e + acute -> é
+  EXPECT_EQ(cq::unicode::nfc("a\u0302\u0323"), "\u1ead");                // reordered: a + dot below + circumflex -> ậ
+  EXPECT_EQ(cq::unicode::nfc("\u1100\u1161\u11a8"), "\uac01");           // L V T -> 각
+  EXPECT_EQ(cq::unicode::nfc("\u0958"), "\u0915\u093c");                 // excluded from composition
+  EXPECT_EQ(cq::unicode::nfc("\u212b"), "\u00c5");                       // Angstrom sign -> Å
+  EXPECT_EQ(cq::unicode::nfc("a\u0301\u0301"), "\u00e1\u0301");          // the second acute is blocked
+  EXPECT_EQ(cq::unicode::nfc("plain ascii 123"), "plain ascii 123");
+  EXPECT_EQ(cq::unicode::nfc("\xff"), "\ufffd");                          // invalid UTF-8 -> U+FFFD
 }

@@ -180,6 +180,34 @@ TEST(TokenizerGolden, Llama3TokenizerJson) {
   expect_matches_golden(*tokenizer, "llama3", /*add_special_tokens=*/true);
 }
 
+// Qwen2's tokenizer.json layout (NFC normalizer, its split regex with single digits, a
+// byte-level post-processor: no BOS) on LLaMA-3's vocabulary, built as the golden script
+// builds it (no Qwen2 vocabulary is available offline).
+TEST(TokenizerGolden, Qwen2StyleTokenizerJson) {
+  const fs::path source = kNodeModules / "@lenml" / "tokenizer-llama3" / "models";
+  CQ_SKIP_UNLESS_EXISTS(source / "tokenizer.json");
+  std::ifstream in(source / "tokenizer.json");
+  nlohmann::json json = nlohmann::json::parse(in);
+  const nlohmann::json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}};
+  json["normalizer"] = {{"type", "NFC"}};
+  json["pre_tokenizer"] = {
+      {"type", "Sequence"},
+      {"pretokenizers",
+       {{{"type", "Split"},
+         {"pattern", {{"Regex", R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}}},
+         {"behavior", "Isolated"},
+         {"invert", false}},
+        byte_level}}};
+  json["post_processor"] = byte_level;
+  const fs::path dir = fs::temp_directory_path() / ("cq_tokenizer_qwen2_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "tokenizer.json") << json.dump();
+  fs::copy_file(source / "tokenizer_config.json", dir / "tokenizer_config.json", fs::copy_options::overwrite_existing);
+  const auto tokenizer = cq::load_tokenizer(dir);
+  fs::remove_all(dir);
+  expect_matches_golden(*tokenizer, "qwen2_style", /*add_special_tokens=*/true);
+}
+
 TEST(TokenizerGolden, Stories260kTokenizerJson) {
   const fs::path dir = shared_dir() / "models" / "stories260k";
   CQ_SKIP_UNLESS_EXISTS(dir / "tokenizer.json");
