@@ -180,10 +180,20 @@ def bad_inputs(out, source):
     cases["huge_string"] = archive(b"\x80\x02X\xff\xff\xff\x7f" + b"x" * 64)
     cases["missing_storage"] = archive(tensor_pickle([("w", "7", 4, 0, [4], [1])]), {"0": bytes(16)})
     cases["not_a_dict"] = archive(b"\x80\x02]q\x00.")
+    buffer = io.BytesIO()
+    torch.save({"model": {"w": torch.zeros(2)}}, buffer)
+    cases["training_checkpoint"] = buffer.getvalue()
     for name, raw in cases.items():
         path = model_dir(bad, name, source)
         with open(os.path.join(path, "pytorch_model.bin"), "wb") as f:
             f.write(raw)
+    # The same tensor name in two shards.
+    path = model_dir(bad, "two_shards", source)
+    for i in (1, 2):
+        with open(os.path.join(path, f"pytorch_model-0000{i}-of-00002.bin"), "wb") as f:
+            f.write(good)
+    with open(os.path.join(path, "pytorch_model.bin.index.json"), "w") as f:
+        json.dump({"weight_map": {"w": "pytorch_model-00001-of-00002.bin", "v": "pytorch_model-00002-of-00002.bin"}}, f)
 
 
 def zip64_archive():

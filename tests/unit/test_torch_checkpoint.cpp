@@ -147,12 +147,20 @@ TEST(TorchCheckpoint, BadInputsGiveOneClearError) {
       {"huge_string", "truncated pickle: needs 2147483647 more bytes"},
       {"missing_storage", "tensor 'w': storage 'archive/data/7' is missing from the archive"},
       {"not_a_dict", "the pickle holds a list, not a state dict"},
+      {"training_checkpoint", "'model' is a dict, not a tensor (a training checkpoint? save model.state_dict())"},
   };
   for (const auto& [name, expected] : cases) {
     SCOPED_TRACE(name);
     const auto dir = checkpoints / "bad" / name;
     expect_clean_failure(test::run_cq("info --model '" + dir.string() + "'"), (dir / "pytorch_model.bin").string() + ": " + expected);
   }
+}
+
+TEST(TorchCheckpoint, NameInTwoShardsIsACollision) {
+  CQ_NEED_CHECKPOINTS();
+  const auto dir = checkpoints / "bad" / "two_shards";
+  expect_clean_failure(test::run_cq("info --model '" + dir.string() + "'"),
+                       (dir / "pytorch_model-00002-of-00002.bin").string() + ": tensor 'w' appears in more than one file");
 }
 
 TEST(TorchCheckpoint, Zip64EndRecord) {
