@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <unordered_set>
 
 #include "util/error.h"
 
@@ -130,7 +129,6 @@ bool looks_like_zip(std::span<const std::byte> bytes) {
 ZipArchive::ZipArchive(std::span<const std::byte> bytes, std::string where) : bytes_(bytes), where_(std::move(where)) {
   const Reader in(bytes_, where_);
   const Directory dir = find_central_directory(in, bytes_.size(), where_);
-  std::unordered_set<std::string> names;
   uint64_t pos = dir.offset;
   const uint64_t dir_end = dir.offset + dir.size;
   for (uint64_t i = 0; i < dir.entries; ++i) {
@@ -151,16 +149,15 @@ ZipArchive::ZipArchive(std::span<const std::byte> bytes, std::string where) : by
     if (flags & 0x1) fail("{}: zip entry '{}' is encrypted", where_, entry.name);
     apply_zip64_extra(in, pos + kCentralHeaderBytes + name_bytes, extra_bytes, entry, entry.size == 0xffffffff,
                       entry.compressed_size == 0xffffffff, entry.local_header_offset == 0xffffffff, where_);
-    if (!names.insert(entry.name).second) fail("{}: zip lists entry '{}' twice", where_, entry.name);
+    if (!index_.emplace(entry.name, entries_.size()).second) fail("{}: zip lists entry '{}' twice", where_, entry.name);
     entries_.push_back(std::move(entry));
     pos = next;
   }
 }
 
 const ZipEntry* ZipArchive::find(const std::string& name) const {
-  for (const auto& entry : entries_)
-    if (entry.name == name) return &entry;
-  return nullptr;
+  const auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &entries_[it->second];
 }
 
 std::span<const std::byte> ZipArchive::data(const ZipEntry& entry) const {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace cq {
@@ -41,6 +42,7 @@ class ZipArchive {
   std::span<const std::byte> bytes_;
   std::string where_;
   std::vector<ZipEntry> entries_;
+  std::unordered_map<std::string, size_t> index_;  // name -> position in entries_ (one lookup per storage)
 };
 
 // Whether `bytes` begin like a zip archive (a local file header signature).
