@@ -78,7 +78,8 @@ test-portable: deps
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= fuzz_safetensors fuzz_safetensors_index fuzz_config fuzz_tokenizer_json fuzz_vocab_merges \
-  fuzz_sentencepiece fuzz_eval_jsonl fuzz_eval_csv fuzz_quantization_config fuzz_sweep_grid fuzz_cli
+  fuzz_sentencepiece fuzz_eval_jsonl fuzz_eval_csv fuzz_quantization_config fuzz_sweep_grid fuzz_cli \
+  fuzz_zip_archive fuzz_pickle
 .PHONY: fuzz fuzz-build test-sanitize
 fuzz-build: build-all
 	@bash scripts/install-deps.sh test clang libclang-rt-dev

@@ -48,6 +48,39 @@ def read(path):
         return f.read()
 
 
+# --- PyTorch checkpoints (torch.save's zip layout, built by hand: this script runs without torch)
+def torch_pickle(entries, storage="FloatStorage"):
+    """A state dict pickle as torch.save writes it: [(name, key, numel, offset, size, stride)]."""
+    def text(s):
+        return b"X" + struct.pack("<I", len(s)) + s.encode()
+    p = b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01("
+    for name, key, numel, offset, size, stride in entries:
+        p += text(name) + b"ctorch._utils\n_rebuild_tensor_v2\n((" + text("storage")
+        p += b"ctorch\n" + storage.encode() + b"\n" + text(key) + text("cpu") + b"K" + bytes([numel]) + b"tQ"
+        p += b"K" + bytes([offset]) + b"(" + b"".join(b"K" + bytes([d]) for d in size) + b"t"
+        p += b"(" + b"".join(b"K" + bytes([d]) for d in stride) + b"t\x89ccollections\nOrderedDict\n)RtR"
+    return p + b"u}X\x09\x00\x00\x00_metadata}sb."
+
+
+def torch_zip(pickle, storages):
+    import io, zipfile
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", pickle)
+        for key, raw in storages.items():
+            z.writestr("archive/data/" + key, raw)
+        z.writestr("archive/version", "3\n")
+    return buffer.getvalue()
+
+
+state = torch_pickle([("a.weight", "0", 6, 0, [2, 3], [3, 1]), ("lm_head.weight", "0", 6, 0, [2, 3], [3, 1]),
+                      ("view", "0", 6, 1, [2, 2], [1, 3]), ("h", "1", 4, 0, [4], [1])])
+seed("fuzz_pickle", state)
+seed("fuzz_pickle", torch_pickle([("b", "2", 2, 0, [2], [1])], "BFloat16Storage"))
+seed("fuzz_pickle", b"\x80\x02}q\x00(X\x05\x00\x00\x00scale]q\x01X\x04\x00\x00\x00clip]q\x02u.")
+seed("fuzz_zip_archive", torch_zip(state, {"0": struct.pack("<6f", *range(6)), "1": bytes(16)}))
+seed("fuzz_zip_archive", torch_zip(torch_pickle([("b", "2", 2, 0, [2], [1])], "BFloat16Storage"), {"2": bytes(4)}))
+
 # --- safetensors, index
 small = safetensors([("a", "F32", [2, 3]), ("b", "F16", [4]), ("c", "BF16", [1, 1, 2]), ("e", "F32", [0])], {"format": "pt"})
 seed("fuzz_safetensors", small)

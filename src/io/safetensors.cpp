@@ -110,7 +110,7 @@ SafetensorsCheckpoint::SafetensorsCheckpoint(const std::filesystem::path& path) 
   if (fs::is_directory(path)) {
     if (fs::exists(path / "model.safetensors.index.json")) index_path = path / "model.safetensors.index.json";
     else if (fs::exists(path / "model.safetensors")) single_path = path / "model.safetensors";
-    else fail("{}: no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are supported)", path.string());
+    else fail("{}: no model.safetensors, model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json", path.string());
   } else if (path.extension() == ".json") {
     index_path = path;
   } else {
@@ -138,6 +138,10 @@ SafetensorsCheckpoint::SafetensorsCheckpoint(const std::filesystem::path& path) 
         fail("{}: index lists tensor '{}' in '{}', which does not contain it", index_path.string(), name, shard);
   }
 }
+
+SafetensorsCheckpoint::SafetensorsCheckpoint(LoadedTensors loaded)
+    : source_(std::move(loaded.source)), files_(std::move(loaded.files)), copies_(std::move(loaded.copies)),
+      tensors_(std::move(loaded.tensors)) {}
 
 void SafetensorsCheckpoint::add_file(const std::filesystem::path& file) {
   auto mapped = std::make_unique<MappedFile>(file);

@@ -46,10 +46,22 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// Tensors another reader located (io/torch_checkpoint: a PyTorch checkpoint): they point into
+// `files`, which stay mapped, or into `copies` (tensors whose strides had to be gathered).
+struct LoadedTensors {
+  std::filesystem::path source;
+  std::vector<std::unique_ptr<MappedFile>> files;
+  std::vector<std::vector<std::byte>> copies;
+  std::map<std::string, TensorInfo> tensors;
+};
+
+// The mapped tensors of a checkpoint; despite the name also those of a PyTorch checkpoint
+// (built from LoadedTensors), so that every consumer reads one type.
 class SafetensorsCheckpoint {
  public:
   // `path` is a model directory, a .safetensors file, or an index .json file.
   explicit SafetensorsCheckpoint(const std::filesystem::path& path);
+  explicit SafetensorsCheckpoint(LoadedTensors loaded);
 
   bool contains(const std::string& name) const { return tensors_.count(name) != 0; }
   // Throws cq::Error naming the checkpoint when the tensor is missing.
@@ -66,6 +78,7 @@ class SafetensorsCheckpoint {
   void add_file(const std::filesystem::path& file);
   std::filesystem::path source_;
   std::vector<std::unique_ptr<MappedFile>> files_;
+  std::vector<std::vector<std::byte>> copies_;
   std::map<std::string, TensorInfo> tensors_;
 };
 

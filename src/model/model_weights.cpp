@@ -41,7 +41,7 @@ Transformer::Transformer(const std::filesystem::path& model_dir, std::unique_ptr
 
 Transformer::Transformer(const std::filesystem::path& model_dir)
     : directory_(model_dir), config_(load_model_config(model_dir)), names_(tensor_names(config_)),
-      weights_(open_safetensors_weights(model_dir)) {
+      weights_(open_checkpoint_weights(model_dir)) {
   load_weights();
 }
 

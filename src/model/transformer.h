@@ -87,7 +87,7 @@ class Transformer {
  public:
   // Loads config.json of a Hugging Face model directory and every parameter from `weights`.
   Transformer(const std::filesystem::path& model_dir, std::unique_ptr<WeightSource> weights);
-  // An ordinary checkpoint: model_dir's safetensors, read as stored (open_safetensors_weights).
+  // An ordinary checkpoint: model_dir's safetensors or PyTorch checkpoint, read as stored (open_checkpoint_weights).
   explicit Transformer(const std::filesystem::path& model_dir);
 
   const ModelConfig& config() const { return config_; }

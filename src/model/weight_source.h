@@ -31,5 +31,9 @@ class WeightSource {
 
 // An ordinary Hugging Face checkpoint: model.safetensors or its shards, read as stored.
 std::unique_ptr<WeightSource> open_safetensors_weights(const std::filesystem::path& model_dir);
+// A PyTorch checkpoint: pytorch_model.bin or its shards (pytorch_model.bin.index.json).
+std::unique_ptr<WeightSource> open_torch_weights(const std::filesystem::path& model_dir);
+// Whichever model_dir holds, safetensors preferred when it has both (as Hugging Face does).
+std::unique_ptr<WeightSource> open_checkpoint_weights(const std::filesystem::path& model_dir);
 
 }  // namespace cq

@@ -10,6 +10,7 @@
 #include <optional>
 #include <nlohmann/json.hpp>
 
+#include "io/torch_checkpoint.h"
 #include "model/transformer.h"
 #include "model/weight_source.h"
 #include "quant/method_table.h"
@@ -271,6 +272,14 @@ class CheckpointDirectoryWeights final : public WeightSource {
 Transformer load_model(const std::filesystem::path& model_dir) {
   // config.json's errors first, then the checkpoint's, then the quantization's.
   (void)load_model_config(model_dir);
+  // A PyTorch checkpoint is always an ordinary one: cq quantize writes safetensors.
+  if (const auto torch_file = torch_checkpoint_of(model_dir)) {
+    if (read_json_file(model_dir / "config.json").contains("quantization_config"))
+      fail("{}: quantization_config beside a PyTorch checkpoint ({}); cq reads only the quantized checkpoints it "
+           "writes, which are safetensors",
+           (model_dir / "config.json").string(), torch_file->filename().string());
+    return Transformer(model_dir, open_torch_weights(model_dir));
+  }
   return Transformer(model_dir, std::make_unique<CheckpointDirectoryWeights>(model_dir));
 }
 

@@ -7,6 +7,7 @@
 #include "../../fuzz/fuzz_config.cpp"
 #include "../../fuzz/fuzz_eval_csv.cpp"
 #include "../../fuzz/fuzz_eval_jsonl.cpp"
+#include "../../fuzz/fuzz_pickle.cpp"
 #include "../../fuzz/fuzz_quantization_config.cpp"
 #include "../../fuzz/fuzz_safetensors.cpp"
 #include "../../fuzz/fuzz_safetensors_index.cpp"
@@ -14,6 +15,7 @@
 #include "../../fuzz/fuzz_sweep_grid.cpp"
 #include "../../fuzz/fuzz_tokenizer_json.cpp"
 #include "../../fuzz/fuzz_vocab_merges.cpp"
+#include "../../fuzz/fuzz_zip_archive.cpp"
 
 #include <functional>
 #include <map>
@@ -29,6 +31,7 @@ const std::map<std::string, std::function<void(std::string_view)>>& targets() {
       {"fuzz_config", fuzz::run_config},
       {"fuzz_eval_csv", fuzz::run_eval_csv},
       {"fuzz_eval_jsonl", fuzz::run_eval_jsonl},
+      {"fuzz_pickle", fuzz::run_pickle},
       {"fuzz_quantization_config", fuzz::run_quantization_config},
       {"fuzz_safetensors", fuzz::run_safetensors},
       {"fuzz_safetensors_index", fuzz::run_safetensors_index},
@@ -36,6 +39,7 @@ const std::map<std::string, std::function<void(std::string_view)>>& targets() {
       {"fuzz_sweep_grid", fuzz::run_sweep_grid},
       {"fuzz_tokenizer_json", fuzz::run_tokenizer_json},
       {"fuzz_vocab_merges", fuzz::run_vocab_merges},
+      {"fuzz_zip_archive", fuzz::run_zip_archive},
   };
   return all;
 }
