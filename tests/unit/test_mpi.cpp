@@ -131,10 +131,12 @@ TEST(Mpi, EvalRequestsAndMetricsAreIdentical) {
   CQ_NEED_MPI();
   CQ_NEED_SHARED("models/tinyopt");
   CQ_NEED_SHARED("data/arc_easy");
+  CQ_NEED_SHARED("data/lambada_openai");
   const auto dir = test::scratch_dir("mpi-eval");
-  // Small forwards, so that the 12 questions take several and both ranks get some.
+  // Forwards of 800 positions: arc_easy's 12 questions take 8 (several questions in some),
+  // lambada's 3; both ranks get some of each.
   const std::string arguments = "eval --model " + shared("models/tinyopt") + " --data-dir " + shared("data") +
-                                " --tasks arc_easy --limit 12 --packed-tokens 300 --scheme w8a8 --requests --json ";
+                                " --tasks arc_easy,lambada_openai --limit 12 --packed-tokens 800 --scheme w8a8 --requests --json ";
   const auto alone = run_alone(arguments + "'" + (dir / "alone.json").string() + "'");
   ASSERT_EQ(alone.exit_code, 0) << alone.output;
   const auto sharded = run_ranks(2, arguments + "'" + (dir / "ranks.json").string() + "'");
