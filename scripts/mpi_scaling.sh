@@ -14,7 +14,7 @@ export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 as_root=()
 [ "$(id -u)" -eq 0 ] && as_root=(--allow-run-as-root)
 job=(ppl --model "$shared/models/tinyopt" --text "$shared/data/wikitext2/wikitext2_test_joined.prefix.txt"
-  --seqlen 512 --max-windows 24 --scheme w8a8 --quiet)
+  --seqlen 512 --max-windows 64 --scheme w8a8 --quiet)
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 
