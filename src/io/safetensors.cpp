@@ -16,6 +16,7 @@
 
 #include "util/error.h"
 #include "util/interrupt.h"
+#include "util/parallel.h"
 #include "util/text_file.h"
 
 namespace cq {
@@ -351,6 +352,7 @@ std::vector<int32_t> i32_values(const TensorInfo& tensor) {
 
 void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,
                        const std::map<std::string, std::string>& metadata) {
+  if (!parallel::writes_outputs()) return;  // in an MPI job, rank 0 writes every output
   // Wider dtypes first: every tensor's size is a multiple of its element size, so each
   // starts aligned to it when the section is in order of decreasing element size.
   std::vector<const TensorToWrite*> order;

@@ -128,6 +128,8 @@ class Transformer {
   const std::vector<KernelStats>& kernel_stats() const { return stats_; }
   KernelStats total_kernel_stats() const;
   void reset_kernel_stats();
+  // Combining the counts of several processes (ranks of an MPI job, eval/).
+  void replace_kernel_stats(std::vector<KernelStats> stats) { stats_ = std::move(stats); }
 
   // Norm weights of a block (for folding transformations such as SmoothQuant).
   std::vector<float>& norm_weight(int64_t layer, InputSite site);

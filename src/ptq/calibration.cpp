@@ -4,9 +4,32 @@
 #include <cmath>
 
 #include "util/error.h"
+#include "util/parallel.h"
 #include "util/progress.h"
 
 namespace cq {
+
+namespace {
+
+// The per-rank maxima (max) and sums (sum) of every site. A rank that saw no window (more
+// ranks than windows) has empty vectors; it takes the width from the others.
+void combine_over_ranks(std::vector<std::vector<float>>& absmax, std::vector<std::vector<double>>& abs_sums,
+                        std::vector<int64_t>& rows_seen) {
+  if (parallel::ranks() == 1) return;
+  std::vector<int64_t> widths(absmax.size());
+  for (size_t i = 0; i < absmax.size(); ++i) widths[i] = static_cast<int64_t>(absmax[i].size());
+  parallel::max(widths);
+  parallel::sum(rows_seen);
+  for (size_t i = 0; i < absmax.size(); ++i) {
+    if (widths[i] == 0) continue;
+    absmax[i].resize(static_cast<size_t>(widths[i]), 0.f);
+    abs_sums[i].resize(static_cast<size_t>(widths[i]), 0.0);
+    parallel::max(absmax[i]);
+    parallel::sum(abs_sums[i]);  // only for column_mean_abs, which no method reads bit-exactly
+  }
+}
+
+}  // namespace
 
 CalibrationStats calibrate(Transformer& model, std::span<const int32_t> tokens, const CalibrationOptions& options) {
   const ModelConfig& config = model.config();
@@ -40,9 +63,12 @@ CalibrationStats calibrate(Transformer& model, std::span<const int32_t> tokens, 
     rows_seen[index] += rows;
   });
   std::vector<float> logits(static_cast<size_t>(options.seqlen * config.vocab_size));
-  ProgressBar progress("calibration", windows, "windows");
+  // In an MPI job each rank streams a contiguous share of the windows; the maxima are then
+  // reduced (exact in any order), so the calibrated scales equal one process's.
+  const parallel::Share mine = parallel::my_share(windows);
+  ProgressBar progress("calibration", mine.size(), "windows");
   try {
-    for (int64_t w = 0; w < windows; ++w) {
+    for (int64_t w = mine.begin; w < mine.end; ++w) {
       model.forward(tokens.subspan(static_cast<size_t>(w * options.seqlen), static_cast<size_t>(options.seqlen)), 1,
                     options.seqlen, logits);
       if (options.show_progress) progress.advance();
@@ -53,6 +79,7 @@ CalibrationStats calibrate(Transformer& model, std::span<const int32_t> tokens, 
   }
   progress.finish();
   model.set_observer(nullptr);
+  combine_over_ranks(stats.column_absmax, abs_sums, rows_seen);
   stats.column_mean_abs.assign(sites, {});
   for (size_t i = 0; i < sites; ++i) {
     stats.column_mean_abs[i].resize(abs_sums[i].size());

@@ -19,6 +19,7 @@
 #include "util/error.h"
 #include "util/json_number.h"
 #include "util/limits.h"
+#include "util/parallel.h"
 #include "util/text_file.h"
 
 namespace cq {
@@ -158,6 +159,7 @@ void write_quantized_checkpoint(Transformer& model, const QuantConfig& config, c
     fail("cq quantize: weights quantized with '{}' have no stored form", config.weight_method);
   if (std::filesystem::exists(out_dir) && std::filesystem::equivalent(out_dir, model.directory()))
     fail("cq quantize: --out must differ from --model");
+  if (!parallel::writes_outputs()) return;  // in an MPI job rank 0 writes (and checksums) the checkpoint
   std::filesystem::create_directories(out_dir);
   const ModelConfig& mc = model.config();
   const TensorNames names = tensor_names(mc);

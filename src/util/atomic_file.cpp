@@ -8,10 +8,12 @@
 
 #include "util/error.h"
 #include "util/interrupt.h"
+#include "util/parallel.h"
 
 namespace cq {
 
 void write_file_atomically(const std::filesystem::path& path, std::string_view contents) {
+  if (!parallel::writes_outputs()) return;  // in an MPI job, rank 0 writes every output
   std::filesystem::path temporary = path;
   temporary += fmt::format(".tmp.{}", ::getpid());
   const PendingTemporary pending(temporary);  // removed if the run is interrupted

@@ -7,6 +7,7 @@
 namespace cq {
 
 // Writes `contents` to `path` atomically; throws cq::Error naming the file on failure.
+// In an MPI job only rank 0 writes (util/parallel.h); the other ranks return at once.
 void write_file_atomically(const std::filesystem::path& path, std::string_view contents);
 
 }  // namespace cq
