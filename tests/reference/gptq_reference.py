@@ -156,7 +156,7 @@ def run_model(shared, name, out_dir, dump_dir):
             entry["linears"][lname] = {
                 "loss": r["loss"], "shape": list(codes.shape),
                 "code_sum": int(codes.sum()), "abs_code_sum": int(codes.abs().sum()),
-                "first_rows": [[int(c) for c in row] for row in codes[:GOLDEN_ROWS]]}
+                "first_rows": [" ".join(str(int(c)) for c in row) for row in codes[:GOLDEN_ROWS]]}
             if dump_dir:
                 os.makedirs(dump_dir, exist_ok=True)
                 torch.save(codes.to(torch.int16), os.path.join(dump_dir, f"{name}.{key}.{lname}.pt"))
