@@ -214,3 +214,39 @@ INSTANTIATE_TEST_SUITE_P(Models, GptqShared, testing::Values("stories260k", "tin
 
 }  // namespace
 }  // namespace cq
+
+namespace cq {
+namespace {
+
+// cq quantize --method gptq stores GPTQ's own codes: the checkpoint computes what the
+// on-the-fly run computes, on the fake engine and on the integer engine (which packs the
+// same codes in both cases).
+TEST(GptqCli, CheckpointKeepsTheCodes) {
+  const auto model = test::shared_dir() / "models" / "stories260k";
+  if (!std::filesystem::exists(model)) {
+    if (test::shared_required()) FAIL() << "missing shared model stories260k";
+    GTEST_SKIP() << "shared model stories260k not found (set CQ_SHARED)";
+  }
+  const std::string calib = "--calib '" + (test::shared_dir() / "data/wikitext2/wikitext2_test_joined.prefix.txt").string() +
+                            "' --calib-samples 4 --calib-seqlen 64";
+  const std::string text = " --text '" + (test::shared_dir() / "data/tinystories/TinyStories-valid.first100.txt").string() +
+                           "' --seqlen 64 --max-windows 4 --quiet";
+  const auto out = test::scratch_dir("gptq_checkpoint") / "m";
+  const std::string flags = " --method gptq --scheme w4a8 --weight-quant group --group-size 32 --act-order ";
+  const auto quantized = test::run_cq("quantize --quiet --model '" + model.string() + "'" + flags + calib + " --out '" + out.string() + "'");
+  ASSERT_EQ(quantized.exit_code, 0) << quantized.output;
+  auto perplexity_line = [](const std::string& output) {
+    const size_t start = output.find("perplexity:");
+    return start == std::string::npos ? output : output.substr(start, output.find('\n', start) - start);
+  };
+  for (const char* engine : {"fake", "int"}) {
+    const auto live = test::run_cq("ppl --model '" + model.string() + "'" + flags + calib + text + " --engine " + engine);
+    const auto stored = test::run_cq("ppl --model '" + out.string() + "'" + text + " --engine " + engine);
+    ASSERT_EQ(live.exit_code, 0) << live.output;
+    ASSERT_EQ(stored.exit_code, 0) << stored.output;
+    EXPECT_EQ(perplexity_line(live.output), perplexity_line(stored.output)) << engine;
+  }
+}
+
+}  // namespace
+}  // namespace cq
