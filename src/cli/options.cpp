@@ -25,7 +25,7 @@ void add_quant_options(CLI::App& command, QuantOptions& o) {
   group->add_option("--weight-alpha", o.config.weight_alpha, "α_W for --weight-quant crossquant")->capture_default_str();
   group->add_option("--method", o.config.method,
                     weight_transformation_names() + ": weight transformation and default activations "
-                    "(crossquant: CrossQuant activations; rtn, smoothquant, awq: per-token unless --act-quant)")
+                    "(crossquant: CrossQuant activations; rtn, smoothquant, awq, gptq: per-token unless --act-quant)")
       ->capture_default_str();
   group->add_option("--act-quant", o.config.activation_method, activation_method_names() + " (default: by --method)");
   group->add_option("--alpha", o.config.alpha, "CrossQuant α for activations, in [0, 1]")->capture_default_str();
@@ -38,8 +38,11 @@ void add_quant_options(CLI::App& command, QuantOptions& o) {
       ->capture_default_str();
   // A callback flag: "!--awq-no-clip" bound to awq_clip would show its negated default ("{false}") in --help.
   group->add_flag_callback("--awq-no-clip", [&o] { o.config.awq_clip = false; }, "AWQ: skip the weight clipping search");
+  group->add_option("--gptq-damp", o.config.gptq_dampening, "GPTQ: dampening λ as a share of the mean diagonal of H")
+      ->capture_default_str();
+  group->add_flag("--act-order", o.config.gptq_act_order, "GPTQ: quantize columns in order of decreasing H_jj");
   group->add_option("--calib", o.calib,
-                    "calibration text: feeds --method smoothquant/awq; with --method crossquant/rtn it makes the "
+                    "calibration text: feeds --method smoothquant/awq/gptq; with --method crossquant/rtn it makes the "
                     "activation scales static (CrossQuant c_j, per-tensor Δ)");
   group->add_flag("--static-activations", o.static_activations,
                   "static activation scales from --calib (CrossQuant c_j or per-tensor Δ), with any --method");
@@ -114,7 +117,8 @@ QuantConfig resolve_configuration(std::vector<std::string> arguments, const std:
   std::string method = QuantConfig{}.method;
   for (std::size_t i = 0; i + 1 < arguments.size(); ++i)
     if (arguments[i] == "--method") method = arguments[i + 1];
-  const bool calibrated = method == "smoothquant" || method == "awq";
+  const WeightTransformation* transformation = find_weight_transformation(method);
+  const bool calibrated = transformation != nullptr && transformation->needs_calibration;
   const bool static_activations =
       std::find(arguments.begin(), arguments.end(), "--static-activations") != arguments.end();
   if (!calibrated && !static_activations)

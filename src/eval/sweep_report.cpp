@@ -261,6 +261,7 @@ std::string sweep_method_label(const std::string& quant_method, const std::strin
   std::string act = activation == "crossquant" ? fmt::format("CrossQuant α={:g}", alpha) : activation;
   if (quant_method == "smoothquant") return "SmoothQuant + " + act;
   if (quant_method == "awq") return "AWQ + " + act;
+  if (quant_method == "gptq") return "GPTQ + " + act;
   return act;  // crossquant and rtn: round-to-nearest weights
 }
 

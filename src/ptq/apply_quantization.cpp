@@ -29,7 +29,7 @@ QuantizationRecord apply_transformation(Transformer& model, const QuantConfig& c
   config.validate();
   QuantizationRecord record;
   if (config.needs_calibration() && calibration_tokens.empty())
-    fail("{} needs a calibration text (--calib FILE)", config.method == "smoothquant" || config.method == "awq"
+    fail("{} needs a calibration text (--calib FILE)", weight_transformation(config.method).needs_calibration
                                                            ? config.method
                                                            : std::string("static activation quantization"));
   if (config.method == "smoothquant") {
@@ -48,6 +48,14 @@ QuantizationRecord apply_transformation(Transformer& model, const QuantConfig& c
     options.clip = config.awq_clip;
     record.awq = apply_awq(model, calibration_tokens, calibration_options(config), options);
     record.calibration_windows = std::min<int64_t>(config.calib_samples, static_cast<int64_t>(calibration_tokens.size()) / config.calib_seqlen);
+  } else if (config.method == "gptq") {
+    if (!config.quantizes_weights()) fail("GPTQ quantizes weights: set --wbits (or a --scheme) below 16");
+    GptqModelOptions options;
+    options.weight = make_weight_quantizer(config)->spec();
+    options.solver.dampening = config.gptq_dampening;
+    options.solver.act_order = config.gptq_act_order;
+    record.gptq = apply_gptq(model, calibration_tokens, calibration_options(config), options);
+    record.calibration_windows = record.gptq.calibration_windows;
   }
   return record;
 }
@@ -127,7 +135,7 @@ std::string resolve_engine(const QuantConfig& config, bool from_stored_codes) {
 // here override the stored activation setting; without them the stored one is used.
 QuantConfig apply_stored_quantization(Transformer& model, const StoredQuantization& stored, const QuantConfig& config,
                                       std::span<const int32_t> calibration_tokens) {
-  if (config.quantizes_weights() || config.method == "smoothquant" || config.method == "awq")
+  if (config.quantizes_weights() || weight_transformation(config.method).needs_calibration)
     fail("{} is already quantized ({}); drop the weight flags (--scheme/--wbits/--method), activation flags may be given",
          model.directory().string(), stored.config.describe());
   QuantConfig effective = stored.config;
@@ -170,12 +178,14 @@ QuantizationRecord apply_quantization(Transformer& model, const QuantConfig& req
   if (config.engine == "int")
     if (const std::string reason = integer_engine_unsupported_reason(config); !reason.empty()) fail("--engine int: {}", reason);
   QuantizationRecord record = apply_transformation(model, config, calibration_tokens);
-  // Static scales describe the transformed, still unquantized model.
+  // Static scales describe the transformed, still unquantized model (GPTQ: its quantized weights).
   const auto static_absmax = calibrate_static_activations(model, config, calibration_tokens);
   // The integer engine packs the weights before they are fake-quantized (static CrossQuant
-  // folds c^(1−α) into them first).
-  if (config.engine == "int") install_integer_backends(model, config, static_absmax);
-  if (const auto quantizer = make_weight_quantizer(config)) {
+  // folds c^(1−α) into them first); GPTQ's are on their grids already.
+  if (config.engine == "int") install_integer_backends(model, config, static_absmax, &record.gptq);
+  if (config.method == "gptq") {
+    // Done by apply_gptq: rounding again to nearest would change them.
+  } else if (const auto quantizer = make_weight_quantizer(config)) {
     if (folds_static_columns(config)) quantize_weights_with_folded_columns(model, *quantizer, config.alpha, static_absmax);
     else model.quantize_weights(*quantizer);
   }

@@ -101,9 +101,11 @@ BlockCalibration::BlockCalibration(Transformer& model, std::span<const int32_t> 
   widths_.assign(kInputSites, 0);
 }
 
-std::vector<std::vector<float>>& BlockCalibration::advance(int64_t layer) {
+std::vector<std::vector<float>>& BlockCalibration::advance(int64_t layer, bool keep_block_input) {
   if (layer != next_layer_) fail("internal error: block calibration expects layer {}, got {}", next_layer_, layer);
   ++next_layer_;
+  if (keep_block_input) block_input_ = hidden_;
+  else std::vector<float>().swap(block_input_);
   for (auto& input : site_inputs_) input.clear();
   model_.set_observer([&](int64_t observed_layer, InputSite site, const float* x, int64_t rows, int64_t cols, const RowWindows&) {
     if (observed_layer != layer) return;
@@ -119,6 +121,13 @@ std::vector<std::vector<float>>& BlockCalibration::advance(int64_t layer) {
   }
   model_.set_observer(nullptr);
   return site_inputs_;
+}
+
+void BlockCalibration::rerun_last_block() {
+  if (next_layer_ == 0 || block_input_.size() != hidden_.size())
+    fail("internal error: rerun_last_block needs advance(layer, keep_block_input = true) first");
+  hidden_ = block_input_;
+  model_.run_block(next_layer_ - 1, hidden_.data(), windows_, seqlen_);
 }
 
 }  // namespace cq

@@ -40,13 +40,19 @@ class BlockCalibration {
   // Runs block `layer` (call with 0, 1, 2, … in order) on the current hidden states,
   // unquantized, keeping the input of each of its sites; the output becomes the next
   // block's input. Returns the inputs: [site] -> rows x width, row-major.
-  std::vector<std::vector<float>>& advance(int64_t layer);
+  // keep_block_input: remember the block's input for rerun_last_block().
+  std::vector<std::vector<float>>& advance(int64_t layer, bool keep_block_input = false);
+  // Runs the last advanced block again on its input (kept by advance) with the weights as
+  // they are now; its output replaces the next block's input (GPTQ: the blocks after a
+  // quantized block see its quantized output).
+  void rerun_last_block();
   int64_t site_width(InputSite site) const { return widths_[static_cast<size_t>(site)]; }
 
  private:
   Transformer& model_;
   int64_t windows_ = 0, seqlen_ = 0, next_layer_ = 0;
   std::vector<float> hidden_;
+  std::vector<float> block_input_;
   std::vector<std::vector<float>> site_inputs_;
   std::vector<int64_t> widths_;
 };

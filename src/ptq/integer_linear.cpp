@@ -7,6 +7,7 @@
 #include "kernels/gemm_int4.h"
 #include "kernels/gemm_int8.h"
 #include "quant/crossquant.h"
+#include "ptq/gptq.h"
 #include "ptq/quantized_checkpoint.h"
 #include "ptq/smoothquant.h"
 #include "quant/method_table.h"
@@ -328,7 +329,7 @@ void IntegerLinear::run(const float* x, const RowWindows& windows, float* y, Ker
 
 
 void install_integer_backends(Transformer& model, const QuantConfig& config,
-                              const std::vector<std::vector<float>>& static_absmax) {
+                              const std::vector<std::vector<float>>& static_absmax, const GptqModelResult* gptq) {
   const StoredQuantization* stored = stored_quantization(model);
   if (const std::string reason = integer_engine_unsupported_reason(config, stored != nullptr); !reason.empty())
     fail("--engine int: {}", reason);
@@ -389,6 +390,9 @@ void install_integer_backends(Transformer& model, const QuantConfig& config,
               read_stored_weight(model.checkpoint(), *stored, linear.name, linear.out_features, linear.in_features)),
           linear.bias);
       std::vector<float>().swap(linear.owned_weight);
+    } else if (gptq != nullptr && !gptq->grids.empty()) {
+      backend = std::make_shared<IntegerLinear>(options, PackedLinearWeights::from_codes(gptq_codes(model, *gptq, index)),
+                                                linear.bias);
     } else {
       backend = std::make_shared<IntegerLinear>(options, linear.mutable_weight(), linear.out_features, linear.in_features,
                                                 linear.bias);

@@ -35,6 +35,8 @@
 
 namespace cq {
 
+struct GptqModelResult;
+
 // Weights quantized with a weight quantizer and packed for one of the integer GEMMs.
 class PackedLinearWeights {
  public:
@@ -136,8 +138,10 @@ class IntegerLinear final : public LinearBackend {
 // are then released). static_absmax: per (layer * kInputSites + site) calibrated column
 // maxima when config.static_columns (as install_activation_quantizers takes them); for
 // dynamic CrossQuant, when given, they serve decoding. Throws cq::Error when the
-// configuration is unsupported.
+// configuration is unsupported. gptq: when it holds grids (--method gptq), the weights are
+// on them already and are packed as their codes, not rounded again.
 void install_integer_backends(Transformer& model, const QuantConfig& config,
-                              const std::vector<std::vector<float>>& static_absmax);
+                              const std::vector<std::vector<float>>& static_absmax,
+                              const GptqModelResult* gptq = nullptr);
 
 }  // namespace cq

@@ -138,6 +138,8 @@ nlohmann::json checkpoint_config(const QuantConfig& c, const QuantizationRecord&
     q["awq"] = {{"grid", c.awq_grid}, {"max_shrink", c.awq_max_shrink}, {"clip_tokens", c.awq_clip_tokens},
                 {"clip", c.awq_clip}, {"chosen_ratios", ratios}};
   }
+  if (c.method == "gptq")
+    q["gptq"] = {{"dampening", c.gptq_dampening}, {"act_order", c.gptq_act_order}, {"block_size", 128}};
   q["calibration"] = nullptr;
   if (c.needs_calibration()) {
     q["calibration"] = {{"file", c.calib_source}, {"samples", c.calib_samples}, {"seqlen", c.calib_seqlen}};
@@ -169,14 +171,19 @@ void write_quantized_checkpoint(Transformer& model, const QuantConfig& config, c
   // GEMM takes as they are, and the fake path's ŵ = Q(W·diag(f)) / f.
   const bool fold = folds_static_columns(config);
   TensorSet tensors;
-  for (auto& linear : model.linear_layers()) {
+  auto& linears = model.linear_layers();
+  const bool gptq = !record.gptq.grids.empty();
+  for (size_t index = 0; index < linears.size(); ++index) {
+    LinearLayer& linear = linears[index];
     std::span<float> w = linear.mutable_weight();
     std::vector<float> divisors;
     if (fold) {
       divisors = static_column_divisors(config.alpha, static_absmax.at(static_cast<size_t>(linear.layer * kInputSites + static_cast<int>(linear.site))));
       scale_weight_columns(w, linear.in_features, divisors, /*divide=*/false);
     }
-    const QuantizedMatrix q = quantizer->quantize(MatrixView{w.data(), linear.out_features, linear.in_features, linear.in_features}, nullptr);
+    // GPTQ's weights are on their grids already: stored as their codes, not rounded again.
+    const QuantizedMatrix q = gptq ? gptq_codes(model, record.gptq, index)
+                                   : quantizer->quantize(MatrixView{w.data(), linear.out_features, linear.in_features, linear.in_features}, nullptr);
     add_quantized_weight(tensors, linear.name, q, layout);
     if (fold) tensors.add(linear.name + ".weight_column_divisor", DType::F32, {linear.in_features}, divisors);
     // What the model computes with from now on (the values fake quantization gives).

@@ -54,6 +54,9 @@ std::vector<FlagWithoutEffect> flags_without_effect(const GivenFlags& given, con
   } else if (!resolved.awq_clip) {
     refuse("--awq-clip-tokens", "--awq-clip-tokens has no effect with --awq-no-clip (the clip search is skipped)");
   }
+  if (resolved.method != "gptq")
+    for (const char* flag : {"--gptq-damp", "--act-order"})
+      refuse(flag, fmt::format("{} has no effect without --method gptq", flag));
   if (resolved.calib_source.empty())
     for (const char* flag : {"--calib-samples", "--calib-seqlen"})
       refuse(flag, fmt::format("{} has no effect without --calib FILE", flag));

@@ -27,6 +27,8 @@ constexpr std::array kTransformations{
     WeightTransformation{"smoothquant", "SmoothQuant smoothing (W8A8 unless bits are given)", "per-token", "w8a8", true, false},
     WeightTransformation{"awq", "AWQ scale and clip search (W4A8-g128 asymmetric unless bits are given)", "per-token",
                          "w4a8-g128", true, true},
+    WeightTransformation{"gptq", "GPTQ weights from calibration Hessians (W4A8 per-channel unless bits are given)",
+                         "per-token", "w4a8", true, false},
 };
 // clang-format on
 
@@ -100,6 +102,15 @@ void QuantConfig::validate() const {
   if (awq_grid < 1 || !(awq_max_shrink >= 0 && awq_max_shrink < 1) || awq_clip_tokens < 1)
     fail("AWQ settings out of range (grid {}, max shrink {}, clip tokens {})", awq_grid, awq_max_shrink, awq_clip_tokens);
   if (static_columns && activation_method != "crossquant") fail("static columns are a CrossQuant setting");
+  if (!(gptq_dampening > 0 && gptq_dampening < 1)) fail("--gptq-damp {} is outside (0, 1)", gptq_dampening);
+  if (method == "gptq" && quantizes_weights()) {
+    if (weight_method != "per-channel" && weight_method != "group")
+      fail("--method gptq rounds onto per-channel or group-wise grids: --weight-quant {} is not one of them", weight_method);
+    // Static CrossQuant would quantize W·diag(c^(1−α)), a different matrix from the one GPTQ solved for.
+    if (folds_static_columns(*this))
+      fail("--method gptq with static CrossQuant activations is not supported (it folds the calibrated c^(1-alpha) into "
+           "the weights before quantizing them); use dynamic CrossQuant (no --static-activations) or per-token/per-tensor");
+  }
   if (static_tensor_scale && activation_method != "per-tensor") fail("a static tensor scale is a per-tensor setting");
   if (engine != "fake" && engine != "int" && engine != "auto") fail("--engine '{}' is not one of int, fake, auto", engine);
   // Without quantized weights the weights may come from a quantized checkpoint, known only
@@ -111,6 +122,7 @@ void QuantConfig::validate() const {
 std::string QuantConfig::describe() const {
   std::string prefix = method == "smoothquant" ? fmt::format("SmoothQuant α={} + ", migration_strength >= 0 ? fmt::format("{}", migration_strength) : std::string("default"))
                        : method == "awq"       ? std::string("AWQ + ")
+                       : method == "gptq"      ? std::string(gptq_act_order ? "GPTQ act-order + " : "GPTQ + ")
                                                : std::string();
   if (!quantizes_weights() && !quantizes_activations()) return prefix + "FP32 (W16A16)";
   std::string weights = !quantizes_weights() ? "W16"
@@ -151,6 +163,7 @@ nlohmann::json QuantConfig::to_json() const {
   if (method == "smoothquant") json["migration_strength"] = migration_strength >= 0 ? nlohmann::json(migration_strength) : nlohmann::json("family default");
   if (method == "awq")
     json["awq"] = {{"grid", awq_grid}, {"max_shrink", awq_max_shrink}, {"clip_tokens", awq_clip_tokens}, {"clip", awq_clip}};
+  if (method == "gptq") json["gptq"] = {{"dampening", gptq_dampening}, {"act_order", gptq_act_order}, {"block_size", 128}};
   if (activation_method == "per-tensor" && quantizes_activations())
     json["per_tensor_scale"] = static_tensor_scale ? "static (calibrated)" : "dynamic (per window)";
   if (needs_calibration() && !json.contains("calibration"))
@@ -211,6 +224,10 @@ std::string integer_engine_unsupported_reason(const QuantConfig& config, bool fr
   if (activations == IntegerSupport::None)
     return fmt::format("--act-quant {} has no integer path ({})", config.activation_method,
                        integer_method_names(&QuantMethod::integer_activations));
+  if (config.method == "gptq" && activations == IntegerSupport::StaticOnly && !config.static_columns &&
+      !config.static_tensor_scale)
+    return "dynamic CrossQuant folds each window's c^(1−α) into the FP32 weights and rounds them again, which would undo "
+           "GPTQ's rounding: give --act-quant per-token or per-tensor, or --engine fake";
   if (from_stored_codes && activations == IntegerSupport::StaticOnly && !config.static_columns &&
       !config.static_tensor_scale)
     return "dynamic CrossQuant folds each window's c^(1−α) into the FP32 weights before quantizing them "

@@ -39,6 +39,8 @@ TEST(FlagEffects, EachFlagNamesWhatIsMissing) {
   EXPECT_NE(message_for("--migration-strength", w8a8()).find("without --method smoothquant"), std::string::npos);
   for (const char* flag : {"--awq-grid", "--awq-clip-tokens", "--awq-no-clip"})
     EXPECT_NE(message_for(flag, w8a8()).find("without --method awq"), std::string::npos) << flag;
+  for (const char* flag : {"--gptq-damp", "--act-order"})
+    EXPECT_NE(message_for(flag, w8a8()).find("without --method gptq"), std::string::npos) << flag;
   for (const char* flag : {"--calib-samples", "--calib-seqlen"})
     EXPECT_NE(message_for(flag, w8a8()).find("without --calib FILE"), std::string::npos) << flag;
   EXPECT_NE(message_for("--method", fp32).find("without quantization"), std::string::npos);
@@ -52,6 +54,10 @@ TEST(FlagEffects, EachFlagNamesWhatIsMissing) {
   awq.awq_clip = false;
   EXPECT_NE(message_for("--awq-clip-tokens", awq).find("with --awq-no-clip"), std::string::npos);
   EXPECT_EQ(message_for("--awq-grid", awq), "");
+  QuantConfig gptq = w8a8();
+  gptq.method = "gptq";
+  EXPECT_EQ(message_for("--act-order", gptq), "");
+  EXPECT_EQ(message_for("--gptq-damp", gptq), "");
 }
 
 // Several configurations (cq sweep rows, cq eval --compare): refused only where it acts in none.

@@ -15,7 +15,7 @@ QuantConfig resolve(const std::string& method, GivenFlags given = {}, const std:
   request.values.method = method;
   request.scheme = scheme;
   // SmoothQuant and AWQ need a calibration text; its contents are not read here.
-  if (method == "smoothquant" || method == "awq") request.calib = "calibration.txt";
+  if (method == "smoothquant" || method == "awq" || method == "gptq") request.calib = "calibration.txt";
   request.given = std::move(given);
   request.given.insert("--method");
   return resolve_quant_config(request);
@@ -55,7 +55,23 @@ TEST(ResolveConfig, ExplicitFlagsWinOverTheMethodsDefaults) {
   EXPECT_FALSE(three_bits.weight_asymmetric);          // zero points are AWQ's for groups only
   // A scheme given wins over the method's own.
   EXPECT_EQ(resolve("awq", {"--scheme"}, "w8a8").weight_bits, 8);
-  EXPECT_NE(test::error_of([] { resolve("gptq"); }).find("--method 'gptq' is not one of crossquant, rtn, smoothquant, awq"),
+  EXPECT_NE(test::error_of([] { resolve("quarot"); }).find("--method 'quarot' is not one of crossquant, rtn, smoothquant, awq, gptq"),
+            std::string::npos);
+  // GPTQ alone: W4A8 per-channel, symmetric, per-token activations, λ = 1 %, no act-order.
+  const QuantConfig gptq = resolve("gptq");
+  EXPECT_EQ(gptq.weight_bits, 4);
+  EXPECT_EQ(gptq.activation_bits, 8);
+  EXPECT_EQ(gptq.weight_method, "per-channel");
+  EXPECT_FALSE(gptq.weight_asymmetric);
+  EXPECT_EQ(gptq.activation_method, "per-token");
+  EXPECT_DOUBLE_EQ(gptq.gptq_dampening, 0.01);
+  EXPECT_FALSE(gptq.gptq_act_order);
+  // Flags of GPTQ without it, CrossQuant weights, and static CrossQuant with it are refused.
+  EXPECT_NE(test::error_of([] { resolve("rtn", {"--act-order", "--wbits"}, "", [] { QuantConfig c; c.weight_bits = 4; c.gptq_act_order = true; return c; }()); })
+                .find("--act-order has no effect without --method gptq"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([] { resolve("gptq", {"--weight-quant", "--wbits"}, "", [] { QuantConfig c; c.weight_bits = 4; c.weight_method = "crossquant"; return c; }()); })
+                .find("per-channel or group-wise"),
             std::string::npos);
 }
 

@@ -60,7 +60,7 @@ TEST(Sweep, RejectsUnknownKeysAndValues) {
   expect_error("scheme=w8a8;bits=4", "unknown key 'bits'");
   expect_error("scheme=w8a8;act=per-channel", "act 'per-channel' is not one of");
   expect_error("scheme=w3a3", "scheme 'w3a3' is not one of");
-  expect_error("scheme=w8a8;method=gptq", "method 'gptq'");
+  expect_error("scheme=w8a8;method=quarot", "method 'quarot'");
   expect_error("act=per-token", "needs a scheme");
   expect_error("scheme=w8a8;scheme=w4a4", "given twice");
   expect_error("scheme", "KEY=VALUE");
@@ -132,6 +132,8 @@ TEST(Sweep, LabelsFollowThePaper) {
   EXPECT_EQ(sweep_setting_label("w8a8"), "W8A8");
   EXPECT_EQ(sweep_method_label("crossquant", "crossquant", 0.15), "CrossQuant α=0.15");
   EXPECT_EQ(sweep_method_label("awq", "per-token", 0), "AWQ + per-token");
+  EXPECT_EQ(sweep_method_label("gptq", "crossquant", 0.15), "GPTQ + CrossQuant α=0.15");
+  EXPECT_EQ(parse_sweep_grid("scheme=w4a4;method=rtn,gptq").methods, (std::vector<std::string>{"rtn", "gptq"}));
   EXPECT_EQ(sweep_method_label("smoothquant", "crossquant", 0.45), "SmoothQuant + CrossQuant α=0.45");
 }
 
