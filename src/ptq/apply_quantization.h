@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ptq/awq.h"
+#include "ptq/rotation.h"
 #include "ptq/smoothquant.h"
 #include "quant/quant_config.h"
 
@@ -22,6 +23,7 @@ struct QuantizationRecord {
   double migration_strength = 0;          // SmoothQuant α used
   std::vector<SmoothingFactors> smoothing;
   AwqResult awq;
+  RotationRecord rotation;  // empty unless config.rotation is "hadamard"
   int64_t calibration_windows = 0;
 };
 

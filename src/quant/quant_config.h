@@ -79,6 +79,10 @@ struct QuantConfig {
   // auto: int where the integer path computes the same model as fake (per-token / per-tensor
   // activations, static CrossQuant), else fake. apply_quantization records the engine it ran.
   std::string engine = "fake";
+  // none | hadamard: QuaRot-style rotation of the residual stream, per head and of down_proj's
+  // input, folded into the weights before anything else (ptq/rotation.h); the seed draws Q's signs.
+  std::string rotation = "none";
+  uint64_t rotation_seed = 0;
 
   bool quantizes_weights() const { return weight_bits < 16; }
   bool needs_calibration() const;
