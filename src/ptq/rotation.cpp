@@ -181,4 +181,20 @@ RotationRecord rotate_model(Transformer& model, uint64_t seed) {
   return record;
 }
 
+void restore_rotation(Transformer& model, std::vector<float> lm_head_bias) {
+  const ModelConfig& c = model.config();
+  if (c.norm == NormKind::LayerNorm) model.use_rms_norm();
+  const TensorNames names = tensor_names(c);
+  if (c.tie_word_embeddings) {
+    if (!model.checkpoint().contains(names.lm_head))
+      fail("{}: a rotated checkpoint needs its own {} (the rotated embeddings and lm_head differ)", model.directory().string(),
+           names.lm_head);
+    model.replace_tensor(Transformer::StoredTensor::LmHead, to_f32(model.checkpoint().tensor(names.lm_head)));
+  }
+  if (!lm_head_bias.empty() && static_cast<int64_t>(lm_head_bias.size()) != c.vocab_size)
+    fail("{}: lm_head bias of {} values for a vocabulary of {}", model.directory().string(), lm_head_bias.size(), c.vocab_size);
+  model.lm_head_bias() = std::move(lm_head_bias);
+  model.set_mlp_down_transform(std::make_shared<const kernels::HadamardTransform>(c.intermediate_size));
+}
+
 }  // namespace cq

@@ -14,6 +14,7 @@
 // replaced by one. Unquantized, the rotated model computes the same function.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace cq {
 
@@ -30,5 +31,10 @@ struct RotationRecord {
 // Rotates the (unquantized, untransformed) model in place. Throws cq::Error naming the model
 // when it cannot be rotated (post-norm OPT, OPT's project_in/out).
 RotationRecord rotate_model(Transformer& model, uint64_t seed);
+
+// A quantized checkpoint written from a rotated model (`cq quantize --rotate`): its tensors
+// are the rotated ones; this restores what is not a tensor: the online transform, RMSNorm for
+// a mean-folded LayerNorm model, a tied lm_head's own rotated copy, lm_head's folded bias.
+void restore_rotation(Transformer& model, std::vector<float> lm_head_bias);
 
 }  // namespace cq

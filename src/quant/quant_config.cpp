@@ -102,6 +102,9 @@ void QuantConfig::validate() const {
   if (static_columns && activation_method != "crossquant") fail("static columns are a CrossQuant setting");
   if (static_tensor_scale && activation_method != "per-tensor") fail("a static tensor scale is a per-tensor setting");
   if (rotation != "none" && rotation != "hadamard") fail("--rotate '{}' is not one of none, hadamard", rotation);
+  if (rotation_seed > static_cast<uint64_t>(kMaxRotationSeed))
+    fail("--rotate-seed {} is above {} (2^53 - 1, the largest seed a checkpoint's JSON stores exactly)", rotation_seed,
+         kMaxRotationSeed);
   if (rotation != "none" && (method == "smoothquant" || method == "awq"))
     fail("--rotate {} with --method {}: not supported (the online transform of down_proj's input does not commute with "
          "their per-channel scales, and the rotation already spreads the outlier channels they migrate); use --method "
