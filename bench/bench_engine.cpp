@@ -23,6 +23,8 @@
 #include <vector>
 
 #include "kernels/gemm_f32.h"
+#include "kernels/hadamard.h"
+#include "model/config.h"
 #include "model/synthetic.h"
 #include "model/transformer.h"
 #include "ptq/integer_linear.h"
@@ -69,7 +71,23 @@ struct Setting {
   bool calibrated = false;
   std::string engine = "fake";
   bool static_decode = false;  // dynamic CrossQuant: calibrated c for decode rows
+  bool rotate = false;         // --rotate hadamard (its online transform of down_proj's input runs in the timings)
 };
+
+// Seconds of the online Hadamard transforms of one forward over `rows` tokens: one per layer,
+// on rows × intermediate_size (median of `repeats`).
+double time_down_transform(const fs::path& dir, int64_t rows, int repeats) {
+  const cq::ModelConfig config = cq::load_model_config(dir);
+  const cq::kernels::HadamardTransform transform(config.intermediate_size);
+  std::vector<float> data(static_cast<size_t>(rows * config.intermediate_size), 0.5f);
+  std::vector<double> seconds;
+  for (int r = 0; r < repeats; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int64_t l = 0; l < config.num_layers; ++l) transform.apply(data.data(), rows);
+    seconds.push_back(seconds_since(start));
+  }
+  return median(seconds);
+}
 
 struct Result {
   double prefill_s = 0, decode_s = 0, setup_s = 0;
@@ -116,8 +134,11 @@ int main(int argc, char** argv) {
       {"W4A8-g128 per-token fake", "w4a8-g128", "per-token", false, "fake"},
       {"W4A8-g128 per-token int", "w4a8-g128", "per-token", false, "int"},
       {"W4A8-g128 static-CQ int", "w4a8-g128", "crossquant", true, "int"},
+      {"W8A8 per-token int Hadamard", "w8a8", "per-token", false, "int", false, true},
+      {"W4A4 per-token int", "w4a4", "per-token", false, "int"},
+      {"W4A4 per-token int Hadamard", "w4a4", "per-token", false, "int", false, true},
   };
-  if (quick) settings = {settings[0], settings[2], settings[4], settings[5], settings[8]};
+  if (quick) settings = {settings[0], settings[2], settings[4], settings[5], settings[8], settings[10], settings[11], settings[12]};
   // FP32 runs first and again last; the baseline takes the faster of the two for prefill and
   // for decode (drift over the run then lowers the ratios, never raises them).
   settings.push_back({"FP32 (again, last)", "", "per-token", false, "fake"});
@@ -150,6 +171,7 @@ int main(int argc, char** argv) {
         request.values.activation_method = setting.act;
         request.values.engine = setting.engine;
         request.given = {"--scheme", "--act-quant", "--engine"};
+        if (setting.rotate) request.values.rotation = "hadamard", request.given.insert("--rotate");
         quant = cq::resolve_quant_config(request);
         if (setting.calibrated || setting.static_decode) {
           quant.static_columns = setting.calibrated;
@@ -219,6 +241,21 @@ int main(int argc, char** argv) {
     overhead("W8A8 static-CQ int", "W8A8 per-token int");
     overhead("W8A8 dynamic-CQ int", "W8A8 per-token int");
     overhead("W4A8-g128 static-CQ int", "W4A8-g128 per-token int");
+    // The online Hadamard transform of down_proj's input: the rotated run against the plain
+    // one (noisy: two whole runs), and the transform timed alone on the same rows.
+    const double transform_prefill_s = time_down_transform(dir, prompt_tokens, repeats);
+    const double transform_decode_s = time_down_transform(dir, 1, repeats * 8);
+    for (const char* scheme : {"W8A8", "W4A4"}) {
+      const std::string plain = fmt::format("{} per-token int", scheme), rotated = plain + " Hadamard";
+      if (!results.count(plain) || !results.count(rotated)) continue;
+      const Result& p = results.at(plain);
+      const Result& h = results.at(rotated);
+      fmt::print("Hadamard rotation ({} over {}): prefill {:+.1f} %, decode {:+.1f} %; the online transform alone: "
+                 "{:.1f} % of the rotated prefill, {:.1f} % of a rotated decode step\n",
+                 rotated, plain, 100.0 * (h.prefill_s / p.prefill_s - 1.0), 100.0 * (h.decode_s / p.decode_s - 1.0),
+                 100.0 * transform_prefill_s / h.prefill_s,
+                 100.0 * transform_decode_s / (h.decode_s / static_cast<double>(gen_tokens)));
+    }
     fmt::print("\n");
   }
   return 0;

@@ -1,5 +1,6 @@
 // `cq demo` (what `make run` runs): on a generated OPT model whose activations carry a few
-// massive outlier channels, compares FP32, W8A8 per-token and W8A8 CrossQuant: kernel
+// massive outlier channels, compares FP32, W8A8 per-token, W8A8 CrossQuant and CrossQuant after a
+// Hadamard rotation (QuaRot-style, ptq/rotation.h): kernel
 // proportion and agreement with the FP32 next-token distribution.
 #include <fmt/format.h>
 
@@ -46,7 +47,7 @@ void add_demo_command(CLI::App& app) {
       const char* label;
       QuantConfig config;
     };
-    std::vector<Setting> settings(3);
+    std::vector<Setting> settings(4);
     settings[0].label = "FP32";
     settings[1].label = "W8A8 per-token";
     settings[1].config.apply_scheme("w8a8");
@@ -55,6 +56,9 @@ void add_demo_command(CLI::App& app) {
     settings[2].config.apply_scheme("w8a8");
     settings[2].config.activation_method = "crossquant";
     settings[2].config.alpha = 0.15;
+    settings[3].label = "W8A8 Hadamard + CrossQuant";  // QuaRot-style rotation, then CrossQuant (α=0.15)
+    settings[3].config = settings[2].config;
+    settings[3].config.rotation = "hadamard";
 
     fmt::print("demo model: {} (OPT, {} layers, hidden {}, outlier channels 40x-100x), {} sequences x {} tokens\n\n",
                options->dir, reference.config().num_layers, reference.config().hidden_size, options->windows, options->seqlen);

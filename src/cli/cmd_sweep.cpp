@@ -39,7 +39,10 @@ QuantConfig resolve_point(const std::vector<std::string>& base_arguments, const 
   if (!point.method.empty()) add("--method", point.method);
   if (!point.activation.empty()) add("--act-quant", point.activation);
   if (point.has_alpha) add("--alpha", fmt::format("{}", point.alpha));
-  const std::string where = fmt::format("sweep: scheme={}{}{}{}", point.scheme, point.method.empty() ? "" : " method=" + point.method,
+  if (!point.rotation.empty()) add("--rotate", point.rotation);
+  const std::string where = fmt::format("sweep: scheme={}{}{}{}{}", point.scheme,
+                                        point.rotation.empty() ? "" : " rotate=" + point.rotation,
+                                        point.method.empty() ? "" : " method=" + point.method,
                                         point.activation.empty() ? "" : " act=" + point.activation,
                                         point.has_alpha ? fmt::format(" alpha={}", point.alpha) : "");
   return resolve_configuration(arguments, where);
@@ -114,7 +117,8 @@ void add_sweep_command(CLI::App& app) {
     const std::pair<const char*, bool> keyed[] = {{"--scheme", true},
                                                   {"--act-quant", !grid.activations.empty()},
                                                   {"--alpha", !grid.alphas.empty()},
-                                                  {"--method", !grid.methods.empty()}};
+                                                  {"--method", !grid.methods.empty()},
+                                                  {"--rotate", !grid.rotations.empty()}};
     std::vector<std::string> skipped;
     for (const auto& [flag, in_grid] : keyed) {
       if (in_grid && command->get_option(flag)->count())
@@ -160,8 +164,10 @@ void add_sweep_command(CLI::App& app) {
         row.quant_method = config->method;
         row.activation = config->quantizes_activations() ? config->activation_method : "";
         if (row.activation == "crossquant") row.alpha = config->alpha;
-        row.method = config->quantizes_activations() ? sweep_method_label(config->method, config->activation_method, config->alpha)
-                                                     : sweep_method_label(config->method, "A16", 0);
+        if (config->rotation != "none") row.rotation = config->rotation;
+        row.method = config->quantizes_activations()
+                         ? sweep_method_label(config->method, config->activation_method, config->alpha, row.rotation)
+                         : sweep_method_label(config->method, "A16", 0, row.rotation);
         row.description = config->describe();
       } else {
         row.setting = "FP32";

@@ -60,6 +60,12 @@ void add_quant_options(CLI::App& command, QuantOptions& o) {
                     "computes the same model as fake (not dynamic CrossQuant)")
       ->check(CLI::IsMember({"int", "fake", "auto"}))
       ->capture_default_str();
+  group->add_option("--rotate", o.config.rotation,
+                    "none | hadamard: rotate the residual stream (randomized Hadamard), each attention head and "
+                    "down_proj's input (online) before quantizing, as QuaRot (docs/QUANTIZERS.md)")
+      ->check(CLI::IsMember({"none", "hadamard"}))
+      ->capture_default_str();
+  group->add_option("--rotate-seed", o.config.rotation_seed, "seed of the rotation's random signs")->capture_default_str();
   // A help section, not a CLI11 option group: CLI11 2.1 takes an option group (a nameless
   // subcommand) for an empty argument and then parses forever (`cq ppl "" --seqlen 5`, fuzz_cli).
   const std::vector<CLI::Option*> options = command.get_options();

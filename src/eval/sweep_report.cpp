@@ -193,11 +193,11 @@ SweepGrid parse_sweep_grid(const std::string& text) {
   for (const std::string& clause : split(text, ';')) {
     if (clause.empty()) continue;  // tolerate "a=b;" and "a=b;;c=d"
     const auto eq = clause.find('=');
-    if (eq == std::string::npos) fail("--grid: '{}' is not KEY=VALUE[,VALUE...] (keys: scheme, act, alpha, method)", clause);
+    if (eq == std::string::npos) fail("--grid: '{}' is not KEY=VALUE[,VALUE...] (keys: scheme, act, alpha, method, rotate)", clause);
     const std::string key = trim(clause.substr(0, eq));
     const std::vector<std::string> values = split(clause.substr(eq + 1), ',');
-    if (key != "scheme" && key != "act" && key != "alpha" && key != "method")
-      fail("--grid: unknown key '{}' (keys: scheme, act, alpha, method)", key);
+    if (key != "scheme" && key != "act" && key != "alpha" && key != "method" && key != "rotate")
+      fail("--grid: unknown key '{}' (keys: scheme, act, alpha, method, rotate)", key);
     if (std::find(seen.begin(), seen.end(), key) != seen.end()) fail("--grid: key '{}' is given twice", key);
     seen.push_back(key);
     if (values.size() > kMaxSweepPoints) fail("--grid: key '{}' has {} values (at most {})", key, values.size(), kMaxSweepPoints);
@@ -213,10 +213,12 @@ SweepGrid parse_sweep_grid(const std::string& text) {
         add_unique(grid.alphas, alpha);
         continue;
       }
-      const auto& allowed = key == "scheme" ? kSchemes : key == "act" ? kActivations : kMethods;
+      static const std::vector<std::string> kRotations = {"none", "hadamard"};
+      const auto& allowed = key == "scheme" ? kSchemes : key == "act" ? kActivations : key == "rotate" ? kRotations : kMethods;
       if (std::find(allowed.begin(), allowed.end(), value) == allowed.end())
         fail("--grid: {} '{}' is not one of {}", key, value, join(allowed));
-      add_unique(key == "scheme" ? grid.schemes : key == "act" ? grid.activations : grid.methods, value);
+      add_unique(key == "scheme" ? grid.schemes : key == "act" ? grid.activations : key == "rotate" ? grid.rotations : grid.methods,
+                 value);
     }
   }
   if (grid.schemes.empty()) fail("--grid needs a scheme key (e.g. \"scheme=w8a8,w4a8-g128,w4a4\")");
@@ -227,10 +229,12 @@ std::vector<SweepPoint> expand_sweep_grid(const SweepGrid& grid) {
   std::vector<SweepPoint> points;
   const std::vector<std::string> methods = grid.methods.empty() ? std::vector<std::string>{""} : grid.methods;
   const std::vector<std::string> acts = grid.activations.empty() ? std::vector<std::string>{""} : grid.activations;
+  const std::vector<std::string> rotations = grid.rotations.empty() ? std::vector<std::string>{""} : grid.rotations;
   for (const auto& scheme : grid.schemes)
+    for (const auto& rotation : rotations)
     for (const auto& method : methods)
       for (const auto& act : acts) {
-        SweepPoint point{scheme, method, act, false, 0};
+        SweepPoint point{scheme, method, act, false, 0, rotation};
         // Without act in the grid the method decides (crossquant: CrossQuant, others: per-token).
         const bool crossquant = act == "crossquant" || (act.empty() && !is_baseline_method(method));
         if (!crossquant || grid.alphas.empty()) {
@@ -257,8 +261,10 @@ std::string sweep_setting_label(const std::string& scheme) {
   return label;
 }
 
-std::string sweep_method_label(const std::string& quant_method, const std::string& activation, double alpha) {
+std::string sweep_method_label(const std::string& quant_method, const std::string& activation, double alpha,
+                               const std::string& rotation) {
   std::string act = activation == "crossquant" ? fmt::format("CrossQuant α={:g}", alpha) : activation;
+  if (rotation == "hadamard") act = "Hadamard + " + act;
   if (quant_method == "smoothquant") return "SmoothQuant + " + act;
   if (quant_method == "awq") return "AWQ + " + act;
   if (quant_method == "gptq") return "GPTQ + " + act;
@@ -305,13 +311,18 @@ std::string render_sweep_table(const std::vector<SweepRow>& rows) {
 }
 
 std::string render_sweep_csv(const std::vector<SweepRow>& rows) {
-  std::string out = "setting,method,scheme,quant_method,activation,alpha,perplexity,kernel_percent,windows,seconds\n";
-  for (const auto& row : rows)
-    out += fmt::format("{},{},{},{},{},{},{},{},{},{:.3f}\n", csv_field(row.setting), csv_field(row.method),
+  // The rotation column only when a row is rotated (older tables keep their columns).
+  const bool rotated = std::any_of(rows.begin(), rows.end(), [](const SweepRow& row) { return !row.rotation.empty(); });
+  std::string out = "setting,method,scheme,quant_method,activation,alpha,perplexity,kernel_percent,windows,seconds";
+  out += rotated ? ",rotation\n" : "\n";
+  for (const auto& row : rows) {
+    out += fmt::format("{},{},{},{},{},{},{},{},{},{:.3f}", csv_field(row.setting), csv_field(row.method),
                        csv_field(row.scheme), csv_field(row.quant_method), csv_field(row.activation),
                        row.alpha >= 0 ? fmt::format("{:g}", row.alpha) : "", fmt::format("{:.6g}", row.perplexity),
                        row.kernel_fraction >= 0 ? fmt::format("{:.6g}", 100 * row.kernel_fraction) : "", row.windows,
                        row.seconds);
+    out += rotated ? "," + (row.rotation.empty() ? std::string("none") : row.rotation) + "\n" : "\n";
+  }
   return out;
 }
 
@@ -325,6 +336,7 @@ nlohmann::json sweep_json(const std::vector<SweepRow>& rows) {
     item["alpha"] = row.alpha >= 0 ? nlohmann::json(row.alpha) : nlohmann::json(nullptr);
     item["perplexity"] = std::isfinite(row.perplexity) ? nlohmann::json(row.perplexity) : nlohmann::json(nullptr);
     item["kernel_percent"] = row.kernel_fraction >= 0 ? nlohmann::json(100 * row.kernel_fraction) : nlohmann::json(nullptr);
+    if (!row.rotation.empty()) item["rotation"] = row.rotation;
     out.push_back(std::move(item));
   }
   return out;
@@ -370,12 +382,12 @@ std::string render_bars_svg(const std::vector<SweepRow>& rows, const std::string
       continue;
     }
     add_unique(settings, row.setting);
-    add_unique(labels, sweep_bar_label(row.quant_method, row.activation));
+    add_unique(labels, sweep_bar_label(row.quant_method, row.activation, row.rotation));
     if (row.alpha >= 0) alpha = row.alpha;
   }
   const auto find_row = [&](const std::string& setting, const std::string& label) -> const SweepRow* {
     for (const auto& row : rows)
-      if (!row.scheme.empty() && row.setting == setting && sweep_bar_label(row.quant_method, row.activation) == label)
+      if (!row.scheme.empty() && row.setting == setting && sweep_bar_label(row.quant_method, row.activation, row.rotation) == label)
         return &row;
     return nullptr;
   };
@@ -496,9 +508,10 @@ std::string render_bars_svg(const std::vector<SweepRow>& rows, const std::string
 
 }  // namespace
 
-std::string sweep_bar_label(const std::string& quant_method, const std::string& activation) {
-  if (activation.empty()) return weights_label(quant_method);
-  return weights_label(quant_method) + " + " + (activation == "crossquant" ? std::string("CrossQuant") : activation);
+std::string sweep_bar_label(const std::string& quant_method, const std::string& activation, const std::string& rotation) {
+  const std::string weights = (rotation == "hadamard" ? "Hadamard + " : "") + weights_label(quant_method);
+  if (activation.empty()) return weights;
+  return weights + " + " + (activation == "crossquant" ? std::string("CrossQuant") : activation);
 }
 
 std::string render_sweep_svg(const std::vector<SweepRow>& rows, const std::string& title) {
@@ -514,20 +527,23 @@ std::string render_alpha_svg(const std::vector<SweepRow>& rows, const std::strin
   // Series: CrossQuant rows per (scheme, --method); baselines: other quantized rows.
   bool several_methods = false;
   for (const auto& row : rows)
-    if (!row.quant_method.empty() && row.quant_method != rows.back().quant_method) several_methods = true;
+    if (!row.quant_method.empty() && (row.quant_method != rows.back().quant_method || row.rotation != rows.back().rotation))
+      several_methods = true;
   struct Series {
     std::string key, label;
     std::vector<const SweepRow*> points;     // CrossQuant, sorted by α
     std::vector<const SweepRow*> baselines;  // same setting, other activations
   };
   std::vector<Series> series;
-  auto series_key = [&](const SweepRow& row) { return row.setting + (several_methods ? " " + row.quant_method : ""); };
+  auto series_key = [&](const SweepRow& row) {
+    return row.setting + (several_methods ? " " + row.rotation + row.quant_method : "");
+  };
   for (const auto& row : rows)
     if (row.activation == "crossquant" && row.alpha >= 0) {
       const std::string key = series_key(row);
       auto it = std::find_if(series.begin(), series.end(), [&](const Series& s) { return s.key == key; });
       if (it == series.end()) {
-        const std::string label = row.setting + " " + (several_methods ? sweep_bar_label(row.quant_method, "crossquant")
+        const std::string label = row.setting + " " + (several_methods ? sweep_bar_label(row.quant_method, "crossquant", row.rotation)
                                                                         : std::string("CrossQuant"));
         series.push_back({key, label, {}, {}});
         it = series.end() - 1;
@@ -640,7 +656,7 @@ std::string render_alpha_svg(const std::vector<SweepRow>& rows, const std::strin
     if (!series[s].baselines.empty()) {
       std::vector<std::string> names;
       for (const auto* b : series[s].baselines)
-        names.push_back(several_methods ? sweep_bar_label(b->quant_method, b->activation) : b->method);
+        names.push_back(several_methods ? sweep_bar_label(b->quant_method, b->activation, b->rotation) : b->method);
       legend(color, "6,4", series[s].key.substr(0, series[s].key.find(' ')) + " " + join(names) + " (dashed)");
     }
   }

@@ -12,13 +12,14 @@
 namespace cq {
 
 // "scheme=w8a8,w4a8-g128;act=per-token,crossquant;alpha=0.15,0.45;method=rtn,awq".
-// Keys: scheme (required), act, alpha, method; each at most once; values de-duplicated in
+// Keys: scheme (required), act, alpha, method, rotate; each at most once; values de-duplicated in
 // order. An empty key (absent) means "as the command's flags say". Throws cq::Error.
 struct SweepGrid {
   std::vector<std::string> schemes;
   std::vector<std::string> activations;  // per-token | per-tensor | crossquant | remove-kernel
   std::vector<double> alphas;            // CrossQuant α, each in [0, 1]
   std::vector<std::string> methods;      // crossquant | rtn | smoothquant | awq
+  std::vector<std::string> rotations;    // none | hadamard (--rotate)
 };
 SweepGrid parse_sweep_grid(const std::string& text);
 
@@ -31,8 +32,9 @@ struct SweepPoint {
   std::string scheme, method, activation;
   bool has_alpha = false;
   double alpha = 0;
+  std::string rotation;  // none | hadamard; "" when the grid has no rotate key
 };
-// Every combination, in order scheme > method > act > alpha; alpha only varies for
+// Every combination, in order scheme > rotate > method > act > alpha; alpha only varies for
 // act=crossquant (other activations appear once per scheme and method). Throws cq::Error
 // beyond kMaxSweepPoints.
 std::vector<SweepPoint> expand_sweep_grid(const SweepGrid& grid);
@@ -50,9 +52,12 @@ struct SweepRow {
   int64_t windows = 0;
   double seconds = 0;
   std::string description;  // QuantConfig::describe()
+  std::string rotation;     // "hadamard" for a rotated row (--rotate), else ""
 };
 // The "Method" column of a row: "per-token", "CrossQuant α=0.15", "SmoothQuant + per-token", ...
-std::string sweep_method_label(const std::string& quant_method, const std::string& activation, double alpha);
+// A rotated row's label starts with "Hadamard + ".
+std::string sweep_method_label(const std::string& quant_method, const std::string& activation, double alpha,
+                               const std::string& rotation = "");
 // "w4a8-g128" -> "W4A8-g128".
 std::string sweep_setting_label(const std::string& scheme);
 
@@ -71,6 +76,6 @@ nlohmann::json sweep_json(const std::vector<SweepRow>& rows);
 std::string render_sweep_svg(const std::vector<SweepRow>& rows, const std::string& title = "");
 // The bar label of a row: weights ("RTN", "SmoothQuant", "AWQ") + " + " + activations
 // ("per-token", "CrossQuant", ...).
-std::string sweep_bar_label(const std::string& quant_method, const std::string& activation);
+std::string sweep_bar_label(const std::string& quant_method, const std::string& activation, const std::string& rotation = "");
 
 }  // namespace cq

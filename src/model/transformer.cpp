@@ -8,6 +8,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/column_absmax.h"
+#include "kernels/hadamard.h"
 #include "kernels/matmul.h"
 #include "kernels/normalization.h"
 #include "kernels/rope.h"
@@ -121,6 +122,7 @@ void Transformer::embed(std::span<const int32_t> tokens, std::span<const int64_t
 bool Transformer::gathers_column_absmax(int64_t layer, InputSite site) const {
   const auto& quantizer = activation_quantizers_[static_cast<size_t>(layer * kInputSites + static_cast<int>(site))];
   if (!quantizer || !quantizer->wants_column_absmax()) return false;
+  if (site == InputSite::MlpDown && mlp_down_transform_) return false;  // the transform changes the columns
   const Block& block = blocks_.at(static_cast<size_t>(layer));
   std::array<int64_t, 3> readers{-1, -1, -1};  // -1: none
   switch (site) {
@@ -364,6 +366,7 @@ void Transformer::mlp_sublayer(int64_t l, const float* input, const RowWindows& 
       for (int64_t j = 0; j < inter; ++j) row[j] = std::max(row[j], 0.f);
     });
   }
+  if (mlp_down_transform_) mlp_down_transform_->apply(mlp_a.data(), rows);
   const int64_t down_reader[] = {block.down_or_fc2};
   run_linear(block.down_or_fc2,
              prepare_input(l, InputSite::MlpDown, mlp_a.data(), inter, windows, down_reader,
@@ -502,11 +505,13 @@ void Transformer::compute_logits(const float* x, int64_t rows, std::span<const i
   else std::memcpy(normed.data(), source, normed.size() * sizeof(float));
   if (!c.has_projections()) {
     matmul_stored_weight(normed.data(), out_rows, *lm_head_, logits);
-    return;
+  } else {
+    std::vector<float> head_input(static_cast<size_t>(out_rows * c.word_embed_proj_dim));
+    matmul_stored_weight(normed.data(), out_rows, *project_out_, head_input.data());
+    matmul_stored_weight(head_input.data(), out_rows, *lm_head_, logits);
   }
-  std::vector<float> head_input(static_cast<size_t>(out_rows * c.word_embed_proj_dim));
-  matmul_stored_weight(normed.data(), out_rows, *project_out_, head_input.data());
-  matmul_stored_weight(head_input.data(), out_rows, *lm_head_, logits);
+  for (int64_t r = 0; r < out_rows && !lm_head_bias_.empty(); ++r)  // a rotated OPT's folded final-norm bias
+    for (int64_t v = 0; v < c.vocab_size; ++v) logits[r * c.vocab_size + v] += lm_head_bias_[static_cast<size_t>(v)];
 }
 
 }  // namespace cq

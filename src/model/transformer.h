@@ -24,6 +24,7 @@
 namespace cq::kernels {
 struct AttentionHeads;
 struct AttentionSegment;
+class HadamardTransform;
 }  // namespace cq::kernels
 
 namespace cq {
@@ -135,6 +136,23 @@ class Transformer {
   std::vector<float>& norm_weight(int64_t layer, InputSite site);
   std::vector<float>& norm_bias(int64_t layer, InputSite site);
 
+  // Rotation hooks (ptq/rotation.h; model/rotation_hooks.cpp). The full-precision tensors
+  // outside the linear layers, as FP32 values; a replaced one is owned from then on (a tied
+  // lm_head and the embeddings then part).
+  enum class StoredTensor { EmbedTokens, EmbedPositions, LmHead };
+  std::vector<float> tensor_values(StoredTensor which) const;
+  void replace_tensor(StoredTensor which, std::vector<float> values);
+  std::vector<float>& lm_head_bias() { return lm_head_bias_; }  // empty: none (a folded final LayerNorm bias)
+  std::vector<float>& final_norm_weight() { return final_norm_.weight; }
+  std::vector<float>& final_norm_bias() { return final_norm_.bias; }
+  // Every LayerNorm becomes an RMSNorm with the same ε: exact once every writer of the
+  // residual stream produces zero-mean rows (a mean-folded OPT).
+  void use_rms_norm();
+  // An online transform of down_proj's (fc2's) input, before its activation quantization;
+  // nullptr (default): none.
+  void set_mlp_down_transform(std::shared_ptr<const kernels::HadamardTransform> transform);
+  const kernels::HadamardTransform* mlp_down_transform() const { return mlp_down_transform_.get(); }
+
   // Block-by-block execution (what AWQ's search and layer-wise calibration need); forward()
   // is built from the same pieces. Rows are `batch` sequences of `length` tokens, no cache.
   struct BlockLinears {
@@ -229,6 +247,13 @@ class Transformer {
   std::vector<std::shared_ptr<LinearBackend>> backends_;  // per linear; nullptr = FP32 GEMM
   ActivationObserver observer_;
   std::vector<float> quantized_input_;
+  struct OwnedTensor {
+    std::vector<float> values;
+    TensorInfo info;  // F32 view of `values` (heap-held: the decoder keeps pointers to it)
+  };
+  std::vector<std::unique_ptr<OwnedTensor>> owned_tensors_;
+  std::vector<float> lm_head_bias_;
+  std::shared_ptr<const kernels::HadamardTransform> mlp_down_transform_;
 };
 
 }  // namespace cq

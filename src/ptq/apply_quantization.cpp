@@ -32,6 +32,8 @@ QuantizationRecord apply_transformation(Transformer& model, const QuantConfig& c
     fail("{} needs a calibration text (--calib FILE)", weight_transformation(config.method).needs_calibration
                                                            ? config.method
                                                            : std::string("static activation quantization"));
+  // A change of basis first: everything after it (calibration, quantization) sees the rotated model.
+  if (config.rotation == "hadamard") record.rotation = rotate_model(model, config.rotation_seed);
   if (config.method == "smoothquant") {
     // Calibrate before anything changes: the statistics describe the original model.
     const CalibrationStats calibration = calibrate(model, calibration_tokens, calibration_options(config));
@@ -135,6 +137,9 @@ std::string resolve_engine(const QuantConfig& config, bool from_stored_codes) {
 // here override the stored activation setting; without them the stored one is used.
 QuantConfig apply_stored_quantization(Transformer& model, const StoredQuantization& stored, const QuantConfig& config,
                                       std::span<const int32_t> calibration_tokens) {
+  if (config.rotation != "none")
+    fail("{} is already quantized ({}): --rotate acts before the weights are quantized; give it to cq quantize", model.directory().string(),
+         stored.config.describe());
   if (config.quantizes_weights() || weight_transformation(config.method).needs_calibration)
     fail("{} is already quantized ({}); drop the weight flags (--scheme/--wbits/--method), activation flags may be given",
          model.directory().string(), stored.config.describe());

@@ -8,6 +8,7 @@
 
 #include "ptq/awq.h"
 #include "ptq/gptq.h"
+#include "ptq/rotation.h"
 #include "ptq/smoothquant.h"
 #include "quant/quant_config.h"
 
@@ -24,6 +25,7 @@ struct QuantizationRecord {
   std::vector<SmoothingFactors> smoothing;
   AwqResult awq;
   GptqModelResult gptq;                    // --method gptq: the weights are quantized already
+  RotationRecord rotation;  // empty unless config.rotation is "hadamard"
   int64_t calibration_windows = 0;
 };
 

@@ -26,6 +26,9 @@ namespace cq {
 
 namespace {
 
+// A rotated OPT's final LayerNorm bias, folded into lm_head (HF's OPT has no lm_head bias).
+constexpr const char* kRotatedLmHeadBias = "lm_head.bias";
+
 std::string site_tensor_name(int64_t layer, int site) {
   return fmt::format("quantization.layers.{}.{}.input_absmax", layer, input_site_name(static_cast<InputSite>(site)));
 }
@@ -145,6 +148,15 @@ nlohmann::json checkpoint_config(const QuantConfig& c, const QuantizationRecord&
     q["calibration"] = {{"file", c.calib_source}, {"samples", c.calib_samples}, {"seqlen", c.calib_seqlen}};
     if (record.calibration_windows > 0) q["calibration"]["windows_used"] = record.calibration_windows;
   }
+  q["rotation"] = nullptr;
+  if (c.rotation != "none")
+    q["rotation"] = {{"kind", c.rotation},
+                     {"seed", c.rotation_seed},
+                     {"hidden", record.rotation.hidden},
+                     {"per_head", record.rotation.head},
+                     {"mlp_down_online", record.rotation.mlp_down},
+                     {"norms", record.rotation.mean_folded ? "RMSNorm (LayerNorm's mean folded into the residual stream's writers)"
+                                                           : "RMSNorm, scales folded into the next linears"}};
   QuantConfig described = c;  // the SmoothQuant α used, not "default"
   if (c.method == "smoothquant") described.migration_strength = record.migration_strength;
   q["description"] = described.describe();
@@ -209,6 +221,23 @@ void write_quantized_checkpoint(Transformer& model, const QuantConfig& config, c
         const auto& absmax = static_absmax.at(static_cast<size_t>(l * kInputSites + site));
         tensors.add(site_tensor_name(l, site), DType::F32, {static_cast<int64_t>(absmax.size())}, absmax);
       }
+  if (config.rotation != "none") {  // the rotated tensors outside the linears (rotation_of_checkpoint restores the rest)
+    tensors.add(names.embed_tokens, DType::F32, model.checkpoint().tensor(names.embed_tokens).shape,
+                model.tensor_values(Transformer::StoredTensor::EmbedTokens));
+    if (mc.positions == PositionKind::Learned)
+      tensors.add(names.embed_positions, DType::F32, model.checkpoint().tensor(names.embed_positions).shape,
+                  model.tensor_values(Transformer::StoredTensor::EmbedPositions));
+    tensors.add(names.lm_head, DType::F32, {mc.vocab_size, mc.hidden_size}, model.tensor_values(Transformer::StoredTensor::LmHead));
+    if (!model.lm_head_bias().empty()) tensors.add(kRotatedLmHeadBias, DType::F32, {mc.vocab_size}, model.lm_head_bias());
+    if (mc.final_norm) tensors.add(names.final_norm + ".weight", DType::F32, {mc.hidden_size}, model.final_norm_weight());
+    if (record.rotation.mean_folded) {  // LayerNorm biases folded: zeros, so the stored file says what runs
+      const std::vector<float> zeros(static_cast<size_t>(mc.hidden_size), 0.f);
+      for (int64_t l = 0; l < mc.num_layers; ++l)
+        for (const std::string& norm : {names.attn_norm, names.mlp_norm})
+          tensors.add(names.layer_prefix + std::to_string(l) + "." + norm + ".bias", DType::F32, {mc.hidden_size}, zeros);
+      if (mc.final_norm) tensors.add(names.final_norm + ".bias", DType::F32, {mc.hidden_size}, zeros);
+    }
+  }
   // Everything else (embeddings, positions, final norm, lm_head) as stored, in FP32.
   for (const auto& [name, info] : model.checkpoint().tensors())
     if (!tensors.contains(name)) tensors.add_stored(info);
@@ -289,7 +318,11 @@ Transformer load_model(const std::filesystem::path& model_dir) {
            (model_dir / "config.json").string(), torch_file->filename().string());
     return Transformer(model_dir, open_torch_weights(model_dir));
   }
-  return Transformer(model_dir, std::make_unique<CheckpointDirectoryWeights>(model_dir));
+  Transformer model(model_dir, std::make_unique<CheckpointDirectoryWeights>(model_dir));
+  if (const StoredQuantization* stored = stored_quantization(model); stored != nullptr && stored->config.rotation != "none")
+    restore_rotation(model, model.checkpoint().contains(kRotatedLmHeadBias) ? to_f32(model.checkpoint().tensor(kRotatedLmHeadBias))
+                                                                           : std::vector<float>{});
+  return model;
 }
 
 const StoredQuantization* stored_quantization(const Transformer& model) {

@@ -64,6 +64,12 @@ QuantConfig config_from_checkpoint(const nlohmann::json& q, const std::string& w
     c.awq_clip_tokens = integer(awq, "clip_tokens");
     c.awq_clip = awq.at("clip").get<bool>();
   }
+  // A rotated checkpoint (ptq/rotation.h): its tensors are the rotated ones; the loader
+  // restores the online transform and the norms.
+  if (const auto rotation = q.find("rotation"); rotation != q.end() && !rotation->is_null()) {
+    c.rotation = rotation->at("kind").get<std::string>();
+    c.rotation_seed = static_cast<uint64_t>(json_integer(rotation->at("seed"), where, "rotation.seed", 0, kMaxRotationSeed));
+  }
   if (const nlohmann::json& calibration = q.at("calibration"); !calibration.is_null()) {
     c.calib_source = calibration.at("file").get<std::string>();
     c.calib_samples = integer(calibration, "samples");

@@ -18,6 +18,12 @@ std::vector<FlagWithoutEffect> flags_without_effect(const GivenFlags& given, con
   if (!weights && !activations)
     refuse("--method", fmt::format("--method {} has no effect without quantization (add --scheme, --wbits or --abits)",
                                    resolved.method));
+  if (!weights && !activations && resolved.rotation != "none")
+    refuse("--rotate", fmt::format("--rotate {} has no effect without quantization: a rotated model computes the same "
+                                   "function (add --scheme, --wbits or --abits)",
+                                   resolved.rotation));
+  if (resolved.rotation == "none")
+    refuse("--rotate-seed", "--rotate-seed has no effect without --rotate hadamard (it draws the rotation's signs)");
   // Activations.
   if (!activations)
     refuse("--act-quant", fmt::format("--act-quant {} has no effect: activations are not quantized (A{}); give --abits N "

@@ -112,6 +112,15 @@ void QuantConfig::validate() const {
            "the weights before quantizing them); use dynamic CrossQuant (no --static-activations) or per-token/per-tensor");
   }
   if (static_tensor_scale && activation_method != "per-tensor") fail("a static tensor scale is a per-tensor setting");
+  if (rotation != "none" && rotation != "hadamard") fail("--rotate '{}' is not one of none, hadamard", rotation);
+  if (rotation_seed > static_cast<uint64_t>(kMaxRotationSeed))
+    fail("--rotate-seed {} is above {} (2^53 - 1, the largest seed a checkpoint's JSON stores exactly)", rotation_seed,
+         kMaxRotationSeed);
+  if (rotation != "none" && (method == "smoothquant" || method == "awq"))
+    fail("--rotate {} with --method {}: not supported (the online transform of down_proj's input does not commute with "
+         "their per-channel scales, and the rotation already spreads the outlier channels they migrate); use --method "
+         "rtn or crossquant",
+         rotation, method);
   if (engine != "fake" && engine != "int" && engine != "auto") fail("--engine '{}' is not one of int, fake, auto", engine);
   // Without quantized weights the weights may come from a quantized checkpoint, known only
   // once the model is loaded; apply_quantization checks the configuration it runs.
@@ -124,6 +133,7 @@ std::string QuantConfig::describe() const {
                        : method == "awq"       ? std::string("AWQ + ")
                        : method == "gptq"      ? std::string(gptq_act_order ? "GPTQ act-order + " : "GPTQ + ")
                                                : std::string();
+  if (rotation == "hadamard") prefix = "Hadamard + " + prefix;
   if (!quantizes_weights() && !quantizes_activations()) return prefix + "FP32 (W16A16)";
   std::string weights = !quantizes_weights() ? "W16"
                         : weight_method == "group" ? fmt::format("W{} g{}{}", weight_bits, group_size, weight_asymmetric ? " asym" : "")
@@ -169,6 +179,7 @@ nlohmann::json QuantConfig::to_json() const {
   if (needs_calibration() && !json.contains("calibration"))
     json["calibration"] = {{"source", calib_source}, {"samples", calib_samples}, {"seqlen", calib_seqlen}};
   if (engine != "fake") json["engine"] = engine;
+  if (rotation != "none") json["rotation"] = {{"kind", rotation}, {"seed", rotation_seed}};
   json["description"] = describe();
   return json;
 }

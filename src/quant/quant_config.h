@@ -44,6 +44,8 @@ std::string weight_transformation_names(std::string_view separator = " | ");
 // "smoothquant, awq": the transformations that need a calibration text.
 std::string calibrated_transformation_names();
 
+inline constexpr int64_t kMaxRotationSeed = (int64_t{1} << 53) - 1;
+
 struct QuantConfig {
   // What is done to the weights before they are quantized, and the activation default:
   //   crossquant  — nothing (round to nearest); activations CrossQuant unless --act-quant says otherwise
@@ -82,6 +84,10 @@ struct QuantConfig {
   // auto: int where the integer path computes the same model as fake (per-token / per-tensor
   // activations, static CrossQuant), else fake. apply_quantization records the engine it ran.
   std::string engine = "fake";
+  // none | hadamard: QuaRot-style rotation of the residual stream, per head and of down_proj's
+  // input, folded into the weights before anything else (ptq/rotation.h); the seed draws Q's signs.
+  std::string rotation = "none";
+  uint64_t rotation_seed = 0;  // at most kMaxRotationSeed (stored exactly as a JSON number)
 
   bool quantizes_weights() const { return weight_bits < 16; }
   bool needs_calibration() const;

@@ -121,10 +121,13 @@ TEST(Cli, DemoShowsTheKernelGap) {
   ASSERT_EQ(result.exit_code, 0) << result.output;
   const auto json = nlohmann::json::parse(read_text_file(json_path));
   const auto& rows = json["results"];
-  ASSERT_EQ(rows.size(), 3u);
+  ASSERT_EQ(rows.size(), 4u);
   EXPECT_GT(rows[1]["kernel_fraction"].get<double>(), 0.30);
   EXPECT_LT(rows[2]["kernel_fraction"].get<double>(), 0.05);
   EXPECT_LT(rows[2]["mean_kl"].get<double>(), rows[1]["mean_kl"].get<double>());
+  // Rotation + CrossQuant (issue 16): rotated, and no worse than per-token.
+  EXPECT_EQ(rows[3]["quantization"]["rotation"]["kind"], "hadamard");
+  EXPECT_LT(rows[3]["mean_kl"].get<double>(), rows[1]["mean_kl"].get<double>());
 }
 
 }  // namespace

@@ -348,4 +348,21 @@ TEST(Sweep, GridAndFlagConflictIsAClearError) {
 }
 
 }  // namespace
+namespace {
+TEST(SweepGrid, RotateKeyMultipliesTheRowsAfterScheme) {
+  const SweepGrid grid = parse_sweep_grid("scheme=w4a4;rotate=none,hadamard;act=per-token,crossquant");
+  const std::vector<SweepPoint> points = expand_sweep_grid(grid);
+  ASSERT_EQ(points.size(), 4u);
+  EXPECT_EQ(points[0].rotation, "none");
+  EXPECT_EQ(points[2].rotation, "hadamard");
+  EXPECT_EQ(points[3].activation, "crossquant");
+  EXPECT_THROW(parse_sweep_grid("scheme=w4a4;rotate=qr"), Error);
+  EXPECT_EQ(sweep_method_label("rtn", "per-token", 0, "hadamard"), "Hadamard + per-token");
+  SweepRow rotated;
+  rotated.rotation = "hadamard";
+  EXPECT_NE(render_sweep_csv({SweepRow{}, rotated}).find(",rotation\n"), std::string::npos);
+  EXPECT_EQ(render_sweep_csv({SweepRow{}}).find("rotation"), std::string::npos);  // older tables unchanged
+}
+}  // namespace
+
 }  // namespace cq
