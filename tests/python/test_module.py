@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Tests of the Python module `crossquant` (docs/PYTHON.md), run by ctest (Python.Module) with
-Debian's python3 and PYTHONPATH at the build's python/ folder.
+"""Tests of the Python module `crossquant` (docs/PYTHON.md), run by ctest (Python.Quantizers,
+Python.Models) with Debian's python3 and PYTHONPATH at the build's python/ folder.
 
 The module's numbers are compared with the independent PyTorch references in tests/golden/
 (quantizers: tests/reference/quant_reference.py; perplexity and greedy ids:
