@@ -19,6 +19,7 @@ LAYERS = {
     "ptq": 4,
     "eval": 5,
     "cli": 6,
+    "python": 7,  # the Python module (a front end beside cli/, which it reuses for the quantization flags)
 }
 # What the model may see of the quantization layer: the interface, not any method or format.
 MODEL_MAY_INCLUDE_FROM_QUANT = {"quant/quantizer.h", "quant/kernel_stats.h"}

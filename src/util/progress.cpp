@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <fmt/format.h>
 
+#include "util/cancel.h"
+
 namespace cq {
 
 namespace {
@@ -28,6 +30,7 @@ ProgressBar::~ProgressBar() {
 void ProgressBar::set_quiet(bool quiet) { quiet_bars = quiet; }
 
 void ProgressBar::advance(int64_t steps) {
+  check_cancelled();
   if (quiet_bars) {
     done_ += steps;
     return;
