@@ -10,6 +10,7 @@
 #include "ptq/quantized_checkpoint.h"
 #include "ptq/smoothquant.h"
 #include "quant/method_table.h"
+#include "quant/scaled_rows.h"
 #include "util/error.h"
 
 namespace cq {
@@ -38,6 +39,33 @@ struct PackedLinearWeights::Impl {
   std::vector<float> col_scales;  // int8: per output channel
   kernels::PackedInt4Weights w4;
 };
+
+// Q(W·diag(f)) of one 64-row panel of per-channel weights, packed: row by row through
+// per_channel_codes_of_scaled_row. False (the panel untouched) when a row is not finite.
+bool PackedLinearWeights::requantize_per_channel_panel(const float* weight, int64_t rows, int64_t in,
+                                                       const std::vector<float>& factors, int bits, int64_t panel) {
+  Impl& impl = *impl_;
+  static thread_local std::vector<float> scratch;
+  static thread_local std::vector<int8_t> codes;
+  static thread_local std::vector<float> scales;
+  scratch.resize(static_cast<size_t>(in));
+  codes.resize(static_cast<size_t>(rows * in));
+  scales.resize(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    if (!per_channel_codes_of_scaled_row(weight + r * in, factors.data(), in, bits, scratch.data(),
+                                         codes.data() + r * in, &scales[static_cast<size_t>(r)])) {
+      return false;
+    }
+  }
+  const int64_t first = panel * kernels::PackedInt8Weights::kPanelWidth;
+  if (!impl.int4) {
+    kernels::pack_int8_panel(codes.data(), in, panel, impl.w8);
+    std::copy(scales.begin(), scales.end(), impl.col_scales.begin() + first);
+  } else {
+    kernels::pack_int4_panel(codes.data(), in, scales.data(), nullptr, panel, impl.w4);
+  }
+  return true;
+}
 
 PackedLinearWeights::PackedLinearWeights() = default;
 PackedLinearWeights::~PackedLinearWeights() = default;
@@ -124,6 +152,10 @@ void PackedLinearWeights::requantize_scaled(const Quantizer& quantizer, const fl
   constexpr int64_t kPanelRows = kernels::PackedInt8Weights::kPanelWidth;
   static_assert(kPanelRows == kernels::PackedInt4Weights::kPanelWidth);
   const int64_t panels = (out + kPanelRows - 1) / kPanelRows;
+  // Per-channel weights take the fused row path (quant/scaled_rows.h): the scaled rows never
+  // leave L1. Group-wise weights, and a panel with a non-finite value (so the quantizer
+  // reports it), take the quantizer's own path.
+  const bool per_channel = spec.method == "per-channel";
   std::exception_ptr error;
 #pragma omp parallel
   {
@@ -134,6 +166,9 @@ void PackedLinearWeights::requantize_scaled(const Quantizer& quantizer, const fl
       try {
         const int64_t first = p * kPanelRows;
         const int64_t rows = std::min(kPanelRows, out - first);
+        if (per_channel && requantize_per_channel_panel(weight + first * in, rows, in, column_factors, spec.bits, p)) {
+          continue;
+        }
         scaled.resize(static_cast<size_t>(rows * in));
         scale_columns(weight + first * in, rows, in, column_factors, scaled.data());  // nested: one thread
         const QuantizedMatrix q = quantizer.quantize(MatrixView{scaled.data(), rows, in, in}, nullptr);

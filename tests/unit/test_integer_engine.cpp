@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <filesystem>
 #include <random>
 
@@ -146,7 +147,8 @@ TEST(IntegerEngine, StaticCrossQuantBackendFoldsColumnFactorsIntoWeights) {
 // a partial one, and the second call reuses the storage the first one allocated.
 TEST(IntegerEngine, RequantizeScaledEqualsQuantizingTheScaledMatrix) {
   const int64_t out = 130, in = 200, rows = 5;
-  const auto w = random_values(out * in, 11, 0.05f);
+  auto w = random_values(out * in, 11, 0.05f);
+  std::fill(w.begin() + 3 * in, w.begin() + 4 * in, 0.f);  // a zero row: Δ = 1, codes 0
   const auto x = random_values(rows * in, 12, 1.f);
   std::vector<int8_t> codes(x.size());
   for (size_t i = 0; i < x.size(); ++i) codes[i] = static_cast<int8_t>(std::lround(std::clamp(x[i] * 40.f, -127.f, 127.f)));
@@ -173,6 +175,18 @@ TEST(IntegerEngine, RequantizeScaledEqualsQuantizingTheScaledMatrix) {
       reused.gemm(codes.data(), rows, row_scales.data(), nullptr, got.data());
       EXPECT_EQ(got, want);
     }
+  }
+}
+
+// The fused per-channel row path leaves a non-finite weight to the quantizer, which names it.
+TEST(IntegerEngine, RequantizeScaledRefusesNonFiniteWeights) {
+  const int64_t out = 70, in = 24;
+  auto w = random_values(out * in, 13, 0.05f);
+  w[static_cast<size_t>(66 * in + 5)] = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> f(static_cast<size_t>(in), 1.5f);
+  PackedLinearWeights packed;
+  for (const auto& weight : {quantizer("per-channel", 8), quantizer("per-channel", 4)}) {
+    EXPECT_THROW(packed.requantize_scaled(*weight, w.data(), out, in, f), Error);
   }
 }
 
