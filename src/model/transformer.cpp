@@ -450,7 +450,7 @@ void Transformer::forward_packed(std::span<const int32_t> tokens, std::span<cons
 }
 
 void Transformer::compute_logits(const float* x, int64_t rows, std::span<const int64_t> selected, float* logits) {
-  // Final norm, optional project_out, lm_head (kept in full precision).
+  // Final norm, optional project_out, lm_head (full precision unless a backend was set).
   const ModelConfig& c = config_;
   const int64_t hidden = c.hidden_size;
   const int64_t out_rows = selected.empty() ? rows : static_cast<int64_t>(selected.size());
@@ -466,13 +466,16 @@ void Transformer::compute_logits(const float* x, int64_t rows, std::span<const i
   std::vector<float> normed(static_cast<size_t>(out_rows * hidden));
   if (c.final_norm) apply_norm(final_norm_, source, normed.data(), out_rows, hidden);
   else std::memcpy(normed.data(), source, normed.size() * sizeof(float));
-  if (!c.has_projections()) {
-    matmul_stored_weight(normed.data(), out_rows, *lm_head_, logits);
-    return;
-  }
+  const auto lm_head = [&](const float* input) {
+    if (!lm_head_backend_) return matmul_stored_weight(input, out_rows, *lm_head_, logits);
+    KernelStats unused;  // lm_head is not a quantization site of the statistics
+    lm_head_backend_->new_input();
+    lm_head_backend_->run(input, RowWindows(out_rows, 1), logits, unused);
+  };
+  if (!c.has_projections()) return lm_head(normed.data());
   std::vector<float> head_input(static_cast<size_t>(out_rows * c.word_embed_proj_dim));
   matmul_stored_weight(normed.data(), out_rows, *project_out_, head_input.data());
-  matmul_stored_weight(head_input.data(), out_rows, *lm_head_, logits);
+  lm_head(head_input.data());
 }
 
 }  // namespace cq

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <exception>
 
+#include "io/safetensors.h"
 #include "kernels/gemm_int4.h"
 #include "kernels/gemm_int8.h"
 #include "quant/crossquant.h"
@@ -362,6 +363,26 @@ void IntegerLinear::run(const float* x, const RowWindows& windows, float* y, Ker
 // Configuration
 
 
+namespace {
+
+// --quantize-lm-head: lm_head as W8 per-channel / A8 per-token, whatever the decoder's setting
+// (the smallest change that makes lm_head an INT8 GEMV; docs/INTEGER_ENGINE.md).
+void install_integer_lm_head(Transformer& model) {
+  const TensorInfo& head = model.lm_head_weight();
+  const int64_t out = head.shape[0], in = head.shape[1];
+  std::vector<float> weight(static_cast<size_t>(out * in));  // transient: only the codes are kept
+  convert_to_f32(head, 0, out * in, weight.data());
+  QuantizerSpec weight_spec, activation_spec;
+  weight_spec.method = "per-channel";
+  activation_spec.method = "per-token";
+  IntegerLinearOptions options;
+  options.weight = make_quantizer(weight_spec);
+  options.activation = make_quantizer(activation_spec);
+  model.set_lm_head_backend(std::make_shared<IntegerLinear>(options, weight, out, in, std::vector<float>{}));
+}
+
+}  // namespace
+
 void install_integer_backends(Transformer& model, const QuantConfig& config,
                               const std::vector<std::vector<float>>& static_absmax) {
   const StoredQuantization* stored = stored_quantization(model);
@@ -437,6 +458,7 @@ void install_integer_backends(Transformer& model, const QuantConfig& config,
     }
     model.set_linear_backend(static_cast<int64_t>(index), std::move(backend));
   }
+  if (config.quantize_lm_head) install_integer_lm_head(model);
 }
 
 }  // namespace cq

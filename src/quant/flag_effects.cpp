@@ -54,6 +54,10 @@ std::vector<FlagWithoutEffect> flags_without_effect(const GivenFlags& given, con
   } else if (!resolved.awq_clip) {
     refuse("--awq-clip-tokens", "--awq-clip-tokens has no effect with --awq-no-clip (the clip search is skipped)");
   }
+  if (resolved.engine != "int")
+    refuse("--quantize-lm-head", fmt::format("--quantize-lm-head has no effect with --engine {}: only the integer engine "
+                                             "quantizes lm_head (add --engine int)",
+                                             resolved.engine));
   if (resolved.calib_source.empty())
     for (const char* flag : {"--calib-samples", "--calib-seqlen"})
       refuse(flag, fmt::format("{} has no effect without --calib FILE", flag));

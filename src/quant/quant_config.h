@@ -79,6 +79,9 @@ struct QuantConfig {
   // auto: int where the integer path computes the same model as fake (per-token / per-tensor
   // activations, static CrossQuant), else fake. apply_quantization records the engine it ran.
   std::string engine = "fake";
+  // --quantize-lm-head: the integer engine also runs lm_head as W8 per-channel / A8 per-token
+  // (off by default: the paper keeps lm_head in full precision). Only with engine "int".
+  bool quantize_lm_head = false;
 
   bool quantizes_weights() const { return weight_bits < 16; }
   bool needs_calibration() const;
