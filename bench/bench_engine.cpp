@@ -10,7 +10,9 @@
 // Decode is also reported for the decoder layers alone: lm_head stays FP32 in every setting
 // (the paper quantizes decoder linears only) and dominates decode on small stacks, so the
 // bench times the same FP32 lm_head GEMV (1 × hidden · vocab × hidden) on its own and
-// subtracts it from every setting's per-token decode time.
+// subtracts it from every setting's per-token decode time ("layers"; for the +lm_head rows,
+// which run lm_head as INT8 with --quantize-lm-head, that column subtracts too much: read
+// their whole decode).
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -72,6 +74,7 @@ struct Setting {
   std::string engine = "fake";
   bool static_decode = false;  // dynamic CrossQuant: calibrated c for decode rows
   bool rotate = false;         // --rotate hadamard (its online transform of down_proj's input runs in the timings)
+  bool quantize_lm_head = false;  // --quantize-lm-head (INT8 lm_head on the integer engine)
 };
 
 // Seconds of the online Hadamard transforms of one forward over `rows` tokens: one per layer,
@@ -137,8 +140,12 @@ int main(int argc, char** argv) {
       {"W8A8 per-token int Hadamard", "w8a8", "per-token", false, "int", false, true},
       {"W4A4 per-token int", "w4a4", "per-token", false, "int"},
       {"W4A4 per-token int Hadamard", "w4a4", "per-token", false, "int", false, true},
+      {"W8A8 per-token int+lm_head", "w8a8", "per-token", false, "int", false, false, true},
+      {"W4A8-g128 int+lm_head", "w4a8-g128", "per-token", false, "int", false, false, true},
   };
-  if (quick) settings = {settings[0], settings[2], settings[4], settings[5], settings[8], settings[10], settings[11], settings[12]};
+  if (quick)
+    settings = {settings[0],  settings[2],  settings[4],  settings[5],  settings[8],
+                settings[10], settings[11], settings[12], settings[13], settings[14]};
   // FP32 runs first and again last; the baseline takes the faster of the two for prefill and
   // for decode (drift over the run then lowers the ratios, never raises them).
   settings.push_back({"FP32 (again, last)", "", "per-token", false, "fake"});
@@ -173,6 +180,7 @@ int main(int argc, char** argv) {
         request.given = {"--scheme", "--act-quant", "--engine"};
         if (setting.rotate) request.values.rotation = "hadamard", request.given.insert("--rotate");
         quant = cq::resolve_quant_config(request);
+        quant.quantize_lm_head = setting.quantize_lm_head;
         if (setting.calibrated || setting.static_decode) {
           quant.static_columns = setting.calibrated;
           quant.calib_samples = 2;
@@ -238,6 +246,27 @@ int main(int argc, char** argv) {
       fmt::print("CrossQuant overhead ({} over {}): prefill {:+.1f} %, decode {:+.1f} %\n", cq_name, pt_name,
                  100.0 * (c.prefill_s / p.prefill_s - 1.0), 100.0 * (c.decode_s / p.decode_s - 1.0));
     };
+    // Issue 19's decode target: W4A8-g128 against W8A8 (both per-token int), whole and layers.
+    if (results.count("W4A8-g128 per-token int") && results.count("W8A8 per-token int")) {
+      const Result& w4 = results.at("W4A8-g128 per-token int");
+      const Result& w8 = results.at("W8A8 per-token int");
+      const auto layers = [&](const Result& r) { return r.decode_s / static_cast<double>(gen_tokens) - lm_head_s; };
+      fmt::print("W4A8-g128 / W8A8 per-token int decode speed: whole {:.2f}x, layers {:.2f}x; prefill {:.2f}x\n",
+                 w8.decode_s / w4.decode_s, layers(w8) / layers(w4), w8.prefill_s / w4.prefill_s);
+    }
+    for (const auto& [with_head, without] : {std::pair<std::string, std::string>{"W8A8 per-token int+lm_head", "W8A8 per-token int"},
+                                             {"W4A8-g128 int+lm_head", "W4A8-g128 per-token int"}}) {
+      if (!results.count(with_head) || !results.count(without)) continue;
+      fmt::print("--quantize-lm-head: {} decode {:.2f}x, prefill {:.2f}x the FP32-lm_head run\n", without,
+                 results.at(without).decode_s / results.at(with_head).decode_s,
+                 results.at(without).prefill_s / results.at(with_head).prefill_s);
+    }
+    if (results.count("W8A8 dynamic-CQ int") && results.count("W8A8 per-token int")) {
+      const Result& dynamic = results.at("W8A8 dynamic-CQ int");
+      const Result& per_token = results.at("W8A8 per-token int");
+      fmt::print("W8A8 dynamic-CQ / per-token int speed: prefill {:.2f}x, decode {:.2f}x\n",
+                 per_token.prefill_s / dynamic.prefill_s, per_token.decode_s / dynamic.decode_s);
+    }
     overhead("W8A8 static-CQ int", "W8A8 per-token int");
     overhead("W8A8 dynamic-CQ int", "W8A8 per-token int");
     overhead("W4A8-g128 static-CQ int", "W4A8-g128 per-token int");

@@ -3,8 +3,9 @@
 // weight bandwidth. All ratios come from the same run; each figure is the median of
 // several timed runs after a warm-up.
 //
-//   bench_gemm [--quick] [--reps N] [--cpu-time]
+//   bench_gemm [--quick] [--decode-only] [--reps N] [--cpu-time]
 //
+// --decode-only skips the M-rows tables (only the M = 1 weight-streaming rows and ceilings).
 // --quick drops the (4096, 11008) shape and M = 2048. --cpu-time times with the process CPU
 // clock instead of wall time: on a machine shared with other jobs, `OMP_NUM_THREADS=1
 // bench_gemm --cpu-time` gives per-core figures that time slices given to other processes
@@ -190,7 +191,8 @@ struct Ceilings {
   double read_gbs = 0.0;    // plain read loop from DRAM, all threads
 };
 
-void bench_shape(int64_t k, int64_t n, const std::vector<int64_t>& ms, int reps, const Ceilings& peak, std::mt19937& rng) {
+void bench_shape(int64_t k, int64_t n, const std::vector<int64_t>& ms, int reps, const Ceilings& peak, std::mt19937& rng,
+                 bool decode_only) {
   Weights w;
   w.f32 = random_vector<float>(static_cast<size_t>(n * k), -0.05, 0.05, rng);
   w.i8 = random_vector<int8_t>(static_cast<size_t>(n * k), -127.4, 127.4, rng);
@@ -203,7 +205,7 @@ void bench_shape(int64_t k, int64_t n, const std::vector<int64_t>& ms, int reps,
 
   std::printf("\n== K=%lld N=%lld (INT8 path: %s)\n", static_cast<long long>(k), static_cast<long long>(n),
               to_string(resolve_int8_gemm_path(1, packed8)));
-  std::printf("%6s | %9s %6s %6s | %9s %7s %6s | %9s %9s %9s %6s %6s | %7s %7s\n", "M", "int8 ms", "GOP/s", "%vnni",
+  if (!decode_only) std::printf("%6s | %9s %6s %6s | %9s %7s %6s | %9s %9s %9s %6s %6s | %7s %7s\n", "M", "int8 ms", "GOP/s", "%vnni",
               "fp32 ms", "GFLOP/s", "%fma", "dnnl-s8", "dnnl-u8", "dnnl-mm", "GOP/s", "%vnni", "x fp32", "x dnnl");
   const int64_t max_m = *std::max_element(ms.begin(), ms.end());
   const auto a_f32 = random_vector<float>(static_cast<size_t>(max_m * k), -1.0, 1.0, rng);
@@ -214,7 +216,7 @@ void bench_shape(int64_t k, int64_t n, const std::vector<int64_t>& ms, int reps,
   std::vector<float> c(static_cast<size_t>(max_m * n));
   std::vector<int32_t> c32(static_cast<size_t>(max_m * n));
 
-  for (int64_t m : ms) {
+  for (int64_t m : decode_only ? std::vector<int64_t>{} : ms) {
     const double ops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
     const int samples = m >= 512 ? reps : 2 * reps + 1;
     const double t_int8 = median_seconds(samples, 1, [&](int) {
@@ -293,16 +295,19 @@ void bench_shape(int64_t k, int64_t n, const std::vector<int64_t>& ms, int reps,
 
 int main(int argc, char** argv) {
   bool quick = false;
+  bool decode_only = false;
   int reps = 5;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) {
       quick = true;
+    } else if (std::strcmp(argv[i], "--decode-only") == 0) {
+      decode_only = true;
     } else if (std::strcmp(argv[i], "--cpu-time") == 0) {
       g_use_cpu_time = true;
     } else if (std::strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
       reps = std::max(1, std::atoi(argv[++i]));
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--reps N] [--cpu-time]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--decode-only] [--reps N] [--cpu-time]\n", argv[0]);
       return 2;
     }
   }
@@ -330,6 +335,6 @@ int main(int argc, char** argv) {
     shapes.pop_back();
     ms.pop_back();
   }
-  for (const auto& [k, n] : shapes) bench_shape(k, n, ms, reps, peak, rng);
+  for (const auto& [k, n] : shapes) bench_shape(k, n, ms, reps, peak, rng, decode_only);
   return 0;
 }

@@ -66,6 +66,9 @@ void add_quant_options(CLI::App& command, QuantOptions& o) {
       ->check(CLI::IsMember({"none", "hadamard"}))
       ->capture_default_str();
   group->add_option("--rotate-seed", o.config.rotation_seed, "seed of the rotation's random signs")->capture_default_str();
+  group->add_flag("--quantize-lm-head", o.config.quantize_lm_head,
+                  "with --engine int: run lm_head as INT8 too (per-channel weights, per-token activations); off by "
+                  "default, as the paper keeps lm_head in full precision");
   // A help section, not a CLI11 option group: CLI11 2.1 takes an option group (a nameless
   // subcommand) for an empty argument and then parses forever (`cq ppl "" --seqlen 5`, fuzz_cli).
   const std::vector<CLI::Option*> options = command.get_options();

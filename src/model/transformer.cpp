@@ -487,7 +487,7 @@ void Transformer::forward_packed(std::span<const int32_t> tokens, std::span<cons
 }
 
 void Transformer::compute_logits(const float* x, int64_t rows, std::span<const int64_t> selected, float* logits) {
-  // Final norm, optional project_out, lm_head (kept in full precision).
+  // Final norm, optional project_out, lm_head (full precision unless a backend was set).
   const ModelConfig& c = config_;
   const int64_t hidden = c.hidden_size;
   const int64_t out_rows = selected.empty() ? rows : static_cast<int64_t>(selected.size());
@@ -503,12 +503,18 @@ void Transformer::compute_logits(const float* x, int64_t rows, std::span<const i
   std::vector<float> normed(static_cast<size_t>(out_rows * hidden));
   if (c.final_norm) apply_norm(final_norm_, source, normed.data(), out_rows, hidden);
   else std::memcpy(normed.data(), source, normed.size() * sizeof(float));
+  const auto lm_head = [&](const float* input) {
+    if (!lm_head_backend_) return matmul_stored_weight(input, out_rows, *lm_head_, logits);
+    KernelStats unused;  // lm_head is not a quantization site of the statistics
+    lm_head_backend_->new_input();
+    lm_head_backend_->run(input, RowWindows(out_rows, 1), logits, unused);
+  };
   if (!c.has_projections()) {
-    matmul_stored_weight(normed.data(), out_rows, *lm_head_, logits);
+    lm_head(normed.data());
   } else {
     std::vector<float> head_input(static_cast<size_t>(out_rows * c.word_embed_proj_dim));
     matmul_stored_weight(normed.data(), out_rows, *project_out_, head_input.data());
-    matmul_stored_weight(head_input.data(), out_rows, *lm_head_, logits);
+    lm_head(head_input.data());
   }
   for (int64_t r = 0; r < out_rows && !lm_head_bias_.empty(); ++r)  // a rotated OPT's folded final-norm bias
     for (int64_t v = 0; v < c.vocab_size; ++v) logits[r * c.vocab_size + v] += lm_head_bias_[static_cast<size_t>(v)];

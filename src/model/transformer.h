@@ -125,6 +125,10 @@ class Transformer {
   // Replaces the FP32 (fake-quant) computation of linear layer `index`; nullptr restores it.
   // A site whose linears all have backends skips its fake activation quantization.
   void set_linear_backend(int64_t index, std::shared_ptr<LinearBackend> backend);
+  // lm_head's computation (nullptr: FP32 on the stored weight, the default); its kernel
+  // statistics are not counted (lm_head is not one of the paper's quantized linears).
+  void set_lm_head_backend(std::shared_ptr<LinearBackend> backend) { lm_head_backend_ = std::move(backend); }
+  const TensorInfo& lm_head_weight() const { return *lm_head_; }
   // Kernel statistics per linear layer (index as linear_layers()), summed over forwards.
   const std::vector<KernelStats>& kernel_stats() const { return stats_; }
   KernelStats total_kernel_stats() const;
@@ -237,6 +241,7 @@ class Transformer {
   const TensorInfo* embed_tokens_ = nullptr;
   const TensorInfo* embed_positions_ = nullptr;
   const TensorInfo* lm_head_ = nullptr;
+  std::shared_ptr<LinearBackend> lm_head_backend_;
   const TensorInfo* project_in_ = nullptr;
   const TensorInfo* project_out_ = nullptr;
   std::vector<float> rope_inv_freq_;

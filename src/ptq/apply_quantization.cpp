@@ -133,6 +133,13 @@ std::string resolve_engine(const QuantConfig& config, bool from_stored_codes) {
   return exact && integer_engine_unsupported_reason(config, from_stored_codes).empty() ? "int" : "fake";
 }
 
+// Library callers get the CLI's rule too: a quantized lm_head exists only on the integer engine.
+void require_engine_for_lm_head(const QuantConfig& config) {
+  if (config.quantize_lm_head && config.engine != "int")
+    fail("--quantize-lm-head has no effect with --engine {}: only the integer engine quantizes lm_head (add --engine int)",
+         config.engine);
+}
+
 // A quantized checkpoint: the weights are final (dequantized on load). Activation flags given
 // here override the stored activation setting; without them the stored one is used.
 QuantConfig apply_stored_quantization(Transformer& model, const StoredQuantization& stored, const QuantConfig& config,
@@ -145,6 +152,7 @@ QuantConfig apply_stored_quantization(Transformer& model, const StoredQuantizati
          model.directory().string(), stored.config.describe());
   QuantConfig effective = stored.config;
   effective.engine = config.engine;
+  effective.quantize_lm_head = config.quantize_lm_head;
   std::vector<std::vector<float>> static_absmax;
   if (config.quantizes_activations()) {
     effective.activation_bits = config.activation_bits;
@@ -163,6 +171,7 @@ QuantConfig apply_stored_quantization(Transformer& model, const StoredQuantizati
     static_absmax = read_static_absmax(model);
   }
   effective.engine = resolve_engine(effective, true);
+  require_engine_for_lm_head(effective);
   if (effective.engine == "int") install_integer_backends(model, effective, static_absmax);
   install_activation_quantizers(model, effective, static_absmax);
   return effective;
@@ -179,6 +188,7 @@ QuantizationRecord apply_quantization(Transformer& model, const QuantConfig& req
   }
   QuantConfig config = requested;
   config.engine = resolve_engine(requested, false);
+  require_engine_for_lm_head(config);
   // Before any calibration: validate() leaves the engine of unquantized weights to here.
   if (config.engine == "int")
     if (const std::string reason = integer_engine_unsupported_reason(config); !reason.empty()) fail("--engine int: {}", reason);

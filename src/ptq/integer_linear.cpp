@@ -4,6 +4,7 @@
 #include <cmath>
 #include <exception>
 
+#include "io/safetensors.h"
 #include "kernels/gemm_int4.h"
 #include "kernels/gemm_int8.h"
 #include "quant/crossquant.h"
@@ -11,6 +12,7 @@
 #include "ptq/quantized_checkpoint.h"
 #include "ptq/smoothquant.h"
 #include "quant/method_table.h"
+#include "quant/scaled_rows.h"
 #include "util/error.h"
 
 namespace cq {
@@ -39,6 +41,33 @@ struct PackedLinearWeights::Impl {
   std::vector<float> col_scales;  // int8: per output channel
   kernels::PackedInt4Weights w4;
 };
+
+// Q(W·diag(f)) of one 64-row panel of per-channel weights, packed: row by row through
+// per_channel_codes_of_scaled_row. False (the panel untouched) when a row is not finite.
+bool PackedLinearWeights::requantize_per_channel_panel(const float* weight, int64_t rows, int64_t in,
+                                                       const std::vector<float>& factors, int bits, int64_t panel) {
+  Impl& impl = *impl_;
+  static thread_local std::vector<float> scratch;
+  static thread_local std::vector<int8_t> codes;
+  static thread_local std::vector<float> scales;
+  scratch.resize(static_cast<size_t>(in));
+  codes.resize(static_cast<size_t>(rows * in));
+  scales.resize(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    if (!per_channel_codes_of_scaled_row(weight + r * in, factors.data(), in, bits, scratch.data(),
+                                         codes.data() + r * in, &scales[static_cast<size_t>(r)])) {
+      return false;
+    }
+  }
+  const int64_t first = panel * kernels::PackedInt8Weights::kPanelWidth;
+  if (!impl.int4) {
+    kernels::pack_int8_panel(codes.data(), in, panel, impl.w8);
+    std::copy(scales.begin(), scales.end(), impl.col_scales.begin() + first);
+  } else {
+    kernels::pack_int4_panel(codes.data(), in, scales.data(), nullptr, panel, impl.w4);
+  }
+  return true;
+}
 
 PackedLinearWeights::PackedLinearWeights() = default;
 PackedLinearWeights::~PackedLinearWeights() = default;
@@ -125,6 +154,10 @@ void PackedLinearWeights::requantize_scaled(const Quantizer& quantizer, const fl
   constexpr int64_t kPanelRows = kernels::PackedInt8Weights::kPanelWidth;
   static_assert(kPanelRows == kernels::PackedInt4Weights::kPanelWidth);
   const int64_t panels = (out + kPanelRows - 1) / kPanelRows;
+  // Per-channel weights take the fused row path (quant/scaled_rows.h): the scaled rows never
+  // leave L1. Group-wise weights, and a panel with a non-finite value (so the quantizer
+  // reports it), take the quantizer's own path.
+  const bool per_channel = spec.method == "per-channel";
   std::exception_ptr error;
 #pragma omp parallel
   {
@@ -135,6 +168,9 @@ void PackedLinearWeights::requantize_scaled(const Quantizer& quantizer, const fl
       try {
         const int64_t first = p * kPanelRows;
         const int64_t rows = std::min(kPanelRows, out - first);
+        if (per_channel && requantize_per_channel_panel(weight + first * in, rows, in, column_factors, spec.bits, p)) {
+          continue;
+        }
         scaled.resize(static_cast<size_t>(rows * in));
         scale_columns(weight + first * in, rows, in, column_factors, scaled.data());  // nested: one thread
         const QuantizedMatrix q = quantizer.quantize(MatrixView{scaled.data(), rows, in, in}, nullptr);
@@ -328,6 +364,26 @@ void IntegerLinear::run(const float* x, const RowWindows& windows, float* y, Ker
 // Configuration
 
 
+namespace {
+
+// --quantize-lm-head: lm_head as W8 per-channel / A8 per-token, whatever the decoder's setting
+// (the smallest change that makes lm_head an INT8 GEMV; docs/INTEGER_ENGINE.md).
+void install_integer_lm_head(Transformer& model) {
+  const TensorInfo& head = model.lm_head_weight();
+  const int64_t out = head.shape[0], in = head.shape[1];
+  std::vector<float> weight(static_cast<size_t>(out * in));  // transient: only the codes are kept
+  convert_to_f32(head, 0, out * in, weight.data());
+  QuantizerSpec weight_spec, activation_spec;
+  weight_spec.method = "per-channel";
+  activation_spec.method = "per-token";
+  IntegerLinearOptions options;
+  options.weight = make_quantizer(weight_spec);
+  options.activation = make_quantizer(activation_spec);
+  model.set_lm_head_backend(std::make_shared<IntegerLinear>(options, weight, out, in, std::vector<float>{}));
+}
+
+}  // namespace
+
 void install_integer_backends(Transformer& model, const QuantConfig& config,
                               const std::vector<std::vector<float>>& static_absmax, const GptqModelResult* gptq) {
   const StoredQuantization* stored = stored_quantization(model);
@@ -406,6 +462,7 @@ void install_integer_backends(Transformer& model, const QuantConfig& config,
     }
     model.set_linear_backend(static_cast<int64_t>(index), std::move(backend));
   }
+  if (config.quantize_lm_head) install_integer_lm_head(model);
 }
 
 }  // namespace cq

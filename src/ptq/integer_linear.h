@@ -69,6 +69,8 @@ class PackedLinearWeights {
 
  private:
   static void check_group_kernel(int bits, int64_t group_size);
+  bool requantize_per_channel_panel(const float* weight, int64_t rows, int64_t in, const std::vector<float>& factors,
+                                    int bits, int64_t panel);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -63,6 +63,10 @@ std::vector<FlagWithoutEffect> flags_without_effect(const GivenFlags& given, con
   if (resolved.method != "gptq")
     for (const char* flag : {"--gptq-damp", "--act-order"})
       refuse(flag, fmt::format("{} has no effect without --method gptq", flag));
+  if (resolved.engine != "int")
+    refuse("--quantize-lm-head", fmt::format("--quantize-lm-head has no effect with --engine {}: only the integer engine "
+                                             "quantizes lm_head (add --engine int)",
+                                             resolved.engine));
   if (resolved.calib_source.empty())
     for (const char* flag : {"--calib-samples", "--calib-seqlen"})
       refuse(flag, fmt::format("{} has no effect without --calib FILE", flag));

@@ -88,6 +88,9 @@ struct QuantConfig {
   // input, folded into the weights before anything else (ptq/rotation.h); the seed draws Q's signs.
   std::string rotation = "none";
   uint64_t rotation_seed = 0;  // at most kMaxRotationSeed (stored exactly as a JSON number)
+  // --quantize-lm-head: the integer engine also runs lm_head as W8 per-channel / A8 per-token
+  // (off by default: the paper keeps lm_head in full precision). Only with engine "int".
+  bool quantize_lm_head = false;
 
   bool quantizes_weights() const { return weight_bits < 16; }
   bool needs_calibration() const;

@@ -5,12 +5,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <filesystem>
 #include <random>
 
 #include "eval/perplexity.h"
+#include "io/safetensors.h"
 #include "model/transformer.h"
 #include "quant/crossquant.h"
+#include "quant/flag_effects.h"
 #include "ptq/integer_linear.h"
 #include "ptq/apply_quantization.h"
 #include "quant/quant_config.h"
@@ -146,7 +149,8 @@ TEST(IntegerEngine, StaticCrossQuantBackendFoldsColumnFactorsIntoWeights) {
 // a partial one, and the second call reuses the storage the first one allocated.
 TEST(IntegerEngine, RequantizeScaledEqualsQuantizingTheScaledMatrix) {
   const int64_t out = 130, in = 200, rows = 5;
-  const auto w = random_values(out * in, 11, 0.05f);
+  auto w = random_values(out * in, 11, 0.05f);
+  std::fill(w.begin() + 3 * in, w.begin() + 4 * in, 0.f);  // a zero row: Δ = 1, codes 0
   const auto x = random_values(rows * in, 12, 1.f);
   std::vector<int8_t> codes(x.size());
   for (size_t i = 0; i < x.size(); ++i) codes[i] = static_cast<int8_t>(std::lround(std::clamp(x[i] * 40.f, -127.f, 127.f)));
@@ -173,6 +177,18 @@ TEST(IntegerEngine, RequantizeScaledEqualsQuantizingTheScaledMatrix) {
       reused.gemm(codes.data(), rows, row_scales.data(), nullptr, got.data());
       EXPECT_EQ(got, want);
     }
+  }
+}
+
+// The fused per-channel row path leaves a non-finite weight to the quantizer, which names it.
+TEST(IntegerEngine, RequantizeScaledRefusesNonFiniteWeights) {
+  const int64_t out = 70, in = 24;
+  auto w = random_values(out * in, 13, 0.05f);
+  w[static_cast<size_t>(66 * in + 5)] = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> f(static_cast<size_t>(in), 1.5f);
+  PackedLinearWeights packed;
+  for (const auto& weight : {quantizer("per-channel", 8), quantizer("per-channel", 4)}) {
+    EXPECT_THROW(packed.requantize_scaled(*weight, w.data(), out, in, f), Error);
   }
 }
 
@@ -238,6 +254,91 @@ TEST(IntegerEngine, AutoEngineRunsIntegerKernelsWhereTheyComputeTheSameModel) {
     }
     EXPECT_EQ(apply_quantization(model, config, calibration).applied.engine, c.expected);
   }
+}
+
+// Records lm_head's input and writes zero logits: the final hidden states of a forward.
+class RecordingHead final : public LinearBackend {
+ public:
+  void run(const float* x, const RowWindows& windows, float* y, KernelStats&) override {
+    inputs.assign(x, x + windows.rows() * in);
+    std::fill(y, y + windows.rows() * out, 0.f);
+  }
+  int64_t in = 0, out = 0;
+  std::vector<float> inputs;
+};
+
+// --quantize-lm-head: logits = Σ_j a_ij q_kj · Δ_i Δ_k with a = round(h_i / Δ_i), Δ_i =
+// max|h_i| / 127 (per token) and q = round(W_k / Δ_k), Δ_k = max|W_k| / 127 (per channel),
+// computed here from that definition on the final hidden states h of the same forward.
+TEST(IntegerEngine, QuantizedLmHeadIsThePerTokenPerChannelInt8Product) {
+  const auto dir = test::synthetic_model("llama-gqa");
+  const std::vector<int32_t> tokens = {5, 17, 3, 42, 8, 29, 11};
+  const auto rows = static_cast<int64_t>(tokens.size());
+  QuantConfig config;
+  config.engine = "int";
+  config.apply_scheme("w8a8");
+  config.activation_method = "per-token";
+
+  Transformer recorded(dir);
+  apply_quantization(recorded, config, {});
+  const TensorInfo& head = recorded.lm_head_weight();
+  const int64_t vocab = head.shape[0], hidden = head.shape[1];
+  auto recorder = std::make_shared<RecordingHead>();
+  recorder->in = hidden;
+  recorder->out = vocab;
+  recorded.set_lm_head_backend(recorder);
+  std::vector<float> logits(static_cast<size_t>(rows * vocab));
+  recorded.forward(tokens, 1, rows, logits);
+  ASSERT_EQ(static_cast<int64_t>(recorder->inputs.size()), rows * hidden);
+
+  config.quantize_lm_head = true;
+  Transformer model(dir);
+  apply_quantization(model, config, {});
+  model.forward(tokens, 1, rows, logits);
+
+  std::vector<float> w(static_cast<size_t>(vocab * hidden));
+  convert_to_f32(head, 0, vocab * hidden, w.data());
+  const auto codes_of = [](const float* v, int64_t n, double& delta) {
+    float absmax = 0.f;
+    for (int64_t j = 0; j < n; ++j) absmax = std::max(absmax, std::fabs(v[j]));
+    const float d = absmax > 0.f ? absmax / 127.f : 1.f;
+    delta = d;
+    std::vector<double> codes(static_cast<size_t>(n));
+    for (int64_t j = 0; j < n; ++j) codes[static_cast<size_t>(j)] = std::nearbyint(v[j] / d);
+    return codes;
+  };
+  double max_gap_to_fp32 = 0.0;
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* h = recorder->inputs.data() + i * hidden;
+    double delta_i = 0.0;
+    const auto a = codes_of(h, hidden, delta_i);
+    for (int64_t k = 0; k < vocab; ++k) {
+      double delta_k = 0.0;
+      const auto q = codes_of(w.data() + k * hidden, hidden, delta_k);
+      double dot = 0.0, fp32 = 0.0;
+      for (int64_t j = 0; j < hidden; ++j) {
+        dot += a[static_cast<size_t>(j)] * q[static_cast<size_t>(j)];
+        fp32 += double{h[j]} * w[static_cast<size_t>(k * hidden + j)];
+      }
+      const double expected = dot * delta_i * delta_k;
+      const double got = logits[static_cast<size_t>(i * vocab + k)];
+      ASSERT_NEAR(got, expected, 1e-5 * (1.0 + std::fabs(expected))) << "row " << i << " token " << k;
+      max_gap_to_fp32 = std::max(max_gap_to_fp32, std::fabs(got - fp32));
+    }
+  }
+  EXPECT_GT(max_gap_to_fp32, 1e-6);  // the flag changes the logits: lm_head really is INT8
+}
+
+TEST(IntegerEngine, QuantizedLmHeadNeedsTheIntegerEngine) {
+  QuantConfig config;
+  config.apply_scheme("w8a8");
+  config.quantize_lm_head = true;
+  config.engine = "fake";
+  EXPECT_EQ(flags_without_effect({"--quantize-lm-head"}, config).size(), 1u);
+  Transformer model(test::synthetic_model("llama-gqa"));
+  EXPECT_THROW(apply_quantization(model, config, {}), Error);
+  config.engine = "int";
+  EXPECT_TRUE(flags_without_effect({"--quantize-lm-head"}, config).empty());
 }
 
 TEST(IntegerEngine, UnsupportedConfigurationsAreErrors) {

@@ -218,6 +218,34 @@ TEST(KernelsInt4Gemm, DecodeShapesAndManyRows) {
   check_int4({40, 5, 100}, 0, true, true, 303);  // one panel: rows split across threads
 }
 
+// The decode GEMV (4 panels at once, int32 sums per group): one group spanning K = 65536 with
+// every product at its extreme gives the largest sums any input can make; 130 channels (3
+// panels) run a narrower GEMV for the tail.
+TEST(KernelsInt4Gemm, DecodeGemvAtExtremeCodesAndLongestGroup) {
+  const int64_t n = 130, k = 65536;
+  for (bool asymmetric : {false, true}) {
+    std::vector<int8_t> a(static_cast<size_t>(k)), codes(static_cast<size_t>(n * k)), zeros(static_cast<size_t>(n), 0);
+    for (int64_t kk = 0; kk < k; ++kk) a[kk] = kk >= k - 8 ? int8_t{-127} : int8_t{127};
+    for (int64_t j = 0; j < n; ++j) {
+      for (int64_t kk = 0; kk < k; ++kk) {
+        const bool high = j % 2 == 0 || kk % 5 == 0;
+        codes[j * k + kk] = asymmetric ? (high ? int8_t{15} : int8_t{0}) : (high ? int8_t{-8} : int8_t{7});
+      }
+    }
+    const std::vector<float> scales(static_cast<size_t>(n), 1e-4f), row_scale(1, 0.5f);
+    std::vector<float> expected(static_cast<size_t>(n)), actual(static_cast<size_t>(n));
+    const int8_t* zeros_ptr = asymmetric ? zeros.data() : nullptr;
+    gemm_int4_reference(a.data(), 1, k, row_scale.data(), codes.data(), n, k, k, scales.data(), 0, zeros_ptr, nullptr,
+                        expected.data(), n);
+    const PackedInt4Weights w = pack_int4_weights(codes.data(), n, k, k, scales.data(), 0, zeros_ptr);
+    for (GemmPath path : supported_simd_and_scalar_paths()) {
+      std::fill(actual.begin(), actual.end(), -1.f);
+      gemm_int4(a.data(), 1, k, row_scale.data(), w, nullptr, actual.data(), n, path);
+      expect_bitwise_equal(expected, actual, 1, n, n, std::string("int4 extreme ") + to_string(path));
+    }
+  }
+}
+
 TEST(KernelsInt4Gemm, ReferenceIsTheDequantizedProduct) {
   std::mt19937 rng(12);
   const int64_t m = 3, n = 5, k = 40, g = 16, groups = 3;
