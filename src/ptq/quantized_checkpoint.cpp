@@ -12,6 +12,7 @@
 
 #include "model/transformer.h"
 #include "model/weight_source.h"
+#include "ptq/compressed_tensors.h"
 #include "quant/method_table.h"
 #include "quant/quant_common.h"
 #include "util/atomic_file.h"
@@ -268,12 +269,13 @@ class CheckpointDirectoryWeights final : public WeightSource {
 Transformer load_model(const std::filesystem::path& model_dir) {
   // config.json's errors first, then the checkpoint's, then the quantization's.
   (void)load_model_config(model_dir);
+  if (is_compressed_tensors_directory(model_dir)) return Transformer(model_dir, open_compressed_tensors_weights(model_dir));
   return Transformer(model_dir, std::make_unique<CheckpointDirectoryWeights>(model_dir));
 }
 
 const StoredQuantization* stored_quantization(const Transformer& model) {
   const auto* weights = dynamic_cast<const CheckpointDirectoryWeights*>(&model.weights());
-  return weights != nullptr ? weights->stored() : nullptr;
+  return weights != nullptr ? weights->stored() : compressed_tensors_quantization(model.weights());
 }
 
 }  // namespace cq
