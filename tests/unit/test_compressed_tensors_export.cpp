@@ -206,6 +206,89 @@ TEST(CompressedTensorsExportFormat, ConfigAndTensorsAsTheLibraryWritesThem) {
   EXPECT_FALSE(fs::exists(out.string() + fmt::format(".tmp.{}", ::getpid())));
 }
 
+// The export's weight `module` decoded by hand: code * scale, row-major out x in.
+std::vector<float> exported_weight(const SafetensorsCheckpoint& exported, const std::string& module, std::vector<float>* steps) {
+  const TensorInfo& codes = exported.tensor(module + ".weight");
+  const std::vector<float> scales = to_f32(exported.tensor(module + ".weight_scale"));
+  const std::span<const int8_t> values = i8_values(codes);
+  const int64_t in = codes.shape[1];
+  std::vector<float> weight(values.size());
+  for (size_t i = 0; i < values.size(); ++i) weight[i] = static_cast<float>(values[i]) * scales[i / static_cast<size_t>(in)];
+  *steps = scales;
+  return weight;
+}
+
+// Every static CrossQuant factor f = c^(1−α) lands where docs/EXPORT.md says: the pre-norms
+// divided by f and q/k/v, fc1 / gate+up columns times f; with multi-head attention v's rows
+// divided by o_proj's f and o_proj's columns times it; fc1 / up rows divided by the down
+// projection's f and its columns times it. Grouped-query attention leaves v and o_proj as
+// they are. c is calibrated here (ptq/calibration, tested against PyTorch elsewhere).
+void expect_folds(const std::string& model_name) {
+  const fs::path model_dir = test::shared_dir() / "models" / model_name;
+  const auto tokenizer = load_tokenizer(model_dir);
+  const std::vector<int32_t> calibration = tokenizer->encode(read_text_file(text_path()), true);
+  const QuantConfig config = static_crossquant();
+  const fs::path out = test::scratch_dir("ct_folds_" + model_name) / "export";
+  std::vector<std::vector<float>> absmax;
+  {
+    Transformer model = load_model(model_dir);
+    absmax = calibrate_static_activations(model, config, calibration);
+    export_compressed_tensors(model, config, calibration, out);
+  }
+  Transformer original = load_model(model_dir);
+  const SafetensorsCheckpoint exported(out);
+  const ModelConfig& mc = original.config();
+  const TensorNames names = tensor_names(mc);
+  const bool mha = mc.num_kv_heads == mc.num_heads;
+  for (int64_t layer = 0; layer < mc.num_layers; ++layer) {
+    const auto f = [&](InputSite site) {
+      return static_column_divisors(config.alpha, absmax[static_cast<size_t>(layer * kInputSites + static_cast<int>(site))]);
+    };
+    const std::string prefix = names.layer_prefix + std::to_string(layer) + ".";
+    for (auto [site, norm] : {std::pair{InputSite::AttentionIn, names.attn_norm}, std::pair{InputSite::MlpIn, names.mlp_norm}}) {
+      const std::vector<float> gamma = to_f32(exported.tensor(prefix + norm + ".weight"));
+      const std::vector<float> divisors = f(site);
+      for (size_t j = 0; j < gamma.size(); ++j)
+        ASSERT_FLOAT_EQ(gamma[j], original.norm_weight(layer, site)[j] / divisors[j]) << prefix + norm << " [" << j << "]";
+    }
+    const Transformer::BlockLinears block = original.block_linears(layer);
+    std::vector<float> ones_o(static_cast<size_t>(mc.num_heads * mc.head_dim), 1.f);
+    const std::vector<float> f_o = mha ? f(InputSite::AttentionOut) : ones_o;
+    const std::vector<float> f_down = f(InputSite::MlpDown);
+    const int64_t producer = block.up >= 0 ? block.up : block.gate_or_fc1;
+    for (const LinearLayer& linear : original.linear_layers()) {
+      if (linear.layer != layer) continue;
+      const auto index = static_cast<int64_t>(&linear - original.linear_layers().data());
+      const std::vector<float> columns =
+          linear.site == InputSite::AttentionOut ? f_o : f(linear.site);  // what the input channels were divided by
+      std::vector<float> rows(static_cast<size_t>(linear.out_features), 1.f);  // what the outputs are divided by
+      if (index == block.v) rows = f_o;
+      if (index == producer) rows = f_down;
+      const std::vector<float> w = to_f32(original.checkpoint().tensor(linear.name + ".weight"));
+      std::vector<float> steps;
+      const std::vector<float> got = exported_weight(exported, linear.name, &steps);
+      for (int64_t k = 0; k < linear.out_features; ++k)
+        for (int64_t j = 0; j < linear.in_features; ++j) {
+          const auto i = static_cast<size_t>(k * linear.in_features + j);
+          const float expected = w[i] * columns[static_cast<size_t>(j)] / rows[static_cast<size_t>(k)];
+          ASSERT_LE(std::abs(got[i] - expected), 0.501f * steps[static_cast<size_t>(k)]) << linear.name << " [" << k << ", " << j << "]";
+        }
+      if (!linear.bias.empty()) {
+        const std::vector<float> bias = to_f32(exported.tensor(linear.name + ".bias"));
+        for (size_t k = 0; k < bias.size(); ++k) ASSERT_FLOAT_EQ(bias[k], linear.bias[k] / rows[k]) << linear.name << ".bias";
+      }
+    }
+  }
+}
+
+TEST(CompressedTensorsExportFormat, StaticCrossQuantFoldsEveryFactor) {
+  CQ_NEED_SHARED("models/tinyopt");
+  CQ_NEED_SHARED("models/stories260k");
+  CQ_NEED_SHARED("data/tinystories");
+  expect_folds("tinyopt");      // OPT, multi-head: all four factors folded
+  expect_folds("stories260k");  // LLaMA, grouped-query: o_proj's factor left out
+}
+
 TEST(CompressedTensorsExportFormat, SettingsWithoutFaithfulExportAreRefused) {
   QuantConfig dynamic_cq = w8a8("crossquant", "crossquant");
   EXPECT_NE(compressed_tensors_refusal(dynamic_cq).find("dynamic CrossQuant"), std::string::npos);
