@@ -23,6 +23,10 @@ namespace cq {
 std::string compressed_tensors_refusal(const QuantConfig& c) {
   if (c.engine != "fake") return "--engine chooses how cq runs a model; vLLM runs the export with its own kernels";
   if (!c.quantizes_weights()) return "the weights are not quantized (--wbits 16): there is nothing to export";
+  if (c.quantizes_activations() && c.activation_bits < 8)
+    return fmt::format("{}-bit activations: vLLM's int path quantizes activations to 8 bits per token, so W{}A{} would run as "
+                       "a different model",
+                       c.activation_bits, c.weight_bits, c.activation_bits);
   if (c.weight_method == "group")
     return "group-wise weights (AWQ's W4 groups, pack-quantized) are not exported yet; only W8A8 per-channel is";
   if (c.weight_method != "per-channel")
@@ -30,10 +34,7 @@ std::string compressed_tensors_refusal(const QuantConfig& c) {
   if (c.weight_bits != 8) return fmt::format("{}-bit per-channel weights: vLLM's W8A8 path takes int8 weights (use --wbits 8)", c.weight_bits);
   if (!c.quantizes_activations())
     return "weight-only W8A16 is not exported; only W8A8 (int8 per-token activations) is";
-  if (c.activation_bits != 8)
-    return fmt::format("{}-bit activations: vLLM's int W8A8 path quantizes activations to 8 bits per token, so W{}A{} would run as "
-                       "a different model",
-                       c.activation_bits, c.weight_bits, c.activation_bits);
+  if (c.activation_bits != 8) return fmt::format("{}-bit activations: only int8 activations are exported", c.activation_bits);
   if (c.quantize_attention_inputs) return "vLLM does not quantize the inputs of the attention products (--quantize-bmm-input)";
   if (c.activation_method == "per-token") return "";
   if (c.activation_method == "crossquant")
