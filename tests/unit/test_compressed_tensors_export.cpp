@@ -7,10 +7,12 @@
 // cq's static CrossQuant; settings without a faithful export are refused.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <nlohmann/json.hpp>
 
@@ -318,6 +320,35 @@ TEST(CompressedTensorsExportFormat, SettingsWithoutFaithfulExportAreRefused) {
   EXPECT_NE(run.exit_code, 0);
   EXPECT_NE(run.output.find("dynamic CrossQuant"), std::string::npos) << run.output;
   EXPECT_FALSE(fs::exists(out));
+}
+
+// A compressed-tensors directory cq cannot run is refused on loading, naming the file and
+// what is wrong, never run as something else.
+TEST(CompressedTensorsExportFormat, UnsupportedOrBrokenExportsAreRefusedOnLoading) {
+  CQ_NEED_SHARED("models/tinyopt");
+  const fs::path out = test::scratch_dir("ct_broken") / "export";
+  {
+    Transformer model = load_model(test::shared_dir() / "models/tinyopt");
+    export_compressed_tensors(model, w8a8("rtn", "per-token"), {}, out);
+  }
+  const std::string original = read_text_file(out / "config.json");
+  const auto with_config = [&](const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json json = nlohmann::json::parse(original);
+    edit(json["quantization_config"]);
+    std::ofstream(out / "config.json") << json.dump(2);
+    return error_of([&] { (void)load_model(out); });
+  };
+  EXPECT_NE(with_config([](nlohmann::json& q) { q["format"] = "pack-quantized"; }).find("format \"pack-quantized\" is not read"),
+            std::string::npos);
+  EXPECT_NE(with_config([](nlohmann::json& q) { q["config_groups"]["group_0"]["weights"]["strategy"] = "group"; }).find("strategy"),
+            std::string::npos);
+  EXPECT_NE(with_config([](nlohmann::json& q) { q["config_groups"]["group_0"]["weights"]["symmetric"] = false; }).find("symmetric"),
+            std::string::npos);
+  const std::string error = with_config([](nlohmann::json& q) { q["kv_cache_scheme"] = {{"num_bits", 8}}; });
+  EXPECT_NE(error.find("config.json"), std::string::npos) << error;
+  EXPECT_NE(error.find("kv_cache_scheme"), std::string::npos) << error;
+  std::ofstream(out / "config.json") << original;
+  EXPECT_NO_THROW((void)load_model(out));
 }
 
 TEST(CompressedTensorsExportFormat, LoadedExportRefusesWeightFlagsAndTheIntegerEngine) {
