@@ -14,6 +14,7 @@ void configure_app(CLI::App& app) {
   add_demo_command(app);
   add_eval_command(app);
   add_quantize_command(app);
+  add_export_command(app);
   add_bench_command(app);
   add_sweep_command(app);
 }

@@ -150,8 +150,11 @@ QuantConfig apply_stored_quantization(Transformer& model, const StoredQuantizati
   if (config.quantizes_weights() || weight_transformation(config.method).needs_calibration)
     fail("{} is already quantized ({}); drop the weight flags (--scheme/--wbits/--method), activation flags may be given",
          model.directory().string(), stored.config.describe());
+  if (stored.served_as_values && config.engine == "int")
+    fail("--engine int runs cq's own quantized checkpoints; {} (compressed-tensors) runs on --engine fake",
+         model.directory().string());
   QuantConfig effective = stored.config;
-  effective.engine = config.engine;
+  effective.engine = stored.served_as_values ? "fake" : config.engine;
   effective.quantize_lm_head = config.quantize_lm_head;
   std::vector<std::vector<float>> static_absmax;
   if (config.quantizes_activations()) {

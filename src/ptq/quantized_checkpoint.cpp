@@ -13,6 +13,7 @@
 #include "io/torch_checkpoint.h"
 #include "model/transformer.h"
 #include "model/weight_source.h"
+#include "ptq/compressed_tensors.h"
 #include "quant/method_table.h"
 #include "quant/quant_common.h"
 #include "util/atomic_file.h"
@@ -318,6 +319,7 @@ Transformer load_model(const std::filesystem::path& model_dir) {
            (model_dir / "config.json").string(), torch_file->filename().string());
     return Transformer(model_dir, open_torch_weights(model_dir));
   }
+  if (is_compressed_tensors_directory(model_dir)) return Transformer(model_dir, open_compressed_tensors_weights(model_dir));
   Transformer model(model_dir, std::make_unique<CheckpointDirectoryWeights>(model_dir));
   if (const StoredQuantization* stored = stored_quantization(model); stored != nullptr && stored->config.rotation != "none")
     restore_rotation(model, model.checkpoint().contains(kRotatedLmHeadBias) ? to_f32(model.checkpoint().tensor(kRotatedLmHeadBias))
@@ -327,7 +329,7 @@ Transformer load_model(const std::filesystem::path& model_dir) {
 
 const StoredQuantization* stored_quantization(const Transformer& model) {
   const auto* weights = dynamic_cast<const CheckpointDirectoryWeights*>(&model.weights());
-  return weights != nullptr ? weights->stored() : nullptr;
+  return weights != nullptr ? weights->stored() : compressed_tensors_quantization(model.weights());
 }
 
 }  // namespace cq

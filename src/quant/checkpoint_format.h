@@ -58,6 +58,9 @@ int64_t groups_per_row(const QuantConfig& config, int64_t in);
 struct StoredQuantization {
   QuantConfig config;                  // as `cq quantize` was given it (engine "fake")
   std::filesystem::path weights_file;  // model_dir/model.safetensors, for messages
+  // Another format's codes (a compressed-tensors export, ptq/compressed_tensors.h): the
+  // weights are served as values only; the integer engine does not read them.
+  bool served_as_values = false;
 };
 
 // The settings of a config.json's `quantization_config` object (format, version and every
