@@ -113,7 +113,8 @@ std::vector<std::string> given_quant_arguments(CLI::App& command, const std::vec
     if (!option->count()) continue;
     const std::string name = "--" + option->get_single_name();
     if (std::find(skipped.begin(), skipped.end(), name) != skipped.end()) continue;
-    if (option->get_type_size_max() == 0) {  // a flag
+    // An on/off flag takes no value (CLI11 records "true" as its result, which must not be passed on).
+    if (option->get_expected_max() == 0) {
       arguments.push_back(name);
       continue;
     }

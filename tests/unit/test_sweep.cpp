@@ -336,6 +336,26 @@ TEST(Sweep, EndToEndOnTinyopt) {
   EXPECT_EQ(count_of(read_text_file((dir / "s.svg").string()), "<polyline"), 4u);
 }
 
+// Flags given beside --grid reach every cell: on/off flags (no value) as well as valued ones.
+TEST(Sweep, OnOffFlagsBesideTheGridReachEveryCell) {
+  CQ_NEED_SHARED("models/stories260k");
+  CQ_NEED_SHARED("data/tinystories/TinyStories-valid.first100.txt");
+  const auto model = test::shared_dir() / "models/stories260k";
+  const auto text = test::shared_dir() / "data/tinystories/TinyStories-valid.first100.txt";
+  const auto dir = test::scratch_dir("sweep-flags");
+  const std::string common = " --model '" + model.string() + "' --text '" + text.string() + "' --seqlen 128 --max-windows 2";
+  const auto sweep = test::run_cq("sweep" + common + " --grid 'scheme=w4a8-g128;act=per-token' --weight-asymmetric --json '" +
+                                  (dir / "s.json").string() + "'");
+  ASSERT_EQ(sweep.exit_code, 0) << sweep.output;
+  const auto alone = test::run_cq("ppl" + common + " --scheme w4a8-g128 --act-quant per-token --weight-asymmetric --json '" +
+                                  (dir / "p.json").string() + "'");
+  ASSERT_EQ(alone.exit_code, 0) << alone.output;
+  const auto rows = nlohmann::json::parse(read_text_file((dir / "s.json").string()))["rows"];
+  ASSERT_EQ(rows.size(), 2u);
+  const auto ppl = nlohmann::json::parse(read_text_file((dir / "p.json").string()));
+  EXPECT_EQ(rows[1]["perplexity"].get<double>(), ppl["perplexity"].get<double>()) << rows[1] << ppl;
+}
+
 TEST(Sweep, GridAndFlagConflictIsAClearError) {
   CQ_NEED_SHARED("models/tinyopt");
   const auto model = test::shared_dir() / "models/tinyopt";
