@@ -61,7 +61,9 @@ StoredQuantization parse_config(const std::filesystem::path& model_dir) {
   const nlohmann::json* groups = member(q, "config_groups");
   if (groups == nullptr || !groups->is_object() || groups->size() != 1)
     fail("{}: config_groups must hold exactly one scheme (cq quantizes every decoder linear alike)", where);
-  const auto& [group_name, group] = *groups->items().begin();
+  // Copied out of the iterator: items()' proxy holds the key only while it lives.
+  const std::string group_name = groups->begin().key();
+  const nlohmann::json& group = groups->begin().value();
   const std::string group_where = where + ".config_groups." + group_name;
   if (!group.is_object()) fail("{} is not an object", group_where);
   if (const nlohmann::json* targets = member(group, "targets"); targets == nullptr || *targets != nlohmann::json::array({"Linear"}))
