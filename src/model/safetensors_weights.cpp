@@ -11,23 +11,28 @@ namespace cq {
 
 namespace {
 
-class SafetensorsWeights final : public WeightSource {
+class StoredCheckpointWeights final : public WeightSource {
  public:
-  explicit SafetensorsWeights(const std::filesystem::path& model_dir) : checkpoint_(model_dir) {}
-  const SafetensorsCheckpoint& checkpoint() const override { return checkpoint_; }
+  explicit StoredCheckpointWeights(std::unique_ptr<const SafetensorsCheckpoint> checkpoint)
+      : checkpoint_(std::move(checkpoint)) {}
+  const SafetensorsCheckpoint& checkpoint() const override { return *checkpoint_; }
   std::optional<std::vector<float>> linear_weight(const std::string&, int64_t, int64_t) const override {
     return std::nullopt;
   }
   bool is_parameter(const std::string&, const TensorInfo&) const override { return true; }
 
  private:
-  SafetensorsCheckpoint checkpoint_;
+  std::unique_ptr<const SafetensorsCheckpoint> checkpoint_;
 };
 
 }  // namespace
 
+std::unique_ptr<WeightSource> stored_checkpoint_weights(std::unique_ptr<const SafetensorsCheckpoint> checkpoint) {
+  return std::make_unique<StoredCheckpointWeights>(std::move(checkpoint));
+}
+
 std::unique_ptr<WeightSource> open_safetensors_weights(const std::filesystem::path& model_dir) {
-  return std::make_unique<SafetensorsWeights>(model_dir);
+  return stored_checkpoint_weights(std::make_unique<const SafetensorsCheckpoint>(model_dir));
 }
 
 }  // namespace cq

@@ -1,5 +1,5 @@
 // A PyTorch checkpoint (pytorch_model.bin or its shards) as a WeightSource: the state dict's
-// tensors as stored, every one a parameter -- the same contract as safetensors_weights.cpp.
+// tensors as stored, every one a parameter (the WeightSource of safetensors_weights.cpp).
 #include <memory>
 #include <optional>
 #include <string>
@@ -32,24 +32,11 @@ LoadedTensors with_base_model_prefix(LoadedTensors loaded) {
   return loaded;
 }
 
-class TorchWeights final : public WeightSource {
- public:
-  explicit TorchWeights(const std::filesystem::path& path)
-      : checkpoint_(with_base_model_prefix(read_torch_state_dict(path))) {}
-  const SafetensorsCheckpoint& checkpoint() const override { return checkpoint_; }
-  std::optional<std::vector<float>> linear_weight(const std::string&, int64_t, int64_t) const override {
-    return std::nullopt;
-  }
-  bool is_parameter(const std::string&, const TensorInfo&) const override { return true; }
-
- private:
-  SafetensorsCheckpoint checkpoint_;
-};
-
 }  // namespace
 
 std::unique_ptr<WeightSource> open_torch_weights(const std::filesystem::path& model_dir) {
-  return std::make_unique<TorchWeights>(model_dir);
+  return stored_checkpoint_weights(
+      std::make_unique<const SafetensorsCheckpoint>(with_base_model_prefix(read_torch_state_dict(model_dir))));
 }
 
 std::unique_ptr<WeightSource> open_checkpoint_weights(const std::filesystem::path& model_dir) {

@@ -29,6 +29,8 @@ class WeightSource {
   virtual bool is_parameter(const std::string& name, const TensorInfo& info) const = 0;
 };
 
+// Tensors served as stored, every one a parameter (any reader's tensors in the common form).
+std::unique_ptr<WeightSource> stored_checkpoint_weights(std::unique_ptr<const SafetensorsCheckpoint> checkpoint);
 // An ordinary Hugging Face checkpoint: model.safetensors or its shards, read as stored.
 std::unique_ptr<WeightSource> open_safetensors_weights(const std::filesystem::path& model_dir);
 // A PyTorch checkpoint: pytorch_model.bin or its shards (pytorch_model.bin.index.json).
