@@ -12,6 +12,7 @@
 #include "model/transformer.h"
 #include "ptq/apply_quantization.h"
 #include "ptq/compressed_tensors.h"
+#include "ptq/tensor_set.h"
 #include "ptq/smoothquant.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -47,33 +48,6 @@ std::string compressed_tensors_refusal(const QuantConfig& c) {
 }
 
 namespace {
-
-// Tensors to write, each owning its bytes.
-class OwnedTensors {
- public:
-  template <typename T>
-  void add(const std::string& name, DType dtype, std::vector<int64_t> shape, std::span<const T> values) {
-    Entry& entry = entries_[name];
-    entry.dtype = dtype;
-    entry.shape = std::move(shape);
-    entry.bytes.resize(values.size_bytes());
-    if (!values.empty()) std::memcpy(entry.bytes.data(), values.data(), values.size_bytes());
-  }
-  bool contains(const std::string& name) const { return entries_.count(name) != 0; }
-  std::vector<TensorToWrite> to_write() const {
-    std::vector<TensorToWrite> tensors;
-    for (const auto& [name, entry] : entries_) tensors.push_back({name, entry.dtype, entry.shape, entry.bytes});
-    return tensors;
-  }
-
- private:
-  struct Entry {
-    DType dtype = DType::F32;
-    std::vector<int64_t> shape;
-    std::vector<std::byte> bytes;
-  };
-  std::map<std::string, Entry> entries_;
-};
 
 // Static CrossQuant, X̃_ij = round(X_ij / (r_i f_j)) with f_j = c_j^(1−α): dividing the input
 // channels by f (in the norm, or the rows of the linear that produces them) and multiplying
@@ -155,7 +129,7 @@ void write_export(Transformer& model, const QuantConfig& config, const std::file
   const auto quantizer = make_weight_quantizer(config);
   const ModelConfig& mc = model.config();
   const TensorNames names = tensor_names(mc);
-  OwnedTensors tensors;
+  TensorSet tensors;
   for (LinearLayer& linear : model.linear_layers()) {
     std::span<float> w = linear.mutable_weight();
     const QuantizedMatrix q = quantizer->quantize(MatrixView{w.data(), linear.out_features, linear.in_features, linear.in_features}, nullptr);

@@ -14,6 +14,7 @@
 #include "model/transformer.h"
 #include "model/weight_source.h"
 #include "ptq/compressed_tensors.h"
+#include "ptq/tensor_set.h"
 #include "quant/method_table.h"
 #include "quant/quant_common.h"
 #include "util/atomic_file.h"
@@ -33,51 +34,6 @@ constexpr const char* kRotatedLmHeadBias = "lm_head.bias";
 std::string site_tensor_name(int64_t layer, int site) {
   return fmt::format("quantization.layers.{}.{}.input_absmax", layer, input_site_name(static_cast<InputSite>(site)));
 }
-
-// What model.safetensors will hold: converted or quantized tensors owned here, F32 tensors
-// of the source checkpoint as views into its mapping (no copy).
-class TensorSet {
- public:
-  template <typename T>
-  void add(const std::string& name, DType dtype, std::vector<int64_t> shape, std::span<const T> values) {
-    Entry& entry = entries_[name];
-    entry.dtype = dtype;
-    entry.shape = std::move(shape);
-    entry.owned.resize(values.size_bytes());
-    if (!values.empty()) std::memcpy(entry.owned.data(), values.data(), values.size_bytes());
-    entry.bytes = entry.owned;
-  }
-  template <typename T>
-  void add(const std::string& name, DType dtype, std::vector<int64_t> shape, const std::vector<T>& values) {
-    add(name, dtype, std::move(shape), std::span<const T>(values));
-  }
-  void add_stored(const TensorInfo& tensor) {
-    if (tensor.dtype != DType::F32) {
-      add(tensor.name, DType::F32, tensor.shape, to_f32(tensor));
-      return;
-    }
-    Entry& entry = entries_[tensor.name];
-    entry.dtype = DType::F32;
-    entry.shape = tensor.shape;
-    entry.owned.clear();
-    entry.bytes = {tensor.data, tensor.bytes};
-  }
-  bool contains(const std::string& name) const { return entries_.count(name) != 0; }
-  std::vector<TensorToWrite> to_write() const {
-    std::vector<TensorToWrite> tensors;
-    for (const auto& [name, entry] : entries_) tensors.push_back({name, entry.dtype, entry.shape, entry.bytes});
-    return tensors;
-  }
-
- private:
-  struct Entry {
-    DType dtype = DType::F32;
-    std::vector<int64_t> shape;
-    std::vector<std::byte> owned;
-    std::span<const std::byte> bytes;
-  };
-  std::map<std::string, Entry> entries_;
-};
 
 void add_quantized_weight(TensorSet& tensors, const std::string& module, const QuantizedMatrix& q, const StoredCodeLayout& layout) {
   if (q.tensor_scale != 0.f) fail("cq quantize: {}: per-tensor weight scales cannot be stored", module);
