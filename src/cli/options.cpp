@@ -38,6 +38,10 @@ void add_quant_options(CLI::App& command, QuantOptions& o) {
       ->capture_default_str();
   // A callback flag: "!--awq-no-clip" bound to awq_clip would show its negated default ("{false}") in --help.
   group->add_flag_callback("--awq-no-clip", [&o] { o.config.awq_clip = false; }, "AWQ: skip the weight clipping search");
+  group->add_option("--smoothquant-scales", o.config.smoothquant_scales,
+                    "SmoothQuant: the authors' act_scales .pt (generate_act_scales.py) instead of calibrating on --calib");
+  group->add_option("--awq-results", o.config.awq_results,
+                    "AWQ: llm-awq's dumped search results .pt (--dump_awq: scales and clips) instead of searching on --calib");
   group->add_option("--gptq-damp", o.config.gptq_dampening, "GPTQ: dampening λ as a share of the mean diagonal of H")
       ->capture_default_str();
   group->add_flag("--act-order", o.config.gptq_act_order, "GPTQ: quantize columns in order of decreasing H_jj");
@@ -128,7 +132,10 @@ QuantConfig resolve_configuration(std::vector<std::string> arguments, const std:
   for (std::size_t i = 0; i + 1 < arguments.size(); ++i)
     if (arguments[i] == "--method") method = arguments[i + 1];
   const WeightTransformation* transformation = find_weight_transformation(method);
-  const bool calibrated = transformation != nullptr && transformation->needs_calibration;
+  // A published results file replaces the method's calibration (then --calib is only for static activations).
+  const char* results_flag = method == "smoothquant" ? "--smoothquant-scales" : method == "awq" ? "--awq-results" : "";
+  const bool calibrated = transformation != nullptr && transformation->needs_calibration &&
+                          std::find(arguments.begin(), arguments.end(), results_flag) == arguments.end();
   const bool static_activations =
       std::find(arguments.begin(), arguments.end(), "--static-activations") != arguments.end();
   if (!calibrated && !static_activations)

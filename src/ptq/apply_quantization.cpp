@@ -7,6 +7,7 @@
 #include "model/transformer.h"
 #include "ptq/calibration.h"
 #include "ptq/integer_linear.h"
+#include "ptq/published_artifacts.h"
 #include "quant/method_table.h"
 #include "ptq/quantized_checkpoint.h"
 #include "quant/quantizer.h"
@@ -35,11 +36,16 @@ QuantizationRecord apply_transformation(Transformer& model, const QuantConfig& c
   // A change of basis first: everything after it (calibration, quantization) sees the rotated model.
   if (config.rotation == "hadamard") record.rotation = rotate_model(model, config.rotation_seed);
   if (config.method == "smoothquant") {
-    // Calibrate before anything changes: the statistics describe the original model.
-    const CalibrationStats calibration = calibrate(model, calibration_tokens, calibration_options(config));
+    // Calibrate before anything changes: the statistics describe the original model (or
+    // the published act_scales do).
+    const CalibrationStats calibration = config.smoothquant_scales.empty()
+                                             ? calibrate(model, calibration_tokens, calibration_options(config))
+                                             : read_smoothquant_scales(model, config.smoothquant_scales);
     record.calibration_windows = calibration.windows;
     record.migration_strength = config.migration_strength >= 0 ? config.migration_strength : default_migration_strength(model.config());
     record.smoothing = apply_smoothquant(model, calibration, record.migration_strength);
+  } else if (config.method == "awq" && !config.awq_results.empty()) {
+    record.awq = apply_awq_results(model, config.awq_results);
   } else if (config.method == "awq") {
     if (!config.quantizes_weights()) fail("AWQ searches against quantized weights: set --wbits (or a --scheme) below 16");
     AwqOptions options;

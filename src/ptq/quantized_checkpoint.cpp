@@ -92,7 +92,11 @@ nlohmann::json checkpoint_config(const QuantConfig& c, const QuantizationRecord&
   if (quantized_activations && c.activation_method == "remove-kernel") q["kernel_target"] = c.kernel_target;
   q["quantize_bmm_input"] = c.quantize_attention_inputs;
   q["migration_strength"] = null_unless(c.method == "smoothquant", record.migration_strength);
-  if (c.method == "awq") {
+  if (c.method == "smoothquant" && !c.smoothquant_scales.empty()) q["smoothquant_scales"] = c.smoothquant_scales;
+  if (c.method == "awq" && !c.awq_results.empty()) {
+    q["awq"] = {{"grid", c.awq_grid}, {"max_shrink", c.awq_max_shrink}, {"clip_tokens", c.awq_clip_tokens},
+                {"clip", c.awq_clip}, {"results", c.awq_results}};
+  } else if (c.method == "awq") {
     nlohmann::json ratios = nlohmann::json::array();
     for (const auto& s : record.awq.scales) ratios.push_back({{"previous", s.previous}, {"linears", s.linears}, {"ratio", s.ratio}});
     q["awq"] = {{"grid", c.awq_grid}, {"max_shrink", c.awq_max_shrink}, {"clip_tokens", c.awq_clip_tokens},

@@ -54,9 +54,14 @@ std::vector<FlagWithoutEffect> flags_without_effect(const GivenFlags& given, con
   // Methods and calibration.
   if (resolved.method != "smoothquant")
     refuse("--migration-strength", "--migration-strength has no effect without --method smoothquant");
+  if (resolved.method != "smoothquant")
+    refuse("--smoothquant-scales", "--smoothquant-scales has no effect without --method smoothquant");
   if (resolved.method != "awq") {
-    for (const char* flag : {"--awq-grid", "--awq-clip-tokens", "--awq-no-clip"})
+    for (const char* flag : {"--awq-grid", "--awq-clip-tokens", "--awq-no-clip", "--awq-results"})
       refuse(flag, fmt::format("{} has no effect without --method awq", flag));
+  } else if (!resolved.awq_results.empty()) {
+    for (const char* flag : {"--awq-grid", "--awq-clip-tokens", "--awq-no-clip"})
+      refuse(flag, fmt::format("{} has no effect with --awq-results: the file's scales and clips replace AWQ's search", flag));
   } else if (!resolved.awq_clip) {
     refuse("--awq-clip-tokens", "--awq-clip-tokens has no effect with --awq-no-clip (the clip search is skipped)");
   }

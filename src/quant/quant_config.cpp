@@ -65,7 +65,13 @@ const WeightTransformation& weight_transformation(std::string_view name) {
 
 bool QuantConfig::needs_calibration() const {
   const WeightTransformation* transformation = find_weight_transformation(method);
-  return (transformation != nullptr && transformation->needs_calibration) || static_columns || static_tensor_scale;
+  return (transformation != nullptr && transformation->needs_calibration && method_results_file().empty()) || static_columns ||
+         static_tensor_scale;
+}
+
+const std::string& QuantConfig::method_results_file() const {
+  static const std::string none;
+  return method == "smoothquant" ? smoothquant_scales : method == "awq" ? awq_results : none;
 }
 
 void QuantConfig::apply_scheme(const std::string& name) {
@@ -129,8 +135,8 @@ void QuantConfig::validate() const {
 }
 
 std::string QuantConfig::describe() const {
-  std::string prefix = method == "smoothquant" ? fmt::format("SmoothQuant α={} + ", migration_strength >= 0 ? fmt::format("{}", migration_strength) : std::string("default"))
-                       : method == "awq"       ? std::string("AWQ + ")
+  std::string prefix = method == "smoothquant" ? fmt::format("SmoothQuant{} α={} + ", smoothquant_scales.empty() ? "" : " (published act_scales)", migration_strength >= 0 ? fmt::format("{}", migration_strength) : std::string("default"))
+                       : method == "awq"       ? std::string(awq_results.empty() ? "AWQ + " : "AWQ (published results) + ")
                        : method == "gptq"      ? std::string(gptq_act_order ? "GPTQ act-order + " : "GPTQ + ")
                                                : std::string();
   if (rotation == "hadamard") prefix = "Hadamard + " + prefix;
@@ -171,7 +177,9 @@ nlohmann::json QuantConfig::to_json() const {
   }
   json["method"] = method;
   if (method == "smoothquant") json["migration_strength"] = migration_strength >= 0 ? nlohmann::json(migration_strength) : nlohmann::json("family default");
-  if (method == "awq")
+  if (method == "smoothquant" && !smoothquant_scales.empty()) json["smoothquant_scales"] = smoothquant_scales;
+  if (method == "awq" && !awq_results.empty()) json["awq"] = {{"results", awq_results}};
+  else if (method == "awq")
     json["awq"] = {{"grid", awq_grid}, {"max_shrink", awq_max_shrink}, {"clip_tokens", awq_clip_tokens}, {"clip", awq_clip}};
   if (method == "gptq") json["gptq"] = {{"dampening", gptq_dampening}, {"act_order", gptq_act_order}, {"block_size", 128}};
   if (activation_method == "per-tensor" && quantizes_activations())

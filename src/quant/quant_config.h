@@ -59,6 +59,10 @@ struct QuantConfig {
   double awq_max_shrink = 0.5;
   int64_t awq_clip_tokens = 512;
   bool awq_clip = true;
+  // Published calibration results used instead of calibrating (ptq/published_artifacts.h):
+  // SmoothQuant's act_scales (--smoothquant-scales) and llm-awq's search results (--awq-results).
+  std::string smoothquant_scales;
+  std::string awq_results;
   double gptq_dampening = 0.01;           // GPTQ: λ = dampening · mean diag(H)
   bool gptq_act_order = false;            // GPTQ: columns in order of decreasing H_jj
   int weight_bits = 16;                   // 16: weights not quantized
@@ -94,6 +98,8 @@ struct QuantConfig {
 
   bool quantizes_weights() const { return weight_bits < 16; }
   bool needs_calibration() const;
+  // The published results file that replaces --method's calibration ("" when none applies).
+  const std::string& method_results_file() const;
   bool quantizes_activations() const { return activation_bits < 16; }
   // Sets bit widths and weight granularity of w8a8 | w4a8 | w4a8-g128 | w4a4 | w16a16.
   void apply_scheme(const std::string& name);

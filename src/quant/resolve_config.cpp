@@ -29,8 +29,15 @@ QuantConfig resolve_quant_config(const QuantRequest& request, bool check_effects
   const QuantMethod* weights = find_quant_method(resolved.weight_method);
   if (method.asymmetric_groups && weights != nullptr && weights->reads(kOptionAsymmetric)) resolved.weight_asymmetric = true;
   if (request.static_activations && request.calib.empty()) fail("--static-activations needs --calib FILE");
+  // Published results (--smoothquant-scales, --awq-results) replace --method's calibration.
+  const std::string& results_file = resolved.method_results_file();
+  const bool calibrates = method.needs_calibration && results_file.empty();
   if (!request.calib.empty()) {
-    if (request.static_activations || !method.needs_calibration) {
+    if (method.needs_calibration && !calibrates && !request.static_activations)
+      fail("--calib has no effect with --{}: the file replaces --method {}'s calibration (add --static-activations for "
+           "static activation scales from --calib)",
+           given.method == "awq" ? "awq-results" : "smoothquant-scales", given.method);
+    if (request.static_activations || !calibrates) {
       const QuantMethod* activations = find_quant_method(resolved.activation_method);
       if (!resolved.quantizes_activations() || activations == nullptr || !activations->calibratable)
         fail("--calib makes activation scales static, which needs --act-quant {} with --abits < 16 (or a calibrated "
@@ -39,7 +46,7 @@ QuantConfig resolve_quant_config(const QuantRequest& request, bool check_effects
       if (activations->reads(kOptionStaticColumnAbsmax)) resolved.static_columns = true;
       else resolved.static_tensor_scale = true;
     }
-  } else if (method.needs_calibration) {
+  } else if (calibrates) {
     fail("--method {} needs a calibration text (--calib FILE; the authors use 128-512 samples of 512 tokens)", given.method);
   }
   resolved.validate();
