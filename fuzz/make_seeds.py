@@ -78,6 +78,37 @@ state = torch_pickle([("a.weight", "0", 6, 0, [2, 3], [3, 1]), ("lm_head.weight"
 seed("fuzz_pickle", state)
 seed("fuzz_pickle", torch_pickle([("b", "2", 2, 0, [2], [1])], "BFloat16Storage"))
 seed("fuzz_pickle", b"\x80\x02}q\x00(X\x05\x00\x00\x00scale]q\x01X\x04\x00\x00\x00clip]q\x02u.")
+
+# Published calibration results for the generated opt-pre model (hidden 32, ffn 64, 2 layers)
+# that fuzz_zip_archive also reads them against: SmoothQuant act_scales and llm-awq results.
+def pickle_text(s):
+    return b"X" + struct.pack("<I", len(s)) + s.encode()
+
+
+def tensor_expr(key, numel, size):
+    stride, n = [], 1
+    for d in reversed(size):
+        stride.insert(0, n)
+        n *= d
+    p = b"ctorch._utils\n_rebuild_tensor_v2\n((" + pickle_text("storage") + b"ctorch\nFloatStorage\n"
+    p += pickle_text(key) + pickle_text("cpu") + b"K" + bytes([numel]) + b"tQK\x00("
+    p += b"".join(b"K" + bytes([d]) for d in size) + b"t(" + b"".join(b"K" + bytes([d]) for d in stride)
+    return p + b"t\x89ccollections\nOrderedDict\n)RtR"
+
+
+ones = struct.pack("<64f", *([1.0] * 64))
+prefix = "model.decoder.layers."
+act_scales = b"\x80\x02}("
+for layer in range(2):
+    for name, width in (("self_attn.q_proj", 32), ("fc1", 32), ("fc2", 64)):
+        act_scales += pickle_text(f"{prefix}{layer}.{name}") + tensor_expr("w" if width == 64 else "h", width, [width])
+seed("fuzz_zip_archive", torch_zip(act_scales + b"u.", {"h": ones[:128], "w": ones}))
+qkv = b"(" + b"".join(pickle_text(f"{prefix}0.self_attn.{n}_proj") for n in "qkv") + b"t"
+awq = b"\x80\x02}(" + pickle_text("scale") + b"](" + b"(" + pickle_text(prefix + "0.self_attn_layer_norm") + qkv
+awq += tensor_expr("h", 32, [32]) + b"t" + b"(" + pickle_text(prefix + "0.fc1") + b"(" + pickle_text(prefix + "0.fc2") + b"t"
+awq += tensor_expr("w", 64, [64]) + b"te" + pickle_text("clip") + b"](" + b"(" + pickle_text(prefix + "1.fc2")
+awq += tensor_expr("h", 32, [32, 1, 1]) + b"teu."
+seed("fuzz_zip_archive", torch_zip(awq, {"h": ones[:128], "w": ones}))
 seed("fuzz_zip_archive", torch_zip(state, {"0": struct.pack("<6f", *range(6)), "1": bytes(16)}))
 seed("fuzz_zip_archive", torch_zip(torch_pickle([("b", "2", 2, 0, [2], [1])], "BFloat16Storage"), {"2": bytes(4)}))
 
