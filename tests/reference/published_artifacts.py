@@ -245,7 +245,7 @@ def main():
     ap.add_argument("--calib-seqlen", type=int, default=128)
     ap.add_argument("--eval", required=True)
     ap.add_argument("--eval-seqlen", type=int, default=128)
-    ap.add_argument("--eval-windows", type=int, default=4)
+    ap.add_argument("--eval-windows", type=int, default=16)
     args = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)
