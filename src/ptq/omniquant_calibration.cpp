@@ -4,7 +4,9 @@
 #include <cmath>
 
 #include "io/safetensors.h"
+#include "io/torch_writer.h"
 #include "kernels/rope.h"
+#include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/progress.h"
 
@@ -254,6 +256,16 @@ OmniBlockParameters omni_block_parameters(const OmniQuantLayerParameters& named,
     take(prefix + "lowbound_factor", parameters.lowbound[at(i)]);
   }
   return parameters;
+}
+
+void save_omniquant_parameters(const OmniQuantParameters& parameters, const std::filesystem::path& path) {
+  std::vector<TorchNamedTensors> layers;
+  for (const OmniQuantLayerParameters& layer : parameters.layers) {
+    TorchNamedTensors named;
+    for (const auto& [name, tensor] : layer) named.push_back({name, {tensor.shape, tensor.values}});
+    layers.push_back(std::move(named));
+  }
+  write_file_atomically(path, torch_save_layer_dicts(layers, path.stem().string().empty() ? "archive" : path.stem().string()));
 }
 
 OmniQuantParameters calibrate_omniquant(Transformer& model, std::span<const int32_t> tokens,

@@ -7,6 +7,7 @@
 // full-precision ones (ptq/omniquant_block.h). The result is OmniQuant's parameter set
 // (ptq/omniquant_parameters.h), under its own names; applying it is ptq/omniquant.cpp's job.
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <span>
 #include <string>
@@ -46,6 +47,10 @@ OmniBlockWeights omni_block_weights(Transformer& model, int64_t layer);
 // "<module>.weight_quantizer.upbound_factor" with shape [ranges, 1]), and back.
 OmniQuantLayerParameters omniquant_layer_parameters(const OmniBlockParameters& parameters, const ModelConfig& config);
 OmniBlockParameters omni_block_parameters(const OmniQuantLayerParameters& named, const ModelConfig& config);
+
+// Writes `parameters` as OmniQuant's omni_parameters.pth ({layer: OrderedDict{name: tensor}},
+// torch.save's format: io/torch_writer.h), atomically.
+void save_omniquant_parameters(const OmniQuantParameters& parameters, const std::filesystem::path& path);
 
 OmniQuantParameters calibrate_omniquant(Transformer& model, std::span<const int32_t> tokens,
                                         const OmniQuantCalibrationOptions& options);

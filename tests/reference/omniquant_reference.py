@@ -397,7 +397,13 @@ def main():
     ap.add_argument("--shared", default=os.environ.get("CQ_SHARED", "../shared"))
     ap.add_argument("--write-goldens", action="store_true", help="write tests/golden/omniquant/*.json")
     ap.add_argument("--only", default="", help="comma-separated golden file names")
+    ap.add_argument("--load", help="print an omni_parameters.pth file read by torch.load as JSON and exit")
     args = ap.parse_args()
+    if args.load:
+        data = torch.load(args.load)
+        print(json.dumps({str(layer): {name: {"shape": list(t.shape), "dtype": str(t.dtype), "values": flat(t)}
+                                       for name, t in entries.items()} for layer, entries in data.items()}))
+        return
     torch.set_num_threads(1)
     out_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden", "omniquant")
     os.makedirs(out_dir, exist_ok=True)

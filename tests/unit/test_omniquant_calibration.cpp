@@ -198,5 +198,35 @@ INSTANTIATE_TEST_SUITE_P(Models, OmniQuantCalibration,
                            return name;
                          });
 
+// The parameter file: what torch.load (PyTorch's own reader) makes of it.
+TEST(OmniQuantParametersFile, TorchLoadReadsIt) {
+  if (test::run_shell("/usr/bin/python3 -c 'import torch'").exit_code != 0)
+    GTEST_SKIP() << "/usr/bin/python3 with torch is not available";
+  OmniQuantParameters parameters;
+  for (int layer = 0; layer < 2; ++layer) {
+    OmniQuantLayerParameters named;
+    named["qkv_smooth_scale"] = {{3}, {0.5f, -1.25f, 3e-8f + static_cast<float>(layer)}};
+    named["self_attn.q_proj.weight_quantizer.upbound_factor"] = {{2, 1}, {4.f, -4.5f}};
+    named["fc1.weight_quantizer.lowbound_factor"] = {{4, 1}, {1.f, 2.f, 3.f, static_cast<float>(layer)}};
+    parameters.layers.push_back(named);
+  }
+  const auto file = test::scratch_dir("omni_params") / "omni_parameters.pth";
+  save_omniquant_parameters(parameters, file);
+  const auto run = test::run_shell("/usr/bin/python3 '" + (test::source_dir() / "tests/reference/omniquant_reference.py").string() +
+                                   "' --load '" + file.string() + "'");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const auto loaded = nlohmann::json::parse(run.output.substr(run.output.find('{')));
+  ASSERT_EQ(loaded.size(), 2u);
+  for (int layer = 0; layer < 2; ++layer) {
+    const auto& entries = loaded[std::to_string(layer)];
+    ASSERT_EQ(entries.size(), 3u);
+    for (const auto& [name, tensor] : parameters.layers[static_cast<size_t>(layer)]) {
+      EXPECT_EQ(entries[name]["shape"].get<std::vector<int64_t>>(), tensor.shape) << name;
+      EXPECT_EQ(entries[name]["dtype"].get<std::string>(), "torch.float32") << name;
+      EXPECT_EQ(floats(entries[name]["values"]), tensor.values) << name;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace cq
