@@ -192,11 +192,37 @@ TEST_P(OmniQuantCalibration, MatchesReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, OmniQuantCalibration,
-                         ::testing::Values("calib_tinyopt_w4a4.json", "calib_stories260k_w4a4.json"),
+                         ::testing::Values("calib_tinyopt_w4a4.json", "calib_stories260k_w4a4.json",
+                                           // --epochs 0: OmniQuant's initialisation alone
+                                           "calib_tinyopt_w4a4_init.json", "calib_stories260k_w6a6_init.json"),
                          [](const auto& test_info) {
                            std::string name = test_info.param.substr(6, test_info.param.size() - 11);
                            return name;
                          });
+
+TEST(OmniQuantCli, RefusesBadFlags) {
+  CQ_NEED_SHARED("models/tinyopt");
+  const std::string model = (test::shared_dir() / "models/tinyopt").string();
+  const std::string calib = (test::shared_dir() / "data/wikitext2/wikitext2_test_joined.prefix.txt").string();
+  const auto out = (test::scratch_dir("omni_cli") / "p.pth").string();
+  const auto base = "omniquant-calibrate --model '" + model + "' --calib '" + calib + "' --out '" + out + "'";
+  auto run = test::run_cq(base + " --scheme w4x4");
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.output.find("--scheme w4x4: expected wWaA"), std::string::npos) << run.output;
+  run = test::run_cq(base + " --scheme w16a4");
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.output.find("quantize the weights"), std::string::npos) << run.output;
+  run = test::run_cq(base + " --epochs -1");
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.output.find("--epochs must be zero or positive"), std::string::npos) << run.output;
+  run = test::run_cq(base + " --calib-seqlen 100000");
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.output.find("exceeds the model's 512 positions"), std::string::npos) << run.output;
+  EXPECT_FALSE(std::filesystem::exists(out));
+  run = test::run_cq(base + " --scheme w4a16-g32 --calib-samples 2 --calib-seqlen 32 --epochs 1 --quiet");
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_TRUE(std::filesystem::exists(out));
+}
 
 // The parameter file: what torch.load (PyTorch's own reader) makes of it.
 TEST(OmniQuantParametersFile, TorchLoadReadsIt) {
