@@ -280,6 +280,8 @@ OmniQuantParameters calibrate_omniquant(Transformer& model, std::span<const int3
   if (options.samples < 1) fail("--calib-samples must be positive");
   if (settings.group_size > 0 && c.hidden_size % settings.group_size != 0)
     fail("--group {} does not divide the hidden size {}", settings.group_size, c.hidden_size);
+  if (settings.group_size > 0 && (c.num_heads * c.head_dim) % settings.group_size != 0)
+    fail("--group {} does not divide the attention width {}", settings.group_size, c.num_heads * c.head_dim);
   if (settings.group_size > 0 && c.intermediate_size % settings.group_size != 0)
     fail("--group {} does not divide the MLP width {}", settings.group_size, c.intermediate_size);
   const int64_t windows = std::min(static_cast<int64_t>(tokens.size()) / options.seqlen, options.samples);

@@ -388,7 +388,7 @@ def golden_cases(shared):
         "grad_tinyopt_w4a16g32.json": lambda: grad_case(os.path.join(models, "tinyopt"), 0, Settings(4, 16, 32, True, True, False), 24, 2, torch.float64),
         "grad_stories260k_w4a4.json": lambda: grad_case(os.path.join(models, "stories260k"), 1, Settings(4, 4, 0, True, True, False), 24, 3, torch.float64),
         "calib_tinyopt_w4a4.json": lambda: calibrate_with_drift(os.path.join(models, "tinyopt"), w4a4, 4, 32, 2, 1e-2, 5e-3, 0.0, 0.5),
-        "calib_tinyopt_w4a4_init.json": lambda: calibrate_with_drift(os.path.join(models, "tinyopt"), w4a4, 4, 32, 0, 1e-2, 5e-3, 0.0, 0.5),
+        "calib_tinyopt_w4a4_init.json": lambda: calibrate_with_drift(os.path.join(models, "tinyopt"), w4a4, 4, 32, 0, 1e-2, 5e-3, 0.0, 0.75),
         "calib_stories260k_w6a6_init.json": lambda: calibrate_with_drift(os.path.join(models, "stories260k"), Settings(6, 6, 0, True, True, False), 4, 32, 0, 1e-2, 5e-3, 0.0, 0.5),
         "calib_stories260k_w4a4.json": lambda: calibrate_with_drift(os.path.join(models, "stories260k"), Settings(4, 4, 0, True, True, False), 4, 32, 2, 1e-2, 5e-3, 0.0, 0.5),
     }
