@@ -7,6 +7,7 @@
 #include "io/torch_writer.h"
 #include "kernels/rope.h"
 #include "util/atomic_file.h"
+#include "util/cancel.h"
 #include "util/error.h"
 #include "util/progress.h"
 
@@ -323,6 +324,7 @@ OmniQuantParameters calibrate_omniquant(Transformer& model, std::span<const int3
       for (int64_t epoch = 0; epoch < options.epochs; ++epoch) {
         double total = 0;
         for (int64_t w = 0; w < windows; ++w) {
+          check_cancelled();  // also under --quiet, where no progress bar checks
           if (settings.let) truncate_scales(parameters);
           const double loss = omni_block_run(block, parameters, settings, true, quant_in[at(w)].data(), L,
                                              fp_out[at(w)].data(), nullptr, &gradients, *workspace);
