@@ -17,6 +17,7 @@ void configure_app(CLI::App& app) {
   add_export_command(app);
   add_bench_command(app);
   add_sweep_command(app);
+  add_omniquant_calibrate_command(app);
 }
 
 }  // namespace cq::cli

@@ -19,5 +19,6 @@ void add_quantize_command(CLI::App& app);
 void add_export_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_sweep_command(CLI::App& app);
+void add_omniquant_calibrate_command(CLI::App& app);
 
 }  // namespace cq::cli

@@ -44,4 +44,13 @@ void matmul_ab(const float* a, int64_t lda, const float* b, int64_t ldb, float* 
     fail("internal error: dnnl_sgemm failed for {}x{}x{}", m, n, k);
 }
 
+void matmul_general(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                    int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  const SingleThreadedIfSmall threads(m * n * k);
+  if (dnnl_sgemm(transpose_a ? 'T' : 'N', transpose_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) !=
+      dnnl_success)
+    fail("internal error: dnnl_sgemm failed for {}x{}x{}", m, n, k);
+}
+
 }  // namespace cq::kernels

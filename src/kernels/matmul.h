@@ -19,4 +19,10 @@ void matmul_abt(const float* a, int64_t lda, const float* b, int64_t ldb, float*
 void matmul_ab(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t m, int64_t n,
                int64_t k);
 
+// C[m x n] = alpha · op(A) · op(B) + beta · C, op = transpose or not (A is k x m when
+// transposed, B n x k): the backward passes of calibration (ptq/omniquant_block) need Aᵀ·B
+// and accumulation. oneDNN's sgemm.
+void matmul_general(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                    int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
 }  // namespace cq::kernels
