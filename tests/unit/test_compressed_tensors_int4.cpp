@@ -71,8 +71,10 @@ QuantConfig w4a16(const std::string& method, const std::string& weight_method, i
   c.group_size = group_size;
   c.weight_asymmetric = asymmetric;
   c.activation_method = "per-token";
-  c.calib_samples = 4;
+  c.calib_samples = 2;  // a quick search: the test is about the export, not AWQ's or GPTQ's quality
   c.calib_seqlen = kSeqlen;
+  c.awq_grid = 5;
+  c.awq_clip_tokens = 64;
   return c;
 }
 
