@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstdio>
 #include <fstream>
@@ -155,6 +156,36 @@ TEST(CompressedTensorsInt4Export, PerplexityMatchesInProcessModelAndIndependentL
     // No activation rounding here: only float summation order differs from PyTorch. A swapped
     // nibble, a zero point off by one or a misplaced scale is far outside this.
     EXPECT_NEAR(reference[i], loaded[i], 1e-4 * loaded[i]);
+  }
+}
+
+// GPTQ's updates can move a row's largest weight, so rounding its weights again to nearest
+// (with a fresh row maximum) changes codes; the export writes GPTQ's own codes, also for W8A8.
+TEST(CompressedTensorsInt4Export, GptqW8A8ExportKeepsGptqsGrid) {
+  CQ_NEED_SHARED("models/tinyopt");
+  CQ_NEED_SHARED("data/tinystories");
+  const fs::path model_dir = test::shared_dir() / "models/tinyopt";
+  const auto tokenizer = load_tokenizer(model_dir);
+  const std::vector<int32_t> all = tokenizer->encode(read_text_file(text_path()), true);
+  const std::vector<int32_t> tokens(all.begin(), all.begin() + kSeqlen * kWindows);
+  const std::vector<int32_t> calibration(all.begin() + static_cast<std::ptrdiff_t>(all.size() / 2), all.end());
+  QuantConfig config = w4a16("gptq", "per-channel", 128, false);
+  config.apply_scheme("w8a8");
+  const fs::path out = test::scratch_dir("ct4_gptq_w8a8") / "export";
+  std::vector<std::vector<float>> in_process;
+  {
+    Transformer model = load_model(model_dir);
+    apply_quantization(model, config, calibration);
+    for (LinearLayer& linear : model.linear_layers()) in_process.emplace_back(linear.mutable_weight().begin(), linear.mutable_weight().end());
+  }
+  {
+    Transformer model = load_model(model_dir);
+    export_compressed_tensors(model, config, calibration, out);
+  }
+  Transformer exported = load_model(out);
+  for (size_t i = 0; i < in_process.size(); ++i) {
+    const std::span<float> loaded = exported.linear_layers()[i].mutable_weight();
+    ASSERT_TRUE(std::equal(loaded.begin(), loaded.end(), in_process[i].begin())) << exported.linear_layers()[i].name;
   }
 }
 
