@@ -20,7 +20,7 @@ void add_export_command(CLI::App& app) {
     QuantOptions quant;
   };
   auto options = std::make_shared<Options>();
-  auto* command = app.add_subcommand("export", "quantize a model and write it in a format vLLM serves (compressed-tensors W8A8)");
+  auto* command = app.add_subcommand("export", "quantize a model and write it in a format vLLM serves (compressed-tensors W8A8 or W4A16)");
   command->add_option("--model", options->model, "Hugging Face model directory (unquantized)")->required();
   command->add_option("--format", options->format, "output format")->required()->check(CLI::IsMember({"compressed-tensors"}));
   command->add_option("--out", options->out, "output directory (model.safetensors, config.json with quantization_config, tokenizer)")
@@ -36,7 +36,8 @@ void add_export_command(CLI::App& app) {
     if (stored_quantization(model)) fail("--model {}: is already quantized; export from the unquantized model", options->model);
     const auto tokenizer = load_tokenizer(options->model);
     export_compressed_tensors(model, quant, options->quant.calibration_tokens(*tokenizer), options->out);
-    fmt::print("wrote {} (compressed-tensors int-quantized W8A8, from {})\n", options->out, quant.describe());
+    fmt::print("wrote {} (compressed-tensors {}, from {})\n", options->out,
+               exports_pack_quantized(quant) ? "pack-quantized W4A16" : "int-quantized W8A8", quant.describe());
   });
 }
 

@@ -29,12 +29,14 @@ const char* dtype_name(DType dtype) {
     case DType::I8: return "I8";
     case DType::U8: return "U8";
     case DType::I32: return "I32";
+    case DType::I64: return "I64";
   }
   return "?";
 }
 
 size_t dtype_size(DType dtype) {
   switch (dtype) {
+    case DType::I64: return 8;
     case DType::F32:
     case DType::I32: return 4;
     case DType::F16:
@@ -45,7 +47,9 @@ size_t dtype_size(DType dtype) {
   return 0;
 }
 
-bool is_integer(DType dtype) { return dtype == DType::I8 || dtype == DType::U8 || dtype == DType::I32; }
+bool is_integer(DType dtype) {
+  return dtype == DType::I8 || dtype == DType::U8 || dtype == DType::I32 || dtype == DType::I64;
+}
 
 int64_t TensorInfo::numel() const {
   int64_t n = 1;
@@ -79,14 +83,14 @@ MappedFile::~MappedFile() {
 
 namespace {
 
-constexpr DType kDTypes[] = {DType::F32, DType::F16, DType::BF16, DType::I8, DType::U8, DType::I32};
+constexpr DType kDTypes[] = {DType::F32, DType::F16, DType::BF16, DType::I8, DType::U8, DType::I32, DType::I64};
 // The overflow check of a header's shape assumes no element is wider than this.
-constexpr uint64_t kWidestDTypeBytes = 4;
+constexpr uint64_t kWidestDTypeBytes = 8;
 
 DType parse_dtype(const std::string& text, const std::filesystem::path& file, const std::string& name) {
   for (DType dtype : kDTypes)
     if (text == dtype_name(dtype)) return dtype;
-  fail("{}: tensor '{}' has dtype '{}'; supported dtypes are F32, F16, BF16, I8, U8 and I32", file.string(), name, text);
+  fail("{}: tensor '{}' has dtype '{}'; supported dtypes are F32, F16, BF16, I8, U8, I32 and I64", file.string(), name, text);
 }
 
 void check_dtype(const TensorInfo& tensor, DType expected) {
@@ -323,7 +327,8 @@ void convert_to_f32(const TensorInfo& tensor, int64_t offset, int64_t count, flo
     }
     case DType::I8:
     case DType::U8:
-    case DType::I32: return;  // refused above
+    case DType::I32:
+    case DType::I64: return;  // refused above
   }
 }
 
@@ -346,6 +351,13 @@ std::span<const uint8_t> u8_values(const TensorInfo& tensor) {
 std::vector<int32_t> i32_values(const TensorInfo& tensor) {
   check_dtype(tensor, DType::I32);
   std::vector<int32_t> values(tensor.bytes / sizeof(int32_t));
+  if (!values.empty()) std::memcpy(values.data(), tensor.data, tensor.bytes);
+  return values;
+}
+
+std::vector<int64_t> i64_values(const TensorInfo& tensor) {
+  check_dtype(tensor, DType::I64);
+  std::vector<int64_t> values(tensor.bytes / sizeof(int64_t));
   if (!values.empty()) std::memcpy(values.data(), tensor.data, tensor.bytes);
   return values;
 }

@@ -2,7 +2,7 @@
 // Read-only, memory-mapped safetensors checkpoints (single file or sharded through
 // model.safetensors.index.json). Tensors stay in their stored dtype in the mapping;
 // callers convert what they need, when they need it. Floating-point tensors (F32, F16,
-// BF16) are model values; integer tensors (I8, U8, I32) are what quantized checkpoints
+// BF16) are model values; integer tensors (I8, U8, I32, I64) are what quantized checkpoints
 // store beside them (codes, zero points, shapes) and are read as integers only.
 #include <cstdint>
 #include <filesystem>
@@ -14,7 +14,7 @@
 
 namespace cq {
 
-enum class DType { F32, F16, BF16, I8, U8, I32 };
+enum class DType { F32, F16, BF16, I8, U8, I32, I64 };
 const char* dtype_name(DType dtype);
 size_t dtype_size(DType dtype);
 bool is_integer(DType dtype);
@@ -92,6 +92,7 @@ std::vector<float> to_f32(const TensorInfo& tensor);
 std::span<const int8_t> i8_values(const TensorInfo& tensor);
 std::span<const uint8_t> u8_values(const TensorInfo& tensor);
 std::vector<int32_t> i32_values(const TensorInfo& tensor);
+std::vector<int64_t> i64_values(const TensorInfo& tensor);  // copied, as I32
 
 // Limits on what a header may claim, so a corrupt or hostile file is refused early.
 inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100ull << 20;  // 100 MB
@@ -99,7 +100,7 @@ inline constexpr size_t kMaxTensorsPerFile = 1'000'000;
 
 // Writes tensors (already in the given dtype's bytes) as one safetensors file, atomically.
 // The data section holds them without gaps (as the safetensors format requires), wider
-// dtypes first so that every F32 / I32 tensor starts 4-byte aligned.
+// dtypes first so that every I64 tensor starts 8-byte and every F32 / I32 tensor 4-byte aligned.
 struct TensorToWrite {
   std::string name;
   DType dtype = DType::F32;

@@ -63,10 +63,11 @@ int64_t Transformer::add_linear(const std::string& module, int64_t layer, InputS
   linear.out_features = out;
   if (std::optional<std::vector<float>> values = weights_->linear_weight(module, out, in)) {
     // The source's FP32 values (a quantized checkpoint: codes, scales and zero points from the
-    // mapping, and the only FP32 copy is the result); stored_weight still names the tensor.
+    // mapping, and the only FP32 copy is the result); stored_weight still names the tensor
+    // where there is one (compressed-tensors' pack-quantized stores `module`.weight_packed).
     if (static_cast<int64_t>(values->size()) != out * in)
       fail("internal error: {} values for {} [{}, {}]", values->size(), module, out, in);
-    linear.stored_weight = &checkpoint().tensor(module + ".weight");
+    if (checkpoint().contains(module + ".weight")) linear.stored_weight = &checkpoint().tensor(module + ".weight");
     linear.owned_weight = std::move(*values);
     source_linear_parameters_ += out * in;
   } else {

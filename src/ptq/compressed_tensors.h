@@ -11,6 +11,9 @@
 // config.json's quantization_config: one config group targeting "Linear" with int8
 // per-channel symmetric static weights and int8 per-token symmetric dynamic input
 // activations, lm_head ignored, quantization_status "compressed".
+// Weight-only int4 (W4A16: RTN, AWQ, GPTQ; group-wise or per-channel, zero points for
+// asymmetric groups) is written "pack-quantized" (ptq/compressed_tensors_pack_quantized.h),
+// with no input_activations.
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -31,6 +34,11 @@ inline constexpr const char* kCompressedTensorsVersion = "0.18.0";
 
 // Why `config` has no faithful compressed-tensors export; empty when it has one.
 std::string compressed_tensors_refusal(const QuantConfig& config);
+// Whether `config` exports as pack-quantized W4A16 (weight-only int4).
+bool exports_pack_quantized(const QuantConfig& config);
+// Why `model`'s shapes cannot hold `config`'s export (a linear whose input size is not a
+// whole number of groups, ...), naming the layer; empty when they can.
+std::string compressed_tensors_shape_refusal(const Transformer& model, const QuantConfig& config);
 
 // Applies `config` to `model` (an ordinary checkpoint, unquantized) in the form the export
 // needs, folds every scaling into the weights and norms, quantizes the weights and writes
@@ -45,10 +53,11 @@ void export_compressed_tensors(Transformer& model, const QuantConfig& config, st
 bool is_compressed_tensors_directory(const std::filesystem::path& model_dir);
 
 // A compressed-tensors directory's weights: each quantized linear given to the decoder as
-// code * scale, everything else as stored. Validates the quantization_config (only the
-// schemes cq can run: int8 per-channel symmetric weights with int8 per-token dynamic
-// activations or none) and each weight's dtype, shape and code range; errors name the file
-// and the tensor.
+// code * scale (pack-quantized: (code − zero point) * scale), everything else as stored.
+// Validates the quantization_config (only the schemes cq can run: int8 per-channel
+// symmetric weights with int8 per-token dynamic activations or none; pack-quantized int4
+// group-wise or per-channel weights without activation quantization) and each weight's
+// dtype, shape and code range; errors name the file and the tensor.
 std::unique_ptr<WeightSource> open_compressed_tensors_weights(const std::filesystem::path& model_dir);
 // The setting a compressed-tensors WeightSource's quantization_config describes (what
 // load_model's stored_quantization reports); nullptr for any other source.

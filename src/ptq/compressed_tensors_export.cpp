@@ -7,11 +7,14 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <numeric>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "model/transformer.h"
 #include "ptq/apply_quantization.h"
 #include "ptq/compressed_tensors.h"
+#include "ptq/compressed_tensors_pack_quantized.h"
 #include "ptq/tensor_set.h"
 #include "ptq/smoothquant.h"
 #include "util/atomic_file.h"
@@ -21,20 +24,33 @@
 
 namespace cq {
 
+bool exports_pack_quantized(const QuantConfig& c) {
+  return c.quantizes_weights() && !c.quantizes_activations() && c.weight_bits == 4 &&
+         (c.weight_method == "group" || c.weight_method == "per-channel");
+}
+
 std::string compressed_tensors_refusal(const QuantConfig& c) {
   if (c.engine != "fake") return "--engine chooses how cq runs a model; vLLM runs the export with its own kernels";
   if (!c.quantizes_weights()) return "the weights are not quantized (--wbits 16): there is nothing to export";
+  if (c.rotation != "none")
+    return "--rotate hadamard needs an online Hadamard transform of down_proj's input at run time, which the exported "
+           "linears do not apply";
   if (c.quantizes_activations() && c.activation_bits < 8)
     return fmt::format("{}-bit activations: vLLM's int path quantizes activations to 8 bits per token, so W{}A{} would run as "
                        "a different model",
                        c.activation_bits, c.weight_bits, c.activation_bits);
-  if (c.weight_method == "group")
-    return "group-wise weights (AWQ's W4 groups, pack-quantized) are not exported yet; only W8A8 per-channel is";
-  if (c.weight_method != "per-channel")
+  if (c.weight_method != "per-channel" && c.weight_method != "group")
     return fmt::format("'{}' weights carry per-column factors that vLLM's int8 per-channel weights cannot hold", c.weight_method);
+  if (!c.quantizes_activations()) {
+    if (exports_pack_quantized(c)) return "";
+    return fmt::format("weight-only W{}A16: only 4-bit weight-only settings (W4A16, pack-quantized) and W8A8 are exported",
+                       c.weight_bits);
+  }
+  if (c.weight_method == "group")
+    return fmt::format("group-wise W{} weights with int8 activations: only weight-only group-wise int4 (W4A16, --abits 16) is "
+                       "exported as pack-quantized",
+                       c.weight_bits);
   if (c.weight_bits != 8) return fmt::format("{}-bit per-channel weights: vLLM's W8A8 path takes int8 weights (use --wbits 8)", c.weight_bits);
-  if (!c.quantizes_activations())
-    return "weight-only W8A16 is not exported; only W8A8 (int8 per-token activations) is";
   if (c.activation_bits != 8) return fmt::format("{}-bit activations: only int8 activations are exported", c.activation_bits);
   if (c.quantize_attention_inputs) return "vLLM does not quantize the inputs of the attention products (--quantize-bmm-input)";
   if (c.activation_method == "per-token") return "";
@@ -45,6 +61,23 @@ std::string compressed_tensors_refusal(const QuantConfig& c) {
   if (c.activation_method == "per-tensor")
     return "per-tensor activation scales are not exported; use --act-quant per-token (or static CrossQuant)";
   return fmt::format("--act-quant {} has no integer form in compressed-tensors", c.activation_method);
+}
+
+std::string compressed_tensors_shape_refusal(const Transformer& model, const QuantConfig& c) {
+  if (!exports_pack_quantized(c)) return "";
+  int64_t common_divisor = 0;
+  for (const LinearLayer& linear : model.linear_layers()) common_divisor = std::gcd(common_divisor, linear.in_features);
+  for (const LinearLayer& linear : model.linear_layers()) {
+    if (c.weight_method == "group" && linear.in_features % c.group_size != 0)
+      return fmt::format("{} has {} input columns, not a multiple of --group-size {}: compressed-tensors' group strategy and "
+                         "vLLM store whole groups only (group sizes dividing every linear's input size here: the divisors of {})",
+                         linear.name, linear.in_features, c.group_size, common_divisor);
+    if (c.weight_method == "group" && c.weight_asymmetric && linear.out_features % kCodesPerWord != 0)
+      return fmt::format("{} has {} output channels, not a multiple of {}: its zero points would not fill whole int32 words, "
+                         "which vLLM's packed zero points need",
+                         linear.name, linear.out_features, kCodesPerWord);
+  }
+  return "";
 }
 
 namespace {
@@ -83,14 +116,29 @@ nlohmann::json int8_args(const char* strategy, bool dynamic) {
           {"observer_kwargs", nlohmann::json::object()}};
 }
 
-nlohmann::json w8a8_quantization_config(const std::vector<std::string>& ignored) {
+// W4A16's weights as compressed-tensors serializes them: int4, static, "group" with its size
+// or "channel"; zp_dtype names the zero points' dtype only when there are zero points.
+nlohmann::json int4_weight_args(const QuantConfig& c) {
+  const bool grouped = c.weight_method == "group";
+  const bool asymmetric = grouped && c.weight_asymmetric;
+  nlohmann::json args = int8_args(grouped ? "group" : "channel", false);
+  args["num_bits"] = kPackedBits;
+  args["symmetric"] = !asymmetric;
+  args["group_size"] = grouped ? nlohmann::json(c.group_size) : nlohmann::json(nullptr);
+  args["zp_dtype"] = asymmetric ? nlohmann::json("torch.int8") : nlohmann::json(nullptr);
+  return args;
+}
+
+nlohmann::json quantization_config(const QuantConfig& c, const std::vector<std::string>& ignored) {
+  const bool packed = exports_pack_quantized(c);
+  const char* format = packed ? "pack-quantized" : "int-quantized";
   nlohmann::json group = {{"targets", {"Linear"}},
-                          {"weights", int8_args("channel", false)},
-                          {"input_activations", int8_args("token", true)},
+                          {"weights", packed ? int4_weight_args(c) : int8_args("channel", false)},
+                          {"input_activations", packed ? nlohmann::json(nullptr) : int8_args("token", true)},
                           {"output_activations", nullptr},
-                          {"format", "int-quantized"}};
+                          {"format", format}};
   return {{"config_groups", {{"group_0", group}}},
-          {"format", "int-quantized"},
+          {"format", format},
           {"global_compression_ratio", nullptr},
           {"ignore", ignored},
           {"kv_cache_scheme", nullptr},
@@ -125,14 +173,27 @@ void replace_directory(const std::filesystem::path& built, const std::filesystem
   if (ec) fail("--out {}: cannot rename into place: {}", out_dir.string(), ec.message());
 }
 
-void write_export(Transformer& model, const QuantConfig& config, const std::filesystem::path& dir) {
+void write_export(Transformer& model, const QuantConfig& config, const QuantizationRecord& record, const std::filesystem::path& dir) {
   const auto quantizer = make_weight_quantizer(config);
   const ModelConfig& mc = model.config();
   const TensorNames names = tensor_names(mc);
   TensorSet tensors;
-  for (LinearLayer& linear : model.linear_layers()) {
+  std::set<std::string> packed_weights;
+  for (size_t index = 0; index < model.linear_layers().size(); ++index) {
+    LinearLayer& linear = model.linear_layers()[index];
     std::span<float> w = linear.mutable_weight();
-    const QuantizedMatrix q = quantizer->quantize(MatrixView{w.data(), linear.out_features, linear.in_features, linear.in_features}, nullptr);
+    // GPTQ's weights are on its grid already; rounding them again to nearest could change
+    // the grid (a row whose largest code moved), so its own codes are written.
+    const QuantizedMatrix q =
+        !record.gptq.grids.empty()
+            ? gptq_codes(model, record.gptq, index)
+            : quantizer->quantize(MatrixView{w.data(), linear.out_features, linear.in_features, linear.in_features}, nullptr);
+    if (exports_pack_quantized(config)) {
+      add_pack_quantized_linear(tensors, linear.name, q);
+      packed_weights.insert(linear.name + ".weight");  // replaced by weight_packed
+      if (!linear.bias.empty()) tensors.add(linear.name + ".bias", DType::F32, {linear.out_features}, std::span<const float>(linear.bias));
+      continue;
+    }
     if (q.row_scales.size() != static_cast<size_t>(linear.out_features) || !q.column_factors.empty() || q.group_size > 0)
       fail("internal error: {}: the weight quantizer did not give per-channel scales", linear.name);
     std::vector<int8_t> codes(q.codes.size());
@@ -151,7 +212,7 @@ void write_export(Transformer& model, const QuantConfig& config, const std::file
   }
   // Embeddings, positions, the final norm, lm_head and OPT's projections: as stored, in FP32.
   for (const auto& [name, info] : model.checkpoint().tensors())
-    if (!tensors.contains(name)) tensors.add(name, DType::F32, info.shape, std::span<const float>(to_f32(info)));
+    if (!tensors.contains(name) && !packed_weights.contains(name)) tensors.add(name, DType::F32, info.shape, std::span<const float>(to_f32(info)));
   write_safetensors(dir / "model.safetensors", tensors.to_write(), {{"format", "pt"}});
 
   // Every nn.Linear that is not a decoder linear stays in full precision (vLLM matches names).
@@ -159,7 +220,7 @@ void write_export(Transformer& model, const QuantConfig& config, const std::file
   for (const std::string& projection : {names.project_in, names.project_out})
     if (!projection.empty() && model.checkpoint().contains(projection + ".weight")) ignored.push_back(projection);
   nlohmann::json json = nlohmann::json::parse(read_text_file(model.directory() / "config.json", kMaxConfigFileBytes));
-  json["quantization_config"] = w8a8_quantization_config(ignored);
+  json["quantization_config"] = quantization_config(config, ignored);
   json["torch_dtype"] = "float32";
   write_file_atomically(dir / "config.json", json.dump(2) + "\n");
   for (const char* file : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
@@ -175,10 +236,12 @@ void export_compressed_tensors(Transformer& model, const QuantConfig& config, st
                                const std::filesystem::path& out_dir) {
   if (const std::string refusal = compressed_tensors_refusal(config); !refusal.empty())
     fail("cq export --format compressed-tensors: {}", refusal);
+  if (const std::string refusal = compressed_tensors_shape_refusal(model, config); !refusal.empty())
+    fail("cq export --format compressed-tensors: --model {}: {}", model.directory().string(), refusal);
   if (std::filesystem::exists(out_dir) && std::filesystem::equivalent(out_dir, model.directory()))
     fail("--out {}: must differ from --model", out_dir.string());
   // SmoothQuant's factors fold into the norms here, exactly as for `cq ppl`.
-  (void)apply_transformation(model, config, calibration_tokens);
+  const QuantizationRecord record = apply_transformation(model, config, calibration_tokens);
   if (config.activation_method == "crossquant")
     fold_static_crossquant(model, config.alpha, calibrate_static_activations(model, config, calibration_tokens));
 
@@ -191,7 +254,7 @@ void export_compressed_tensors(Transformer& model, const QuantConfig& config, st
   std::filesystem::remove_all(built, ec);
   std::filesystem::create_directory(built);
   try {
-    write_export(model, config, built);
+    write_export(model, config, record, built);
     replace_directory(built, target);
   } catch (...) {
     std::filesystem::remove_all(built, ec);

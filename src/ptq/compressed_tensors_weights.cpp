@@ -1,5 +1,6 @@
 // Reading a compressed-tensors directory (ptq/compressed_tensors.h): the quantization_config
-// checked against the schemes cq can run, each quantized linear served as code * scale.
+// checked against the schemes cq can run, each quantized linear served as code * scale
+// (int-quantized) or unpacked (pack-quantized int4).
 #include <cmath>
 #include <memory>
 #include <optional>
@@ -7,6 +8,7 @@
 
 #include "model/weight_source.h"
 #include "ptq/compressed_tensors.h"
+#include "ptq/compressed_tensors_pack_quantized.h"
 #include "util/error.h"
 #include "util/limits.h"
 #include "util/text_file.h"
@@ -44,14 +46,51 @@ void check_int8_args(const nlohmann::json& args, const char* strategy, bool dyna
     if (member(args, key) != nullptr) fail("{}: '{}' is set; cq runs plain per-channel / per-token int8 only", where, key);
 }
 
+// pack-quantized QuantizationArgs `args`: int4 static, group-wise or per channel, in
+// column order (no g_idx); sets the weight fields of `config`.
+void read_int4_args(const nlohmann::json& args, const std::string& where, QuantConfig& config) {
+  if (!args.is_object()) fail("{} is not an object", where);
+  const auto field_is = [&](const char* key, const nlohmann::json& expected) {
+    const nlohmann::json* value = member(args, key);
+    return value != nullptr && *value == expected;
+  };
+  if (!field_is("num_bits", 4) || !field_is("type", "int"))
+    fail("{}: cq reads pack-quantized int4 weights only (num_bits 4, type \"int\"), got {}", where, args.dump());
+  if (!field_is("dynamic", false)) fail("{}: pack-quantized weights must be static (dynamic false), got {}", where, args.dump());
+  const nlohmann::json* symmetric = member(args, "symmetric");
+  if (symmetric == nullptr || !symmetric->is_boolean()) fail("{}: 'symmetric' must be true or false, got {}", where, args.dump());
+  if (member(args, "block_structure") != nullptr) fail("{}: 'block_structure' is set; cq reads group or channel strategies", where);
+  // actorder "weight" reorders during calibration only; "group" (or its alias "dynamic")
+  // stores a g_idx permutation, which cq does not apply.
+  if (const nlohmann::json* actorder = member(args, "actorder"); actorder != nullptr && *actorder != "weight" && *actorder != false)
+    fail("{}: actorder {} needs weight_g_idx, which cq does not read", where, actorder->dump());
+  const nlohmann::json* group_size = member(args, "group_size");
+  config.weight_bits = 4;
+  if (field_is("strategy", "group")) {
+    if (group_size == nullptr || !group_size->is_number_integer() || group_size->get<int64_t>() < 1)
+      fail("{}: strategy \"group\" needs a positive integer group_size, got {}", where, args.dump());
+    config.weight_method = "group";
+    config.group_size = group_size->get<int64_t>();
+    config.weight_asymmetric = !symmetric->get<bool>();
+  } else if (field_is("strategy", "channel")) {
+    if (group_size != nullptr && *group_size != -1) fail("{}: strategy \"channel\" with group_size {}", where, group_size->dump());
+    if (!symmetric->get<bool>()) fail("{}: asymmetric per-channel int4 is not read by cq (asymmetric groups are)", where);
+    config.weight_method = "per-channel";
+  } else {
+    fail("{}: cq reads pack-quantized strategies \"group\" and \"channel\", got {}", where, args.dump());
+  }
+}
+
 StoredQuantization parse_config(const std::filesystem::path& model_dir) {
   const nlohmann::json json = read_config_json(model_dir);
   const std::string where = (model_dir / "config.json").string() + ": quantization_config";
   const nlohmann::json& q = json.at("quantization_config");
   const nlohmann::json* format = member(q, "format");
-  if (format == nullptr || !format->is_string() || (*format != "int-quantized" && *format != "naive-quantized"))
-    fail("{}: format {} is not read by cq (int-quantized W8A8 and naive-quantized int8 only)", where,
+  if (format == nullptr || !format->is_string() ||
+      (*format != "int-quantized" && *format != "naive-quantized" && *format != "pack-quantized"))
+    fail("{}: format {} is not read by cq (int-quantized W8A8, naive-quantized int8 and pack-quantized int4 only)", where,
          format ? format->dump() : "missing");
+  const bool packed = *format == "pack-quantized";
   if (const nlohmann::json* status = member(q, "quantization_status"); status == nullptr || *status != "compressed")
     fail("{}: quantization_status must be \"compressed\" (codes stored as integers)", where);
   if (member(q, "kv_cache_scheme") != nullptr) fail("{}: kv_cache_scheme is set; cq does not quantize the KV cache", where);
@@ -69,14 +108,25 @@ StoredQuantization parse_config(const std::filesystem::path& model_dir) {
   if (const nlohmann::json* targets = member(group, "targets"); targets == nullptr || *targets != nlohmann::json::array({"Linear"}))
     fail("{}: targets must be [\"Linear\"]", group_where);
   if (member(group, "output_activations") != nullptr) fail("{}: output_activations are not run by cq", group_where);
+  if (const nlohmann::json* group_format = member(group, "format"); group_format != nullptr && *group_format != *format)
+    fail("{}: format {} differs from the model's {}", group_where, group_format->dump(), format->dump());
   const nlohmann::json* weights = member(group, "weights");
   if (weights == nullptr) fail("{}: no weights scheme", group_where);
-  check_int8_args(*weights, "channel", false, group_where + ".weights");
   StoredQuantization stored;
   stored.weights_file = model_dir / "model.safetensors";
   stored.served_as_values = true;
   QuantConfig& config = stored.config;
   config.method = "rtn";
+  config.engine = "fake";
+  if (packed) {
+    read_int4_args(*weights, group_where + ".weights", config);
+    if (member(group, "input_activations") != nullptr)
+      fail("{}: input_activations with pack-quantized weights are not read by cq (weight-only W4A16 only)", group_where);
+    config.activation_method = "per-token";  // what activation flags given on top default to
+    config.validate();
+    return stored;
+  }
+  check_int8_args(*weights, "channel", false, group_where + ".weights");
   config.weight_bits = 8;
   config.weight_method = "per-channel";
   if (const nlohmann::json* inputs = member(group, "input_activations")) {
@@ -95,6 +145,10 @@ class CompressedTensorsWeights final : public WeightSource {
       : stored_(parse_config(model_dir)), checkpoint_(model_dir) {}
   const SafetensorsCheckpoint& checkpoint() const override { return checkpoint_; }
   std::optional<std::vector<float>> linear_weight(const std::string& module, int64_t out, int64_t in) const override {
+    const QuantConfig& config = stored_.config;
+    if (config.weight_bits == 4)
+      return read_pack_quantized_linear(checkpoint_, module, out, in, config.weight_method == "group" ? config.group_size : 0,
+                                        config.weight_method == "group" && config.weight_asymmetric);
     const TensorInfo& codes = checkpoint_.tensor(module + ".weight", {out, in});
     const std::span<const int8_t> code_values = i8_values(codes);
     const TensorInfo& scale_tensor = checkpoint_.tensor(module + ".weight_scale");

@@ -338,7 +338,13 @@ TEST(CompressedTensorsExportFormat, UnsupportedOrBrokenExportsAreRefusedOnLoadin
     std::ofstream(out / "config.json") << json.dump(2);
     return error_of([&] { (void)load_model(out); });
   };
-  EXPECT_NE(with_config([](nlohmann::json& q) { q["format"] = "pack-quantized"; }).find("format \"pack-quantized\" is not read"),
+  EXPECT_NE(with_config([](nlohmann::json& q) { q["format"] = "marlin-24"; }).find("format \"marlin-24\" is not read"),
+            std::string::npos);
+  // pack-quantized is read (W4A16), but not over int8 weights.
+  EXPECT_NE(with_config([](nlohmann::json& q) {
+              q["format"] = "pack-quantized";
+              q["config_groups"]["group_0"]["format"] = "pack-quantized";
+            }).find("num_bits 4"),
             std::string::npos);
   EXPECT_NE(with_config([](nlohmann::json& q) { q["config_groups"]["group_0"]["weights"]["strategy"] = "group"; }).find("strategy"),
             std::string::npos);

@@ -65,14 +65,16 @@ TEST(Safetensors, WriteThenReadEveryDtype) {
 }
 
 // Integer tensors (quantized checkpoints' codes, zero points, shapes) keep their values; the
-// writer puts 4-byte dtypes first so each starts aligned; they never pass for float values.
+// writer puts wider dtypes first so each starts aligned; they never pass for float values.
 TEST(Safetensors, IntegerDtypesRoundTripAndStayIntegers) {
   const auto dir = test::scratch_dir("safetensors-integers");
   const std::vector<int8_t> i8 = {-128, -1, 0, 7, 127};
   const std::vector<uint8_t> u8 = {0, 1, 0x69, 255, 16, 8, 9};
   const std::vector<int32_t> i32 = {2048, -3, 2147483647};
   const std::vector<float> f32 = {0.5f, -4.f};
+  const std::vector<int64_t> i64 = {4096, -1, int64_t{1} << 40};
   write_safetensors(dir / "model.safetensors", {{"codes", DType::U8, {7}, std::as_bytes(std::span(u8))},
+                                                {"long", DType::I64, {3}, std::as_bytes(std::span(i64))},
                                                 {"signed", DType::I8, {5}, std::as_bytes(std::span(i8))},
                                                 {"shape", DType::I32, {3}, std::as_bytes(std::span(i32))},
                                                 {"scale", DType::F32, {2}, std::as_bytes(std::span(f32))}});
@@ -82,6 +84,10 @@ TEST(Safetensors, IntegerDtypesRoundTripAndStayIntegers) {
   EXPECT_EQ(std::vector<int8_t>(i8_values(signed_codes).begin(), i8_values(signed_codes).end()), i8);
   EXPECT_EQ(std::vector<uint8_t>(u8_values(checkpoint.tensor("codes")).begin(), u8_values(checkpoint.tensor("codes")).end()), u8);
   EXPECT_EQ(i32_values(checkpoint.tensor("shape")), i32);
+  EXPECT_EQ(i64_values(checkpoint.tensor("long")), i64);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(checkpoint.tensor("long").data) % 8, 0u);  // widest first
+  EXPECT_NE(error_of([&] { (void)to_f32(checkpoint.tensor("long")); }).find("holds I64 integers"), std::string::npos);
+  EXPECT_NE(error_of([&] { (void)i64_values(checkpoint.tensor("shape")); }).find("expected I64"), std::string::npos);
   EXPECT_EQ(to_f32(checkpoint.tensor("scale")), f32);
   // 8-byte length + header padded to 8: the data section is 8-aligned, and so are the I32
   // and F32 tensors written before the 1-byte ones.
@@ -131,7 +137,7 @@ INSTANTIATE_TEST_SUITE_P(
     Cases, SafetensorsBadInput,
     testing::Values(
         BadFile{"offsets-outside", R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", std::string(8, '\0'), "outside the data section"},
-        BadFile{"wrong-dtype", R"({"w":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})", std::string(8, '\0'), "dtype 'I64'"},
+        BadFile{"wrong-dtype", R"({"w":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", std::string(8, '\0'), "dtype 'F64'"},
         BadFile{"i32-size", R"({"w":{"dtype":"I32","shape":[3],"data_offsets":[0,8]}})", std::string(8, '\0'), "expected 12"},
         BadFile{"u8-size", R"({"w":{"dtype":"U8","shape":[2,3],"data_offsets":[0,8]}})", std::string(8, '\0'), "expected 6"},
         BadFile{"i8-outside", R"({"w":{"dtype":"I8","shape":[9],"data_offsets":[0,9]}})", std::string(8, '\0'), "outside the data section"},
