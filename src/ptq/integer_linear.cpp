@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <exception>
+#include <limits>
 
 #include "io/safetensors.h"
 #include "kernels/gemm_int4.h"
@@ -63,6 +64,39 @@ bool PackedLinearWeights::requantize_ordered_panel(const float* ordered_weight, 
   return true;
 }
 
+// Channel c of a panel anew (its Δ changed): the per-channel quantizer's arithmetic on the
+// scaled row, read and written at its strided places. False when a scaled value is not finite.
+bool PackedLinearWeights::requantize_ordered_row(const float* ordered_weight, const std::vector<float>& factors, int bits,
+                                                 int64_t panel, int64_t c) {
+  Impl& impl = *impl_;
+  constexpr int64_t kPanel = kernels::PackedInt8Weights::kPanelWidth;
+  const int64_t k_padded = impl.w8.k_padded;
+  const float* weight = ordered_weight + panel * kPanel * k_padded + c * 4;
+  int8_t* packed = impl.w8.data.data() + panel * kPanel * k_padded + c * 4;
+  const auto at = [](int64_t j) { return (j / 4) * kPanel * 4 + j % 4; };
+  const float qmax = quant_detail::symmetric_qmax(bits, "per-channel");
+  float absmax = 0.f;
+  for (int64_t j = 0; j < k_padded; ++j) {
+    const float magnitude = std::fabs(weight[at(j)] * factors[static_cast<size_t>(j)]);
+    if (!(magnitude <= std::numeric_limits<float>::max())) return false;
+    absmax = std::max(absmax, magnitude);
+  }
+  const float scale = quant_detail::nonzero_divisor(absmax / qmax);
+  int32_t sum = 0;
+  for (int64_t j = 0; j < k_padded; ++j) {
+    const float scaled = weight[at(j)] * factors[static_cast<size_t>(j)];
+    const auto code = static_cast<int8_t>(std::clamp(std::nearbyint(scaled / scale), -qmax, qmax));
+    packed[at(j)] = code;
+    sum += code;
+  }
+  const int64_t channel = panel * kPanel + c;
+  impl.w8.compensation[static_cast<size_t>(channel)] = 128 * sum;
+  impl.panel_scales[static_cast<size_t>(channel)] = scale;
+  impl.panel_absmax[static_cast<size_t>(channel)] = absmax;
+  if (channel < impl.out) impl.col_scales[static_cast<size_t>(channel)] = scale;
+  return true;
+}
+
 void PackedLinearWeights::requantize_scaled_panels(const Quantizer& quantizer, const std::vector<float>& ordered_weight,
                                                    int64_t out, int64_t in, const std::vector<float>& column_factors) {
   const QuantizerSpec& spec = quantizer.spec();
@@ -107,17 +141,24 @@ void PackedLinearWeights::requantize_scaled_panels(const Quantizer& quantizer, c
       const float* weight = ordered_weight.data() + p * kPanel * k_padded;
       float* absmax = impl.panel_absmax.data() + p * kPanel;
       bool whole = !incremental;
-      // A channel whose maximum grows changes its Δ, hence every code of its row: the panel anew.
+      // A channel whose maximum grows changes its Δ, hence every code of its row: that row
+      // anew, or the whole panel when several rows are (one pass over the panel is cheaper
+      // than many strided rows).
+      constexpr int64_t kMaxRows = 4;
+      bool row_anew[kPanel] = {};
+      int64_t rows_anew = 0;
       for (size_t n = 0; !whole && n < changed.size(); ++n) {
         const int64_t j = changed[n];
         const float* column = weight + (j / 4) * kPanel * 4 + j % 4;
         const float f = factors[static_cast<size_t>(j)];
         for (int64_t c = 0; c < kPanel; ++c)
-          if (!(std::fabs(column[c * 4] * f) <= absmax[c])) {
-            whole = true;
-            break;
+          if (!row_anew[c] && !(std::fabs(column[c * 4] * f) <= absmax[c])) {
+            row_anew[c] = true;
+            if (++rows_anew > kMaxRows) whole = true;
           }
       }
+      for (int64_t c = 0; !whole && c < kPanel; ++c)
+        if (row_anew[c] && !requantize_ordered_row(ordered_weight.data(), factors, spec.bits, p, c)) whole = true;
       if (whole) {
         if (!requantize_ordered_panel(ordered_weight.data(), factors, spec.bits, p)) {
           // A NaN/Inf: the quantizer on the scaled rows reports it (or, for an overflow it
@@ -145,6 +186,7 @@ void PackedLinearWeights::requantize_scaled_panels(const Quantizer& quantizer, c
         const int64_t offset = (j / 4) * kPanel * 4 + j % 4;
         const float f = factors[static_cast<size_t>(j)];
         for (int64_t c = 0; c < kPanel; ++c) {
+          if (row_anew[c]) continue;
           const float scaled = weight[offset + c * 4] * f;
           const auto code = static_cast<int8_t>(std::clamp(std::nearbyint(scaled / scales[c]), -qmax, qmax));
           compensation[c] += 128 * (int32_t{code} - int32_t{packed[offset + c * 4]});

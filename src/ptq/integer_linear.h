@@ -62,9 +62,9 @@ class PackedLinearWeights {
   // panel order (order_as_int8_panels, quant/scaled_panels.h): scaling, quantizing and packing
   // are one vector pass per panel. When the factors only grew since the previous call, in few
   // columns (dynamic CrossQuant decoding: c_j over the sequence so far only grows), only those
-  // columns' codes are recomputed, and the panels where a channel's max|w·f| grew re-quantized
-  // whole: Δ_k of a channel changes only when its maximum does, so this equals the full
-  // re-quantization bit for bit.
+  // columns' codes are recomputed, and the channels whose max|w·f| grew re-quantized whole (their
+  // panel, when more than 4 of its channels did): Δ_k of a channel changes only when its
+  // maximum does, so this equals the full re-quantization bit for bit.
   void requantize_scaled_panels(const Quantizer& quantizer, const std::vector<float>& ordered_weight, int64_t out,
                                 int64_t in, const std::vector<float>& column_factors);
   // Throws cq::Error when no integer kernel takes weights quantized by `spec` (per-channel,
@@ -85,6 +85,8 @@ class PackedLinearWeights {
                                     int bits, int64_t panel);
   // One panel of requantize_scaled_panels from scratch; false when a scaled value is not finite.
   bool requantize_ordered_panel(const float* ordered_weight, const std::vector<float>& factors, int bits, int64_t panel);
+  bool requantize_ordered_row(const float* ordered_weight, const std::vector<float>& factors, int bits, int64_t panel,
+                              int64_t c);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

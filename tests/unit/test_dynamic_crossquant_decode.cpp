@@ -112,12 +112,14 @@ TEST(DynamicCrossQuantDecode, PanelRequantizationRefusesNonFiniteWeights) {
                Error);
 }
 
-// Growing factors: a few columns grow a little (only their codes change), one grows enough to
-// become some channels' maximum (their panels anew); then a shrinking one (everything anew).
+// Growing factors: a few columns grow a little (only their codes change), one raises a few
+// channels' maximum (those rows anew), one becomes many channels' maximum (their panels anew);
+// then a shrinking one (everything anew).
 // Each step equals quantizing the scaled matrix from scratch, bit for bit.
 TEST(DynamicCrossQuantDecode, IncrementalRequantizationEqualsTheFullOne) {
   const int64_t out = 200, in = 256;
-  const auto w = test::random_normal(out * in, 36, 0.05f);
+  auto w = test::random_normal(out * in, 36, 0.05f);
+  w[static_cast<size_t>(70 * in + 50)] = 0.5f;  // channel 70's maximum is in column 50
   const auto weight = make("per-channel", 8);
   const auto ordered = order_as_int8_panels(w.data(), out, in);
   std::vector<float> f(static_cast<size_t>(in), 1.f);
@@ -128,6 +130,7 @@ TEST(DynamicCrossQuantDecode, IncrementalRequantizationEqualsTheFullOne) {
   };
   const std::vector<Step> steps = {
       {{{3, 1.05f}, {100, 1.2f}, {255, 1.01f}}},  // small growth: codes only
+      {{{50, 1.5f}}},                             // a few channels' maximum grows: those rows anew
       {{{17, 9.f}}},                              // becomes the maximum of many channels
       {{{17, 9.5f}, {40, 1.3f}}},
       {{{100, 0.5f}}},                            // shrinks: the full path
