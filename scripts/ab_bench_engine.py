@@ -50,9 +50,12 @@ def main():
     parser.add_argument("old")
     parser.add_argument("new")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("flags", nargs="*", help="bench_engine flags (after --)")
-    args = parser.parse_args()
-    flags = args.flags or DEFAULT_FLAGS
+    argv = sys.argv[1:]
+    flags = DEFAULT_FLAGS
+    if "--" in argv:  # everything after -- goes to bench_engine as it is
+        flags = argv[argv.index("--") + 1:]
+        argv = argv[:argv.index("--")]
+    args = parser.parse_args(argv)
     for binary in (args.old, args.new):
         if not os.access(binary, os.X_OK):
             sys.exit(f"{binary}: not an executable bench_engine")
