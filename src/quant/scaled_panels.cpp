@@ -77,7 +77,9 @@ bool scalar_codes(const ScaledPanel& panel, int8_t* packed, int32_t* compensatio
 
 CQ_AVX512_BEGIN
 namespace scaled_panels_detail {
-namespace {
+// Named (not anonymous) so that an out-of-line copy carries "avx512" in its symbol, as
+// scripts/check-portable-binary.sh expects of dispatched code.
+namespace avx512_helpers {
 constexpr int kLanes = 16;
 
 inline __m512i magnitude_bits(__m512 v) {
@@ -107,7 +109,8 @@ inline __m512 rounded_quotient(__m512 value, __m512 divisor, __m512 reciprocal, 
   return _mm512_mask_roundscale_ps(rounded, exact, _mm512_div_ps(value, divisor),
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
-}  // namespace
+}  // namespace avx512_helpers
+using namespace avx512_helpers;
 
 // 16 channels (one quarter of the panel) at a time, so that their scaled rows stay in L2
 // between the maxima pass and the codes pass. Vector i of a quad's 64 floats holds channels
