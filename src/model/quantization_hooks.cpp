@@ -2,7 +2,9 @@
 // backends and weight transformations plug into the decoder, and its statistics.
 #include <utility>
 
+#include "kernels/column_absmax.h"
 #include "model/transformer.h"
+#include "util/error.h"
 
 namespace cq {
 
@@ -14,6 +16,39 @@ const char* input_site_name(InputSite site) {
     case InputSite::MlpDown: return "mlp_down";
   }
   return "?";
+}
+
+// The definition for decoding (docs/INTEGER_ENGINE.md, "Dynamic CrossQuant while decoding"):
+// a forward that starts a sequence (empty cache) takes c_j over its window, as a perplexity
+// window does; a forward that continues it takes c_j over every token of the sequence so far,
+// this window's included. The maxima only grow, so the integer engine re-quantizes only the
+// weight columns whose factor changed.
+const std::vector<float>* Transformer::sequence_column_absmax(int64_t layer, InputSite site, const float* x,
+                                                              int64_t cols, const RowWindows& windows,
+                                                              const std::vector<float>* window_absmax,
+                                                              std::vector<float>& scratch) {
+  KVCache& cache = *sequence_cache_;
+  const int64_t count = windows.count();
+  const auto size = static_cast<size_t>(count * cols);
+  if (window_absmax != nullptr) {
+    scratch = *window_absmax;
+  } else {
+    scratch.assign(size, 0.f);
+    for (int64_t w = 0; w < count; ++w)
+      kernels::update_column_absmax(x + windows.begin(w) * cols, windows.size(w), cols, cols, scratch.data() + w * cols);
+  }
+  cache.column_absmax.resize(static_cast<size_t>(config_.num_layers * kInputSites));
+  std::vector<float>& running = cache.column_absmax[static_cast<size_t>(layer * kInputSites + static_cast<int>(site))];
+  if (cache.length > 0) {
+    if (running.size() != size)
+      fail("forward: the KV cache holds no CrossQuant column maxima for {} of layer {} (it was filled without them)",
+           input_site_name(site), layer);
+    // A NaN of this window stays NaN (the quantizer then names its row).
+    for (size_t j = 0; j < size; ++j)
+      if (scratch[j] < running[j]) scratch[j] = running[j];
+  }
+  running = scratch;
+  return &scratch;
 }
 
 void Transformer::quantize_weights(const Quantizer& quantizer) {

@@ -131,9 +131,8 @@ bool Transformer::gathers_column_absmax(int64_t layer, InputSite site) const {
     case InputSite::MlpIn: readers = {block.gate_or_fc1, block.up, -1}; break;
     case InputSite::MlpDown: readers[0] = block.down_or_fc2; break;
   }
-  // prepare_input quantizes a site's input unless every reader has a backend.
-  return std::any_of(readers.begin(), readers.end(),
-                     [&](int64_t r) { return r >= 0 && backends_[static_cast<size_t>(r)] == nullptr; });
+  // prepare_input quantizes a site's input, or hands the maxima to the backends reading it.
+  return std::any_of(readers.begin(), readers.end(), [](int64_t r) { return r >= 0; });
 }
 
 const float* Transformer::prepare_input(int64_t layer, InputSite site, const float* x, int64_t cols,
@@ -142,7 +141,13 @@ const float* Transformer::prepare_input(int64_t layer, InputSite site, const flo
   const int64_t rows = windows.rows();
   if (observer_) observer_(layer, site, x, rows, cols, windows);
   const auto& quantizer = activation_quantizers_[static_cast<size_t>(layer * kInputSites + static_cast<int>(site))];
+  std::vector<float> sequence_absmax;
+  if (quantizer && quantizer->wants_column_absmax() && sequence_cache_ != nullptr)
+    column_absmax = sequence_column_absmax(layer, site, x, cols, windows, column_absmax, sequence_absmax);
   const bool all_backends = std::all_of(readers.begin(), readers.end(), [&](int64_t r) { return backends_[static_cast<size_t>(r)] != nullptr; });
+  for (int64_t reader : readers)
+    if (const auto& backend = backends_[static_cast<size_t>(reader)])
+      backend->set_column_absmax(column_absmax != nullptr ? std::span<const float>(*column_absmax) : std::span<const float>());
   if (all_backends)
     for (int64_t reader : readers) backends_[static_cast<size_t>(reader)]->new_input();
   if (!quantizer || all_backends) return x;
@@ -431,6 +436,12 @@ void Transformer::forward(std::span<const int32_t> tokens, int64_t batch, int64_
   const Pass pass = cache_pass(batch, length, *cache);
   std::vector<float> x(static_cast<size_t>(batch * length * c.hidden_size));
   embed(tokens, pass.positions, x.data());
+  // A caller's cache may be continued: it keeps dynamic CrossQuant's c_j of the sequences.
+  struct SequenceCacheScope {
+    KVCache*& slot;
+    ~SequenceCacheScope() { slot = nullptr; }
+  } scope{sequence_cache_};
+  sequence_cache_ = cache == &local_cache ? nullptr : cache;
   for (int64_t l = 0; l < c.num_layers; ++l) block_step(l, x.data(), pass);
   cache->length += length;
 

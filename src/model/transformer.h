@@ -65,6 +65,9 @@ struct KVCache {
   int64_t length = 0;    // positions filled
   int64_t kv_width = 0;  // num_kv_heads * head_dim
   std::vector<std::vector<float>> keys, values;  // per layer: [batch][capacity][kv_width]
+  // Dynamic CrossQuant's column maxima c_j over each sequence so far (prompt and decoded
+  // tokens): per layer · kInputSites + site, [batch][cols]; filled by forwards given this cache.
+  std::vector<std::vector<float>> column_absmax;
 };
 
 // Another way to compute one linear layer (an integer GEMM engine, say). It receives the
@@ -78,6 +81,11 @@ class LinearBackend {
   // new one: backends that share per-input work between them (the activation codes) drop
   // what they kept for the previous input.
   virtual void new_input() {}
+  // Dynamic CrossQuant: the column maxima c_j (windows.count() × in, window by window) that
+  // the next run() must quantize its input with, as the model defines them (the window's
+  // own maxima, or those of the sequence so far when a KV cache is continued: docs/
+  // INTEGER_ENGINE.md); empty: the backend takes them from its input. Others ignore it.
+  virtual void set_column_absmax(std::span<const float> column_absmax) { (void)column_absmax; }
 };
 
 // Called with the (unquantized) input of each input site; used by calibration.
@@ -217,6 +225,13 @@ class Transformer {
   const float* prepare_input(int64_t layer, InputSite site, const float* x, int64_t cols, const RowWindows& windows,
                              std::span<const int64_t> readers, const std::vector<float>* column_absmax = nullptr);
   void run_linear(int64_t index, const float* x, const RowWindows& windows, float* y);
+  // Dynamic CrossQuant on a forward that continues a caller's KV cache: c_j of each window =
+  // max over its sequence so far (the cache's running maxima, then this window's), and the
+  // cache's maxima raised to them. window_absmax: the window's own maxima when gathered (else
+  // computed here). Returns `scratch` holding them (windows.count() × cols).
+  const std::vector<float>* sequence_column_absmax(int64_t layer, InputSite site, const float* x, int64_t cols,
+                                                   const RowWindows& windows, const std::vector<float>* window_absmax,
+                                                   std::vector<float>& scratch);
   void embed(std::span<const int32_t> tokens, std::span<const int64_t> positions, float* x);
   // Appends k and v to the cache, then attends (kernels::cache_attention); column_absmax as there.
   void cache_attention(int64_t layer, const float* q, const float* k, const float* v, int64_t batch, int64_t length,
@@ -252,6 +267,7 @@ class Transformer {
   std::vector<std::shared_ptr<LinearBackend>> backends_;  // per linear; nullptr = FP32 GEMM
   ActivationObserver observer_;
   std::vector<float> quantized_input_;
+  KVCache* sequence_cache_ = nullptr;  // during forward() with a caller's cache: where c_j of the sequence lives
   struct OwnedTensor {
     std::vector<float> values;
     TensorInfo info;  // F32 view of `values` (heap-held: the decoder keeps pointers to it)

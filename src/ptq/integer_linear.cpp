@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <exception>
+#include <limits>
 
 #include "io/safetensors.h"
 #include "kernels/gemm_int4.h"
@@ -12,6 +13,8 @@
 #include "ptq/quantized_checkpoint.h"
 #include "ptq/smoothquant.h"
 #include "quant/method_table.h"
+#include "quant/quant_common.h"
+#include "quant/scaled_panels.h"
 #include "quant/scaled_rows.h"
 #include "util/error.h"
 
@@ -40,7 +43,164 @@ struct PackedLinearWeights::Impl {
   kernels::PackedInt8Weights w8;
   std::vector<float> col_scales;  // int8: per output channel
   kernels::PackedInt4Weights w4;
+  // requantize_scaled_panels: the factors the codes hold (k_padded; empty: unknown), and per
+  // padded channel Δ_k and max_j |w_kj·f_j|.
+  std::vector<float> factors, panel_scales, panel_absmax;
 };
+
+bool PackedLinearWeights::requantize_ordered_panel(const float* ordered_weight, const std::vector<float>& factors,
+                                                   int bits, int64_t panel) {
+  Impl& impl = *impl_;
+  constexpr int64_t kPanel = kernels::PackedInt8Weights::kPanelWidth;
+  const int64_t k_padded = impl.w8.k_padded;
+  const ScaledPanel source{ordered_weight + panel * kPanel * k_padded, factors.data(), k_padded, bits};
+  float* scales = impl.panel_scales.data() + panel * kPanel;
+  if (!per_channel_codes_of_scaled_panel(source, impl.w8.data.data() + panel * kPanel * k_padded,
+                                         impl.w8.compensation.data() + panel * kPanel, scales,
+                                         impl.panel_absmax.data() + panel * kPanel))
+    return false;
+  const int64_t first = panel * kPanel;
+  std::copy(scales, scales + std::min(kPanel, impl.out - first), impl.col_scales.begin() + first);
+  return true;
+}
+
+// Channel c of a panel anew (its Δ changed): the per-channel quantizer's arithmetic on the
+// scaled row, read and written at its strided places. False when a scaled value is not finite.
+bool PackedLinearWeights::requantize_ordered_row(const float* ordered_weight, const std::vector<float>& factors, int bits,
+                                                 int64_t panel, int64_t c) {
+  Impl& impl = *impl_;
+  constexpr int64_t kPanel = kernels::PackedInt8Weights::kPanelWidth;
+  const int64_t k_padded = impl.w8.k_padded;
+  const float* weight = ordered_weight + panel * kPanel * k_padded + c * 4;
+  int8_t* packed = impl.w8.data.data() + panel * kPanel * k_padded + c * 4;
+  const auto at = [](int64_t j) { return (j / 4) * kPanel * 4 + j % 4; };
+  const float qmax = quant_detail::symmetric_qmax(bits, "per-channel");
+  float absmax = 0.f;
+  for (int64_t j = 0; j < k_padded; ++j) {
+    const float magnitude = std::fabs(weight[at(j)] * factors[static_cast<size_t>(j)]);
+    if (!(magnitude <= std::numeric_limits<float>::max())) return false;
+    absmax = std::max(absmax, magnitude);
+  }
+  const float scale = quant_detail::nonzero_divisor(absmax / qmax);
+  int32_t sum = 0;
+  for (int64_t j = 0; j < k_padded; ++j) {
+    const float scaled = weight[at(j)] * factors[static_cast<size_t>(j)];
+    const auto code = static_cast<int8_t>(std::clamp(std::nearbyint(scaled / scale), -qmax, qmax));
+    packed[at(j)] = code;
+    sum += code;
+  }
+  const int64_t channel = panel * kPanel + c;
+  impl.w8.compensation[static_cast<size_t>(channel)] = 128 * sum;
+  impl.panel_scales[static_cast<size_t>(channel)] = scale;
+  impl.panel_absmax[static_cast<size_t>(channel)] = absmax;
+  if (channel < impl.out) impl.col_scales[static_cast<size_t>(channel)] = scale;
+  return true;
+}
+
+void PackedLinearWeights::requantize_scaled_panels(const Quantizer& quantizer, const std::vector<float>& ordered_weight,
+                                                   int64_t out, int64_t in, const std::vector<float>& column_factors) {
+  const QuantizerSpec& spec = quantizer.spec();
+  if (static_cast<int64_t>(column_factors.size()) != in)
+    fail("integer engine: {} column factors for a layer with {} inputs", column_factors.size(), in);
+  if (spec.method != "per-channel" || spec.bits <= 4)
+    fail("integer engine: panel-ordered re-quantization takes per-channel weights of 5..8 bits");
+  constexpr int64_t kPanel = kernels::PackedInt8Weights::kPanelWidth;
+  if (!(impl_ && impl_->out == out && impl_->in == in && !impl_->int4 && !impl_->panel_scales.empty())) {
+    check_weight_quantizer(spec);
+    impl_ = std::make_unique<Impl>();
+    impl_->out = out;
+    impl_->in = in;
+    impl_->w8 = kernels::allocate_int8_weights(out, in);
+    impl_->col_scales.resize(static_cast<size_t>(out));
+    impl_->panel_scales.resize(static_cast<size_t>(impl_->w8.n_padded));
+    impl_->panel_absmax.resize(static_cast<size_t>(impl_->w8.n_padded));
+  }
+  Impl& impl = *impl_;
+  const int64_t k_padded = impl.w8.k_padded;
+  if (static_cast<int64_t>(ordered_weight.size()) != impl.w8.n_padded * k_padded)
+    fail("integer engine: panel-ordered weight has {} values, expected {}", ordered_weight.size(), impl.w8.n_padded * k_padded);
+  std::vector<float> factors(static_cast<size_t>(k_padded), 0.f);
+  std::copy(column_factors.begin(), column_factors.end(), factors.begin());
+  // Columns whose factor changed; an incremental update when they only grew, and are few.
+  std::vector<int64_t> changed;
+  bool incremental = impl.factors.size() == factors.size();
+  for (int64_t j = 0; incremental && j < in; ++j) {
+    const float before = impl.factors[static_cast<size_t>(j)], now = factors[static_cast<size_t>(j)];
+    if (now == before) continue;
+    if (!(now > before) || static_cast<int64_t>(changed.size()) * 8 >= in) incremental = false;
+    changed.push_back(j);
+  }
+  impl.factors.clear();  // unknown until every panel is done
+  const float qmax = quant_detail::symmetric_qmax(spec.bits, "per-channel");
+  const int64_t panels = impl.w8.panels();
+  std::exception_ptr error;
+  bool fell_back = false;
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < panels; ++p) {
+    try {
+      const float* weight = ordered_weight.data() + p * kPanel * k_padded;
+      float* absmax = impl.panel_absmax.data() + p * kPanel;
+      bool whole = !incremental;
+      // A channel whose maximum grows changes its Δ, hence every code of its row: that row
+      // anew, or the whole panel when several rows are (one pass over the panel is cheaper
+      // than many strided rows).
+      constexpr int64_t kMaxRows = 4;
+      bool row_anew[kPanel] = {};
+      int64_t rows_anew = 0;
+      for (size_t n = 0; !whole && n < changed.size(); ++n) {
+        const int64_t j = changed[n];
+        const float* column = weight + (j / 4) * kPanel * 4 + j % 4;
+        const float f = factors[static_cast<size_t>(j)];
+        for (int64_t c = 0; c < kPanel; ++c)
+          if (!row_anew[c] && !(std::fabs(column[c * 4] * f) <= absmax[c])) {
+            row_anew[c] = true;
+            if (++rows_anew > kMaxRows) whole = true;
+          }
+      }
+      for (int64_t c = 0; !whole && c < kPanel; ++c)
+        if (row_anew[c] && !requantize_ordered_row(ordered_weight.data(), factors, spec.bits, p, c)) whole = true;
+      if (whole) {
+        if (!requantize_ordered_panel(ordered_weight.data(), factors, spec.bits, p)) {
+          // A NaN/Inf: the quantizer on the scaled rows reports it (or, for an overflow it
+          // accepts, quantizes them as before).
+          const int64_t first = p * kPanel, rows = std::min(kPanel, out - first);
+          std::vector<float> scaled(static_cast<size_t>(rows * in));
+          for (int64_t r = 0; r < rows; ++r) {
+            row_of_int8_panel(ordered_weight.data(), in, p, r, scaled.data() + r * in);
+            for (int64_t j = 0; j < in; ++j) scaled[static_cast<size_t>(r * in + j)] *= factors[static_cast<size_t>(j)];
+          }
+          const QuantizedMatrix q = quantizer.quantize(MatrixView{scaled.data(), rows, in, in}, nullptr);
+          const std::vector<int8_t> codes(q.codes.begin(), q.codes.end());
+          kernels::pack_int8_panel(codes.data(), in, p, impl.w8);
+          std::copy(q.row_scales.begin(), q.row_scales.end(), impl.col_scales.begin() + first);
+#pragma omp atomic write
+          fell_back = true;
+        }
+        continue;
+      }
+      // Δ_k unchanged in this panel: only the changed columns' codes, as the quantizer rounds them.
+      int8_t* packed = impl.w8.data.data() + p * kPanel * k_padded;
+      int32_t* compensation = impl.w8.compensation.data() + p * kPanel;
+      const float* scales = impl.panel_scales.data() + p * kPanel;
+      for (const int64_t j : changed) {
+        const int64_t offset = (j / 4) * kPanel * 4 + j % 4;
+        const float f = factors[static_cast<size_t>(j)];
+        for (int64_t c = 0; c < kPanel; ++c) {
+          if (row_anew[c]) continue;
+          const float scaled = weight[offset + c * 4] * f;
+          const auto code = static_cast<int8_t>(std::clamp(std::nearbyint(scaled / scales[c]), -qmax, qmax));
+          compensation[c] += 128 * (int32_t{code} - int32_t{packed[offset + c * 4]});
+          packed[offset + c * 4] = code;
+        }
+      }
+    } catch (...) {  // no exception may leave an OpenMP region
+#pragma omp critical(cq_requantize_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+  if (!fell_back) impl.factors = std::move(factors);
+}
 
 // Q(W·diag(f)) of one 64-row panel of per-channel weights, packed: row by row through
 // per_channel_codes_of_scaled_row. False (the panel untouched) when a row is not finite.
@@ -254,9 +414,14 @@ IntegerLinear::IntegerLinear(const IntegerLinearOptions& options, std::span<cons
     packed_ = PackedLinearWeights::quantize(*options_.weight, scaled.data(), out, in);
   } else {
     mode_ = Mode::DynamicCross;
-    weight_.assign(weight.begin(), weight.end());
+    cross_ = &dynamic_cast<const CrossQuantQuantizer&>(*options_.activation);
     // Fail early (not on the first window) when no kernel takes these weights.
-    PackedLinearWeights::check_weight_quantizer(options_.weight->spec());
+    const QuantizerSpec& wspec = options_.weight->spec();
+    PackedLinearWeights::check_weight_quantizer(wspec);
+    if (wspec.method == "per-channel" && wspec.bits > 4)
+      weight_panels_ = order_as_int8_panels(weight.data(), out, in);  // the INT8 GEMM's order: one pass per window
+    else
+      weight_.assign(weight.begin(), weight.end());
     if (!options_.decode_column_absmax.empty()) {
       QuantizerSpec spec = aspec;
       spec.static_column_absmax = options_.decode_column_absmax;
@@ -302,6 +467,10 @@ void IntegerLinear::new_input() {
   if (shared_codes_) shared_codes_->valid = false;
 }
 
+void IntegerLinear::set_column_absmax(std::span<const float> column_absmax) {
+  if (mode_ == Mode::DynamicCross) column_absmax_.assign(column_absmax.begin(), column_absmax.end());
+}
+
 void IntegerLinear::run_fixed(const Quantizer& activation, const PackedLinearWeights& weights, const float* x,
                               const RowWindows& windows, float* y, KernelStats& stats) {
   const int64_t rows = windows.rows();
@@ -329,10 +498,15 @@ void IntegerLinear::run_fixed(const Quantizer& activation, const PackedLinearWei
 }
 
 void IntegerLinear::run_dynamic(const float* x, const RowWindows& windows, float* y, KernelStats& stats) {
+  // c_j as the model defines them (set_column_absmax, used once), else each window's own.
+  std::vector<float> given;
+  given.swap(column_absmax_);
   if (decode_activation_ && windows.count() == windows.rows()) {  // decode: one token per sequence
     run_fixed(*decode_activation_, decode_packed_, x, windows, y, stats);
     return;
   }
+  if (!given.empty() && static_cast<int64_t>(given.size()) != windows.count() * in_)
+    fail("integer engine: {} column maxima for {} windows of {} inputs", given.size(), windows.count(), in_);
   std::vector<float> scales;
   for (int64_t w = 0; w < windows.count(); ++w) {
     const int64_t start = windows.begin(w);
@@ -343,11 +517,18 @@ void IntegerLinear::run_dynamic(const float* x, const RowWindows& windows, float
     }
     codes_.resize(static_cast<size_t>(count * in_));
     scales.resize(static_cast<size_t>(count));
+    const MatrixView window{const_cast<float*>(x + start * in_), count, in_, in_};
     const QuantizedMatrix q =
-        options_.activation->quantize(MatrixView{const_cast<float*>(x + start * in_), count, in_, in_}, &stats);
+        given.empty() ? cross_->quantize(window, &stats)
+                      : cross_->quantize_with_column_absmax(
+                            window, std::span<const float>(given).subspan(static_cast<size_t>(w * in_), static_cast<size_t>(in_)),
+                            &stats);
     to_int8(q, codes_.data(), scales.data());
     // The window's c_j^(1−α) folded into the weight, re-quantized and packed: O(I·O).
-    window_packed_.requantize_scaled(*options_.weight, weight_.data(), out_, in_, q.column_factors);
+    if (!weight_panels_.empty())
+      window_packed_.requantize_scaled_panels(*options_.weight, weight_panels_, out_, in_, q.column_factors);
+    else
+      window_packed_.requantize_scaled(*options_.weight, weight_.data(), out_, in_, q.column_factors);
     window_packed_.gemm(codes_.data(), count, scales.data(), bias_.empty() ? nullptr : bias_.data(), y + start * out_);
   }
 }

@@ -11,12 +11,14 @@
 //
 //   per-token / per-tensor activations:  y_ik = s_i · Σ_j a_ij · Q(W)_kj            (Q(W) once)
 //   static CrossQuant:                   y_ik = r_i · Σ_j a_ij · Q(W·diag(f))_kj    (f = c^(1−α), once)
-//   dynamic CrossQuant (prefill):        the same with f from the current window; Q(W·diag(f))
+//   dynamic CrossQuant:                  the same with f from the window's c (a window that
+//                                        continues a KV cache: c over the sequence so far, as
+//                                        the model gives it, set_column_absmax); Q(W·diag(f))
 //                                        is recomputed and packed per window and layer
-//                                        (O(I·O) against the GEMM's O(T·I·O)). Decode rows
-//                                        (windows of one token) use a static f when one is
-//                                        given (decode_column_absmax), else the exact
-//                                        per-window path.
+//                                        (O(I·O) against the GEMM's O(T·I·O)); while decoding,
+//                                        only the columns whose c_j grew (INT8 weights). Decode
+//                                        rows use a static f instead when one is given
+//                                        (decode_column_absmax).
 //
 // a_ij are the activation codes of QuantizedMatrix, s_i / r_i its row_scales (tensor_scale
 // for per-tensor), f_j its column_factors. Weights with bits 5..8 and per-channel scales use
@@ -36,6 +38,7 @@
 namespace cq {
 
 struct GptqModelResult;
+class CrossQuantQuantizer;
 
 // Weights quantized with a weight quantizer and packed for one of the integer GEMMs.
 class PackedLinearWeights {
@@ -55,6 +58,15 @@ class PackedLinearWeights {
   // packs its own 64-row panels while they are in cache. For dynamic CrossQuant, per window.
   void requantize_scaled(const Quantizer& quantizer, const float* weight, int64_t out, int64_t in,
                          const std::vector<float>& column_factors);
+  // The same for per-channel weights of 5..8 bits (the INT8 GEMM), with W given in the GEMM's
+  // panel order (order_as_int8_panels, quant/scaled_panels.h): scaling, quantizing and packing
+  // are one vector pass per panel. When the factors only grew since the previous call, in few
+  // columns (dynamic CrossQuant decoding: c_j over the sequence so far only grows), only those
+  // columns' codes are recomputed, and the channels whose max|w·f| grew re-quantized whole (their
+  // panel, when more than 4 of its channels did): Δ_k of a channel changes only when its
+  // maximum does, so this equals the full re-quantization bit for bit.
+  void requantize_scaled_panels(const Quantizer& quantizer, const std::vector<float>& ordered_weight, int64_t out,
+                                int64_t in, const std::vector<float>& column_factors);
   // Throws cq::Error when no integer kernel takes weights quantized by `spec` (per-channel,
   // or group-wise with bits <= 4 and a group size that is a multiple of 8).
   static void check_weight_quantizer(const QuantizerSpec& spec);
@@ -71,6 +83,10 @@ class PackedLinearWeights {
   static void check_group_kernel(int bits, int64_t group_size);
   bool requantize_per_channel_panel(const float* weight, int64_t rows, int64_t in, const std::vector<float>& factors,
                                     int bits, int64_t panel);
+  // One panel of requantize_scaled_panels from scratch; false when a scaled value is not finite.
+  bool requantize_ordered_panel(const float* ordered_weight, const std::vector<float>& factors, int bits, int64_t panel);
+  bool requantize_ordered_row(const float* ordered_weight, const std::vector<float>& factors, int bits, int64_t panel,
+                              int64_t c);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
@@ -97,6 +113,7 @@ class IntegerLinear final : public LinearBackend {
   ~IntegerLinear() override;
   void run(const float* x, const RowWindows& windows, float* y, KernelStats& stats) override;
   void new_input() override;
+  void set_column_absmax(std::span<const float> column_absmax) override;
 
   // Activation codes of one input, shared by the backends that read it (q/k/v, gate/up) when
   // they quantize it the same way: the first quantizes, the others reuse (and add the same
@@ -125,7 +142,10 @@ class IntegerLinear final : public LinearBackend {
   int64_t out_ = 0, in_ = 0;
   std::vector<float> bias_;
   PackedLinearWeights packed_;                          // Fixed, StaticCross
-  std::vector<float> weight_;                           // DynamicCross: W, FP32
+  std::vector<float> weight_;                           // DynamicCross: W, FP32 (group-wise or <= 4-bit weights)
+  std::vector<float> weight_panels_;                    // DynamicCross, per-channel INT8: W in the GEMM's panel order
+  const CrossQuantQuantizer* cross_ = nullptr;          // DynamicCross: the activation quantizer
+  std::vector<float> column_absmax_;                    // DynamicCross: c_j the model gave for the next run
   std::shared_ptr<const Quantizer> decode_activation_;  // DynamicCross: static crossquant for decode
   PackedLinearWeights decode_packed_;                   // DynamicCross: Q(W·diag(c_static^(1−α)))
   PackedLinearWeights window_packed_;                   // DynamicCross: Q(W·diag(f)) of the current window
