@@ -3,7 +3,9 @@
 // single-token forwards), median of --repeats runs, all settings in one run so ratios are
 // comparable. Also CrossQuant's run-time overhead over per-token on the integer path.
 //   bench_engine [--prompt-tokens 512] [--gen-tokens 16] [--repeats 3] [--preset NAME]...
-//               [--models-dir build/bench-models] [--quick]
+//               [--models-dir build/bench-models] [--quick | --hadamard-only]
+// (--hadamard-only: FP32 and the plain and rotated W8A8/W4A4 per-token int rows, with the
+// online Hadamard transform's share of the rotated prefill and decode.)
 // Defaults: presets opt-125m-shape and llama2-7b-2layers (FP32 checkpoint, so the FP32
 // baseline converts nothing). Run with OMP_WAIT_POLICY=PASSIVE on a quiet machine.
 // The FP32 baseline is measured first and last; ratios use the faster of the two.
@@ -102,6 +104,7 @@ int main(int argc, char** argv) {
   int64_t prompt_tokens = 512, gen_tokens = 16;
   int repeats = 3;
   bool quick = false;
+  bool hadamard_only = false;  // --hadamard-only: FP32 and the four rows of the online transform's share
   fs::path models_dir = "build/bench-models";
   std::vector<std::string> presets;
   for (int i = 1; i < argc; ++i) {
@@ -119,6 +122,7 @@ int main(int argc, char** argv) {
     else if (arg == "--preset") presets.push_back(next());
     else if (arg == "--models-dir") models_dir = next();
     else if (arg == "--quick") quick = true;
+    else if (arg == "--hadamard-only") hadamard_only = true;
     else {
       fmt::print(stderr, "unknown argument {}\n", arg);
       return 2;
@@ -143,7 +147,8 @@ int main(int argc, char** argv) {
       {"W8A8 per-token int+lm_head", "w8a8", "per-token", false, "int", false, false, true},
       {"W4A8-g128 int+lm_head", "w4a8-g128", "per-token", false, "int", false, false, true},
   };
-  if (quick)
+  if (hadamard_only) settings = {settings[0], settings[2], settings[10], settings[11], settings[12]};
+  else if (quick)
     settings = {settings[0],  settings[2],  settings[4],  settings[5],  settings[8],
                 settings[10], settings[11], settings[12], settings[13], settings[14]};
   // FP32 runs first and again last; the baseline takes the faster of the two for prefill and
