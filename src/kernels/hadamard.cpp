@@ -145,7 +145,7 @@ std::vector<int8_t> paley_two(int64_t q, int64_t p, int k) {
 //   [[A, B, C, D], [−B, A, −D, C], [−C, D, A, −B], [−D, −C, B, A]].
 // For n prime, first rows that are +1 at 0 and constant on each cyclotomic class of order e
 // of GF(n) (class i = g^i·⟨g^e⟩, g the least primitive root; symmetric when −1 ∈ ⟨g^e⟩) make
-// the search a small one over 2^e sign choices per matrix (the Baumert–Hall way); a table row
+// the search a small one over 2^e sign choices per matrix; a table row
 // names, per matrix, the classes that are −1, as scripts/find_williamson.py prints them.
 struct WilliamsonClasses {
   int64_t n;
