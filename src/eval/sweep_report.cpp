@@ -263,12 +263,12 @@ std::string sweep_setting_label(const std::string& scheme) {
 
 std::string sweep_method_label(const std::string& quant_method, const std::string& activation, double alpha,
                                const std::string& rotation) {
-  std::string act = activation == "crossquant" ? fmt::format("CrossQuant α={:g}", alpha) : activation;
-  if (rotation == "hadamard") act = "Hadamard + " + act;
-  if (quant_method == "smoothquant") return "SmoothQuant + " + act;
-  if (quant_method == "awq") return "AWQ + " + act;
-  if (quant_method == "gptq") return "GPTQ + " + act;
-  return act;  // crossquant and rtn: round-to-nearest weights
+  const std::string act = activation == "crossquant" ? fmt::format("CrossQuant α={:g}", alpha) : activation;
+  const std::string weights = quant_method == "smoothquant" ? "SmoothQuant + "
+                              : quant_method == "awq"       ? "AWQ + "
+                              : quant_method == "gptq"      ? "GPTQ + "
+                                                            : "";  // crossquant and rtn: round-to-nearest weights
+  return label_with_rotation(weights, rotation) + act;
 }
 
 int sweep_perplexity_decimals(const std::vector<double>& values) {
@@ -347,6 +347,7 @@ namespace {
 std::string weights_label(const std::string& quant_method) {
   if (quant_method == "smoothquant") return "SmoothQuant";
   if (quant_method == "awq") return "AWQ";
+  if (quant_method == "gptq") return "GPTQ";
   return "RTN";  // --method crossquant and rtn both round weights to nearest
 }
 
@@ -509,9 +510,9 @@ std::string render_bars_svg(const std::vector<SweepRow>& rows, const std::string
 }  // namespace
 
 std::string sweep_bar_label(const std::string& quant_method, const std::string& activation, const std::string& rotation) {
-  const std::string weights = (rotation == "hadamard" ? "Hadamard + " : "") + weights_label(quant_method);
-  if (activation.empty()) return weights;
-  return weights + " + " + (activation == "crossquant" ? std::string("CrossQuant") : activation);
+  const std::string weights = label_with_rotation(weights_label(quant_method) + " + ", rotation);
+  if (activation.empty()) return weights.substr(0, weights.size() - 3);  // no trailing " + "
+  return weights + (activation == "crossquant" ? std::string("CrossQuant") : activation);
 }
 
 std::string render_sweep_svg(const std::vector<SweepRow>& rows, const std::string& title) {

@@ -55,7 +55,8 @@ struct SweepRow {
   std::string rotation;     // "hadamard" for a rotated row (--rotate), else ""
 };
 // The "Method" column of a row: "per-token", "CrossQuant α=0.15", "SmoothQuant + per-token", ...
-// A rotated row's label starts with "Hadamard + ".
+// A rotated row's label has "Hadamard + " after the weight method (label_with_rotation):
+// "Hadamard + per-token", "GPTQ + Hadamard + CrossQuant α=0.15".
 std::string sweep_method_label(const std::string& quant_method, const std::string& activation, double alpha,
                                const std::string& rotation = "");
 // "w4a8-g128" -> "W4A8-g128".

@@ -1,5 +1,8 @@
 #include "kernels/hadamard.h"
 
+#include "kernels/avx512.h"
+
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -7,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "kernels/kernel_dispatch.h"
 #include "kernels/matmul.h"
 #include "util/error.h"
 
@@ -136,6 +140,62 @@ std::vector<int8_t> paley_two(int64_t q, int64_t p, int k) {
   return h;
 }
 
+// Williamson's array of order 4n, from four symmetric ±1 circulant matrices of order n with
+// A² + B² + C² + D² = 4n·I:
+//   [[A, B, C, D], [−B, A, −D, C], [−C, D, A, −B], [−D, −C, B, A]].
+// For n prime, first rows that are +1 at 0 and constant on each cyclotomic class of order e
+// of GF(n) (class i = g^i·⟨g^e⟩, g the least primitive root; symmetric when −1 ∈ ⟨g^e⟩) make
+// the search a small one over 2^e sign choices per matrix; a table row
+// names, per matrix, the classes that are −1, as scripts/find_williamson.py prints them.
+struct WilliamsonClasses {
+  int64_t n;
+  int classes;                   // e
+  uint32_t negative_classes[4];  // bit i set: class i is −1 in A, B, C, D's first rows
+};
+constexpr WilliamsonClasses kWilliamsonClasses[] = {
+    {43, 7, {0b0000111, 0b0011001, 0b0101100, 0b1001101}},  // order 172 = 4·43 (11008 = 172·64)
+};
+
+int64_t least_primitive_root(int64_t n) {
+  for (int64_t g = 2; g < n; ++g) {
+    int64_t power = g, order = 1;
+    while (power != 1) power = power * g % n, ++order;
+    if (order == n - 1) return g;
+  }
+  return 1;  // n = 2
+}
+
+std::vector<int8_t> williamson(const WilliamsonClasses& table) {
+  const int64_t n = table.n, m = 4 * n, g = least_primitive_root(n);
+  std::vector<int> class_of(static_cast<size_t>(n), -1);  // class of each nonzero residue
+  int64_t power = 1;
+  for (int64_t exponent = 0; exponent < n - 1; ++exponent, power = power * g % n)
+    class_of[static_cast<size_t>(power)] = static_cast<int>(exponent % table.classes);
+  std::vector<int8_t> first_rows[4];
+  for (int a = 0; a < 4; ++a) {
+    first_rows[a].resize(static_cast<size_t>(n));
+    for (int64_t t = 0; t < n; ++t)
+      first_rows[a][static_cast<size_t>(t)] = t != 0 && (table.negative_classes[a] >> class_of[static_cast<size_t>(t)] & 1u) ? -1 : 1;
+  }
+  // Block (row, column) of the array: which matrix, and its sign.
+  constexpr int kWhich[4][4] = {{0, 1, 2, 3}, {1, 0, 3, 2}, {2, 3, 0, 1}, {3, 2, 1, 0}};
+  constexpr int kSign[4][4] = {{1, 1, 1, 1}, {-1, 1, -1, 1}, {-1, 1, 1, -1}, {-1, -1, 1, 1}};
+  std::vector<int8_t> h(static_cast<size_t>(m * m));
+  for (int bi = 0; bi < 4; ++bi)
+    for (int bj = 0; bj < 4; ++bj)
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < n; ++j)  // circulant: entry (i, j) is the first row's (j − i) mod n
+          h[static_cast<size_t>((bi * n + i) * m + bj * n + j)] =
+              static_cast<int8_t>(kSign[bi][bj] * first_rows[kWhich[bi][bj]][static_cast<size_t>((j - i + n) % n)]);
+  return h;
+}
+
+const WilliamsonClasses* williamson_table(int64_t m) {
+  for (const WilliamsonClasses& table : kWilliamsonClasses)
+    if (4 * table.n == m) return &table;
+  return nullptr;
+}
+
 bool is_hadamard_matrix(const std::vector<int8_t>& h, int64_t m) {
   if (static_cast<int64_t>(h.size()) != m * m) return false;
   for (int64_t i = 0; i < m; ++i)
@@ -149,7 +209,7 @@ bool is_hadamard_matrix(const std::vector<int8_t>& h, int64_t m) {
 
 // Walsh–Hadamard butterflies over `chunks` consecutive vectors of `width` floats each
 // (chunks a power of two): vector j ↦ Σ_i H_chunks[i][j] · vector i, unnormalized. The
-// innermost loop runs over contiguous floats (vectorised by the compiler).
+// innermost loop runs over contiguous floats. The portable version, and the definition.
 void walsh_hadamard_chunks(float* x, int64_t chunks, int64_t width) {
   for (int64_t h = 1; h < chunks; h *= 2) {
     const int64_t run = h * width;
@@ -165,7 +225,62 @@ void walsh_hadamard_chunks(float* x, int64_t chunks, int64_t width) {
   }
 }
 
+// Rows per block of the dense product: a block and its scratch stay in L2 (256 KB each).
+constexpr int64_t kBlockFloats = int64_t{1} << 16;
+
 }  // namespace
+
+CQ_AVX512_BEGIN
+namespace {
+
+// walsh_hadamard_chunks, 16 floats a step (the run's tail masked): the same additions, so
+// the same bits.
+void walsh_hadamard_chunks_avx512(float* x, int64_t chunks, int64_t width) {
+  for (int64_t h = 1; h < chunks; h *= 2) {
+    const int64_t run = h * width;
+    const auto tail = static_cast<__mmask16>((1u << (run % 16)) - 1u);
+    for (int64_t i = 0; i < chunks; i += 2 * h) {
+      float* a = x + i * width;
+      float* b = a + run;
+      int64_t t = 0;
+      for (; t + 16 <= run; t += 16) {
+        const __m512 u = _mm512_loadu_ps(a + t), v = _mm512_loadu_ps(b + t);
+        _mm512_storeu_ps(a + t, _mm512_add_ps(u, v));
+        _mm512_storeu_ps(b + t, _mm512_sub_ps(u, v));
+      }
+      if (tail != 0) {
+        const __m512 u = _mm512_maskz_loadu_ps(tail, a + t), v = _mm512_maskz_loadu_ps(tail, b + t);
+        _mm512_mask_storeu_ps(a + t, tail, _mm512_add_ps(u, v));
+        _mm512_mask_storeu_ps(b + t, tail, _mm512_sub_ps(u, v));
+      }
+    }
+  }
+}
+
+// A power-of-two row (n >= 16) in place: the four levels inside each 16 floats in a register
+// (lane t takes ±x[t] + x[t ^ h], minus where bit h of t is set: u + v and u − v exactly, as
+// the portable loop), then the levels between the 16-float groups.
+void walsh_hadamard_row_avx512(float* x, int64_t n) {
+  const __m512i partner[4] = {
+      _mm512_set_epi32(14, 15, 12, 13, 10, 11, 8, 9, 6, 7, 4, 5, 2, 3, 0, 1),
+      _mm512_set_epi32(13, 12, 15, 14, 9, 8, 11, 10, 5, 4, 7, 6, 1, 0, 3, 2),
+      _mm512_set_epi32(11, 10, 9, 8, 15, 14, 13, 12, 3, 2, 1, 0, 7, 6, 5, 4),
+      _mm512_set_epi32(7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8)};
+  const __m512 sign[4] = {
+      _mm512_set_ps(-1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1),
+      _mm512_set_ps(-1, -1, 1, 1, -1, -1, 1, 1, -1, -1, 1, 1, -1, -1, 1, 1),
+      _mm512_set_ps(-1, -1, -1, -1, 1, 1, 1, 1, -1, -1, -1, -1, 1, 1, 1, 1),
+      _mm512_set_ps(-1, -1, -1, -1, -1, -1, -1, -1, 1, 1, 1, 1, 1, 1, 1, 1)};
+  for (int64_t g = 0; g < n; g += 16) {
+    __m512 v = _mm512_loadu_ps(x + g);
+    for (int level = 0; level < 4; ++level) v = _mm512_fmadd_ps(v, sign[level], _mm512_permutexvar_ps(partner[level], v));
+    _mm512_storeu_ps(x + g, v);
+  }
+  walsh_hadamard_chunks_avx512(x, n / 16, 16);
+}
+
+}  // namespace
+CQ_AVX512_END
 
 std::vector<int8_t> known_hadamard_matrix(int64_t m, std::string* construction) {
   std::vector<int8_t> h;
@@ -178,6 +293,8 @@ std::vector<int8_t> known_hadamard_matrix(int64_t m, std::string* construction) 
     h = paley_one(m - 1, p, k), name = fmt::format("Paley I (q={}) {}", m - 1, m);
   } else if (m % 4 == 0 && prime_power(m / 2 - 1, p, k) && (m / 2 - 1) % 4 == 1) {
     h = paley_two(m / 2 - 1, p, k), name = fmt::format("Paley II (q={}) {}", m / 2 - 1, m);
+  } else if (const WilliamsonClasses* table = williamson_table(m)) {
+    h = williamson(*table), name = fmt::format("Williamson (cyclotomic, n={}) {}", table->n, m);
   } else {
     return {};
   }
@@ -237,21 +354,36 @@ HadamardTransform::HadamardTransform(int64_t n) : n_(n) {
 
 void HadamardTransform::apply(float* data, int64_t rows) const {
   if (rows <= 0) return;
-  // Element index = i_p · m + i_m, so H = H_p ⊗ M: each run of m floats times M (one
-  // product over all rows), then butterflies between the p runs of a row.
-  if (m_ > 1) {
-    std::vector<float> product(static_cast<size_t>(rows * n_));
-    matmul_abt(data, m_, dense_factor_t_.data(), m_, product.data(), m_, rows * p_, m_, m_);
-    std::memcpy(data, product.data(), product.size() * sizeof(float));
-  }
+  const bool simd = avx512_kernels();
+  if (m_ == 1) {  // Walsh–Hadamard alone: in place, row by row
+    const float scale = 1.f / std::sqrt(static_cast<float>(n_));
 #pragma omp parallel for schedule(static) if (rows * n_ > (int64_t{1} << 15))
-  for (int64_t r = 0; r < rows; ++r) {
-    float* row = data + r * n_;
-    walsh_hadamard_chunks(row, p_, m_);
-    if (m_ == 1) {
-      const float scale = 1.f / std::sqrt(static_cast<float>(n_));
+    for (int64_t r = 0; r < rows; ++r) {
+      float* row = data + r * n_;
+      if (simd && n_ >= 16) walsh_hadamard_row_avx512(row, n_);
+      else walsh_hadamard_chunks(row, n_, 1);
       for (int64_t t = 0; t < n_; ++t) row[t] *= scale;
     }
+    return;
+  }
+  // Element index = i_p · m + i_m, so H = H_p ⊗ M. Blocks of rows, each through a per-thread
+  // scratch that stays in L2: each run of m floats times M (one product over the block's
+  // runs: (rows · p) × m by m × m), the butterflies between the p runs of a row, and back.
+  const int64_t block_rows = std::clamp<int64_t>(kBlockFloats / n_, 1, rows);
+  const int64_t blocks = (rows + block_rows - 1) / block_rows;
+#pragma omp parallel for schedule(dynamic) if (blocks > 1)
+  for (int64_t b = 0; b < blocks; ++b) {
+    thread_local std::vector<float> scratch;
+    const int64_t first = b * block_rows, count = std::min(block_rows, rows - first);
+    if (scratch.size() < static_cast<size_t>(count * n_)) scratch.resize(static_cast<size_t>(count * n_));
+    float* block = data + first * n_;
+    matmul_abt(block, m_, dense_factor_t_.data(), m_, scratch.data(), m_, count * p_, m_, m_);
+    for (int64_t r = 0; r < count; ++r) {
+      float* row = scratch.data() + r * n_;
+      if (simd) walsh_hadamard_chunks_avx512(row, p_, m_);
+      else walsh_hadamard_chunks(row, p_, m_);
+    }
+    std::memcpy(block, scratch.data(), static_cast<size_t>(count * n_) * sizeof(float));
   }
 }
 

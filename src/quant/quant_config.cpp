@@ -134,12 +134,16 @@ void QuantConfig::validate() const {
     if (const std::string reason = integer_engine_unsupported_reason(*this); !reason.empty()) fail("--engine int: {}", reason);
 }
 
+std::string label_with_rotation(const std::string& method_part, const std::string& rotation) {
+  return rotation == "hadamard" ? method_part + "Hadamard + " : method_part;
+}
+
 std::string QuantConfig::describe() const {
   std::string prefix = method == "smoothquant" ? fmt::format("SmoothQuant{} α={} + ", smoothquant_scales.empty() ? "" : " (published act_scales)", migration_strength >= 0 ? fmt::format("{}", migration_strength) : std::string("default"))
                        : method == "awq"       ? std::string(awq_results.empty() ? "AWQ + " : "AWQ (published results) + ")
                        : method == "gptq"      ? std::string(gptq_act_order ? "GPTQ act-order + " : "GPTQ + ")
                                                : std::string();
-  if (rotation == "hadamard") prefix = "Hadamard + " + prefix;
+  prefix = label_with_rotation(prefix, rotation);
   if (!quantizes_weights() && !quantizes_activations()) return prefix + "FP32 (W16A16)";
   std::string weights = !quantizes_weights() ? "W16"
                         : weight_method == "group" ? fmt::format("W{} g{}{}", weight_bits, group_size, weight_asymmetric ? " asym" : "")

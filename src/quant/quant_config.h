@@ -109,6 +109,11 @@ struct QuantConfig {
   nlohmann::json to_json() const;
 };
 
+// A label's weight-method part followed by the rotation's: ("GPTQ + ", "hadamard") gives
+// "GPTQ + Hadamard + ", ("", "none") "". The one order of QuantConfig::describe() and of
+// cq sweep's table rows, progress lines and bar labels.
+std::string label_with_rotation(const std::string& method_part, const std::string& rotation);
+
 // The weight quantizer the config describes (nullptr when weights stay in full precision).
 std::unique_ptr<Quantizer> make_weight_quantizer(const QuantConfig& config);
 // Static CrossQuant with per-channel or group weights runs on integer kernels as

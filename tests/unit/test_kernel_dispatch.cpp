@@ -19,6 +19,7 @@
 
 #include "kernels/column_absmax.h"
 #include "kernels/gemm_f32.h"
+#include "kernels/hadamard.h"
 #include "kernels/kernel_dispatch.h"
 #include "kernels/normalization.h"
 #include "kernels/vector_math.h"
@@ -93,6 +94,24 @@ TEST(KernelDispatch, AutoTakesAvx512ExactlyWhereTheCpuHasIt) {
 TEST(KernelDispatch, ForcingAvx512WithoutTheCpuIsAnError) {
   if (kernels::cpu_has_avx512()) GTEST_SKIP() << "this CPU has AVX-512";
   EXPECT_NE(test::error_of([] { kernels::set_kernel_path(KernelPath::Avx512); }).find("AVX-512"), std::string::npos);
+}
+
+// The Hadamard butterflies are the same additions on both paths (the in-register levels take
+// ±x + partner, exact for ±1), and the dense factor is oneDNN's on both (> 4 rows: not the
+// AVX-512 GEMV): bit for bit.
+TEST(KernelDispatch, HadamardTransformIsBitIdentical) {
+  SKIP_WITHOUT_AVX512();
+  for (const int64_t n : {16, 64, 4096, 768, 3072, 11008}) {
+    const int64_t rows = 7;
+    const std::vector<float> x = test::random_normal(rows * n, static_cast<uint32_t>(n), 1.f);
+    const kernels::HadamardTransform transform(n);
+    const auto [scalar, avx512] = on_both_paths([&] {
+      std::vector<float> y = x;
+      transform.apply(y.data(), rows);
+      return y;
+    });
+    EXPECT_EQ(bits_of(scalar), bits_of(avx512)) << transform.construction();
+  }
 }
 
 TEST(KernelDispatch, ColumnMaximaAreBitIdentical) {

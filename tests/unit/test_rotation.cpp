@@ -85,31 +85,86 @@ void expect_transform_matches_dense(int64_t n, int64_t rows) {
 }
 
 TEST(HadamardKernel, MatchesDenseProductForEverySize) {
-  for (int64_t n : {1, 2, 8, 12, 20, 28, 44, 48, 64, 86, 172, 344, 768, 1024})
+  for (int64_t n : {1, 2, 8, 12, 16, 20, 28, 32, 44, 48, 64, 86, 172, 188, 344, 768, 1024})
     expect_transform_matches_dense(n, 3);
 }
 
 TEST(HadamardKernel, LargeModelSizesUseKroneckerConstructions) {
-  // The sizes the issue names: 11008 = 344·32 (Paley I, q = 7³), 14336 = 28·512, 3072 = 12·256.
-  const std::pair<int64_t, int64_t> expected_dense[] = {{11008, 344}, {14336, 28}, {3072, 12}, {4096, 1}, {768, 12}};
+  // The sizes the issue names: 11008 = 172·64 (Williamson), 14336 = 28·512, 3072 = 12·256.
+  const std::pair<int64_t, int64_t> expected_dense[] = {{11008, 172}, {14336, 28}, {3072, 12}, {4096, 1}, {768, 12}};
   for (auto [n, m] : expected_dense) {
     const kernels::HadamardTransform transform(n);
     EXPECT_TRUE(transform.is_hadamard()) << n;
     EXPECT_EQ(transform.dense_order(), m) << transform.construction();
   }
   expect_transform_matches_dense(3072, 1);
-  expect_transform_matches_dense(11008, 1);
+  expect_transform_matches_dense(11008, 2);
+  expect_transform_matches_dense(14336, 1);
+}
+
+TEST(HadamardKernel, ManyRowsMatchTheDenseProductBlockByBlock) {
+  // More rows than one block of the dense product (kBlockFloats / n), and a partial last block.
+  expect_transform_matches_dense(172, 500);
+  expect_transform_matches_dense(768, 100);
+}
+
+TEST(HadamardKernel, EveryConstructedOrderIsHadamard) {
+  // H·Hᵀ = m·I for every order a construction gives up to 400 (and ±1 entries), exactly in integers.
+  std::set<int64_t> constructed;
+  for (int64_t m = 1; m <= 400; ++m) {
+    std::string name;
+    const std::vector<int8_t> h = kernels::known_hadamard_matrix(m, &name);
+    if (h.empty()) continue;
+    constructed.insert(m);
+    ASSERT_EQ(static_cast<int64_t>(h.size()), m * m) << name;
+    for (int8_t entry : h) ASSERT_TRUE(entry == 1 || entry == -1) << name;
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = i; j < m; ++j) {
+        int64_t dot = 0;
+        for (int64_t t = 0; t < m; ++t) dot += h[static_cast<size_t>(i * m + t)] * h[static_cast<size_t>(j * m + t)];
+        ASSERT_EQ(dot, i == j ? m : 0) << name << " rows " << i << ", " << j;
+      }
+  }
+  for (int64_t m : {1, 2, 4, 12, 20, 28, 44, 108, 148, 172, 344}) EXPECT_TRUE(constructed.count(m)) << m;
+}
+
+TEST(HadamardKernel, WilliamsonOrder172HasItsBlockStructure) {
+  // Four symmetric circulant 43 × 43 blocks A, B, C, D in [[A, B, C, D], [−B, A, −D, C],
+  // [−C, D, A, −B], [−D, −C, B, A]], each first row constant on the cosets of the order-6
+  // subgroup {3^(7j)} of GF(43)* (the cyclotomic classes of order 7).
+  std::string name;
+  const std::vector<int8_t> h = kernels::known_hadamard_matrix(172, &name);
+  ASSERT_EQ(h.size(), 172u * 172u);
+  EXPECT_NE(name.find("Williamson"), std::string::npos) << name;
+  const int n = 43;
+  auto entry = [&](int block_row, int block_col, int i, int j) { return h[static_cast<size_t>((block_row * n + i) * 172 + block_col * n + j)]; };
+  const int which[4][4] = {{0, 1, 2, 3}, {1, 0, 3, 2}, {2, 3, 0, 1}, {3, 2, 1, 0}};
+  const int sign[4][4] = {{1, 1, 1, 1}, {-1, 1, -1, 1}, {-1, 1, 1, -1}, {-1, -1, 1, 1}};
+  std::set<int> coset_of_one;
+  for (int j = 0, power = 1; j < 6; ++j, power = power * 2187 % n) coset_of_one.insert(power);  // 3^7 = 2187
+  EXPECT_EQ(coset_of_one, (std::set<int>{1, 6, 7, 36, 37, 42}));
+  for (int br = 0; br < 4; ++br)
+    for (int bc = 0; bc < 4; ++bc)
+      for (int i = 0; i < n; ++i)
+        for (int j = 0; j < n; ++j) {
+          const int first_row_entry = sign[br][bc] * entry(0, which[br][bc], 0, ((j - i) % n + n) % n);
+          ASSERT_EQ(entry(br, bc, i, j), first_row_entry) << br << bc << " " << i << ", " << j;
+          ASSERT_EQ(entry(0, which[br][bc], 0, j), entry(0, which[br][bc], 0, (n - j) % n)) << "symmetric";
+        }
+  for (int block = 0; block < 4; ++block)
+    for (int t = 1; t < n; ++t)
+      for (int u : coset_of_one) ASSERT_EQ(entry(0, block, 0, t), entry(0, block, 0, t * u % n)) << block << " " << t;
 }
 
 TEST(HadamardKernel, FallbackIsOrthogonalAndSaysSo) {
-  const kernels::HadamardTransform transform(172);  // 4·43: no Paley order, no Williamson table here
+  const kernels::HadamardTransform transform(188);  // 4·47: no Paley order, no Williamson table here
   EXPECT_FALSE(transform.is_hadamard());
-  EXPECT_NE(transform.construction().find("no Hadamard matrix of order 172"), std::string::npos) << transform.construction();
+  EXPECT_NE(transform.construction().find("no Hadamard matrix of order 188"), std::string::npos) << transform.construction();
   const std::vector<float> h = transform.dense();
-  for (int64_t i = 0; i < 172; ++i)
-    for (int64_t j = 0; j < 172; ++j) {
+  for (int64_t i = 0; i < 188; ++i)
+    for (int64_t j = 0; j < 188; ++j) {
       double dot = 0;
-      for (int64_t t = 0; t < 172; ++t) dot += double{h[static_cast<size_t>(i * 172 + t)]} * h[static_cast<size_t>(j * 172 + t)];
+      for (int64_t t = 0; t < 188; ++t) dot += double{h[static_cast<size_t>(i * 188 + t)]} * h[static_cast<size_t>(j * 188 + t)];
       ASSERT_NEAR(dot, i == j ? 1.0 : 0.0, 1e-5) << i << ", " << j;
     }
 }
@@ -125,7 +180,7 @@ TEST(HadamardKernel, PaleyTwelveIsTheHandBuiltOne) {
       if (i == j) expected += 1;
       EXPECT_EQ(h[static_cast<size_t>(i * 12 + j)], expected) << i << ", " << j;
     }
-  EXPECT_TRUE(kernels::known_hadamard_matrix(172).empty());
+  EXPECT_TRUE(kernels::known_hadamard_matrix(188).empty());
   EXPECT_TRUE(kernels::known_hadamard_matrix(6).empty());
 }
 

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "eval/sweep_report.h"
+#include "quant/quant_config.h"
 #include "test_support.h"
 #include "util/error.h"
 #include "util/text_file.h"
@@ -378,6 +379,15 @@ TEST(SweepGrid, RotateKeyMultipliesTheRowsAfterScheme) {
   EXPECT_EQ(points[3].activation, "crossquant");
   EXPECT_THROW(parse_sweep_grid("scheme=w4a4;rotate=qr"), Error);
   EXPECT_EQ(sweep_method_label("rtn", "per-token", 0, "hadamard"), "Hadamard + per-token");
+  // One order everywhere (table, progress line = describe(), bars): weights, rotation, activations.
+  EXPECT_EQ(sweep_method_label("gptq", "per-token", 0, "hadamard"), "GPTQ + Hadamard + per-token");
+  EXPECT_EQ(sweep_bar_label("gptq", "crossquant", "hadamard"), "GPTQ + Hadamard + CrossQuant");
+  EXPECT_EQ(sweep_bar_label("rtn", "", "hadamard"), "RTN + Hadamard");
+  QuantConfig gptq_rotated;
+  gptq_rotated.apply_scheme("w4a4");
+  gptq_rotated.method = "gptq";
+  gptq_rotated.rotation = "hadamard";
+  EXPECT_EQ(gptq_rotated.describe().rfind("GPTQ + Hadamard + W4", 0), 0u) << gptq_rotated.describe();
   SweepRow rotated;
   rotated.rotation = "hadamard";
   EXPECT_NE(render_sweep_csv({SweepRow{}, rotated}).find(",rotation\n"), std::string::npos);
