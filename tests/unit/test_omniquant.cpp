@@ -119,6 +119,40 @@ TEST_P(OmniQuantShared, ReleasedParametersGiveTheReferencePerplexity) {
   }
 }
 
+TEST_P(OmniQuantShared, LetFoldingIsExactInFullPrecision) {
+  // LET is an equivalence: folded into the model without quantization (the LWC factors left
+  // out), the logits are the original ones up to float32 rounding. A dropped shift, a wrong
+  // order or a wrong GQA head mapping changes them (stories260k: 8 query heads, 4 key/value).
+  OmniQuantParameters parameters = read_omniquant_parameters(fixture_);
+  for (auto& layer : parameters.layers)
+    std::erase_if(layer, [](const auto& entry) { return entry.first.find("bound_factor") != std::string::npos; });
+  Transformer original(model_dir_), folded(model_dir_);
+  const ModelConfig& c = original.config();
+  if (c.positions == PositionKind::Rotary) {
+    // RoPE rotates channel pairs (d, d + head_dim/2) together: the q/k scale is an exact
+    // equivalence only when both channels of a pair share it (OmniQuant folds it anyway).
+    for (auto& layer : parameters.layers) {
+      std::vector<float>& qkt = layer.at("qkt_smooth_scale").values;
+      for (int64_t h = 0; h < c.num_kv_heads; ++h)
+        for (int64_t d = 0; d < c.head_dim / 2; ++d)
+          qkt[static_cast<size_t>(h * c.head_dim + d + c.head_dim / 2)] = qkt[static_cast<size_t>(h * c.head_dim + d)];
+    }
+  }
+  const OmniQuantRecord record = apply_omniquant(folded, parameters, OmniQuantWeightSetting{16, 0}, "P.pth");
+  EXPECT_TRUE(record.let);
+  EXPECT_FALSE(record.lwc);
+  const int64_t length = 48, vocab = c.vocab_size;
+  std::vector<int32_t> tokens(static_cast<size_t>(length));
+  for (int64_t t = 0; t < length; ++t) tokens[static_cast<size_t>(t)] = static_cast<int32_t>((t * 37 + 11) % vocab);
+  std::vector<float> expected(static_cast<size_t>(length * vocab)), actual(expected.size());
+  original.forward(tokens, 1, length, expected);
+  folded.forward(tokens, 1, length, actual);
+  float largest = 0, worst = 0;
+  for (size_t i = 0; i < expected.size(); ++i)
+    largest = std::max(largest, std::abs(expected[i])), worst = std::max(worst, std::abs(expected[i] - actual[i]));
+  EXPECT_LE(worst, 1e-4f * largest) << GetParam() << ": largest logit " << largest;
+}
+
 TEST_P(OmniQuantShared, ReadsOmniQuantsLayout) {
   const OmniQuantParameters parameters = read_omniquant_parameters(fixture_);
   const Transformer model(model_dir_);
