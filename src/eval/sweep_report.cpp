@@ -268,6 +268,7 @@ std::string sweep_method_label(const std::string& quant_method, const std::strin
   if (quant_method == "smoothquant") return "SmoothQuant + " + act;
   if (quant_method == "awq") return "AWQ + " + act;
   if (quant_method == "gptq") return "GPTQ + " + act;
+  if (quant_method == "omniquant") return "OmniQuant + " + act;
   return act;  // crossquant and rtn: round-to-nearest weights
 }
 

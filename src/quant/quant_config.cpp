@@ -114,8 +114,6 @@ void QuantConfig::validate() const {
            "the weights before quantizing them); use dynamic CrossQuant (no --static-activations) or per-token/per-tensor");
   }
   if (static_tensor_scale && activation_method != "per-tensor") fail("a static tensor scale is a per-tensor setting");
-  if (!omni_params.empty() && method != "omniquant")
-    fail("--omni-params has no effect without --method omniquant (it holds OmniQuant's learned parameters)");
   if (method == "omniquant") {
     if (quantizes_weights() && weight_method != "per-channel" && weight_method != "group")
       fail("--method omniquant quantizes weights per output channel or per group (asymmetric, with its learned clipping): "

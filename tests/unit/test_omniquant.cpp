@@ -206,6 +206,23 @@ TEST_P(OmniQuantShared, BadParametersGiveOneClearError) {
   }
 }
 
+TEST_P(OmniQuantShared, SweepRunsOmniQuantBesideTheOthers) {
+  // LET + LWC with OmniQuant's own activations, and with CrossQuant on the transformed ones.
+  const std::string text = (test::shared_dir() / golden_["eval"]["text"].get<std::string>()).string();
+  const std::string base = "sweep --model '" + model_dir_.string() + "' --text '" + text + "' --seqlen 256 --max-windows 2 ";
+  const test::CommandResult result =
+      test::run_cq(base + "--omni-params '" + fixture_.string() +
+                   "' --grid 'scheme=w4a4;method=rtn,omniquant;act=per-token,crossquant,per-token-asym'");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("OmniQuant + CrossQuant α=0.15"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("OmniQuant + per-token-asym"), std::string::npos) << result.output;
+  // The file acts on the omniquant cells only; without any, it would change nothing.
+  const test::CommandResult idle =
+      test::run_cq(base + "--omni-params '" + fixture_.string() + "' --grid 'scheme=w4a4;method=rtn;act=per-token'");
+  EXPECT_EQ(idle.exit_code, 1) << idle.output;
+  EXPECT_NE(idle.output.find("--omni-params has no effect without --method omniquant"), std::string::npos) << idle.output;
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, OmniQuantShared, testing::Values("stories260k", "tinyopt"));
 
 TEST(OmniQuantFile, HostileOrWrongFilesAreRefusedByName) {
