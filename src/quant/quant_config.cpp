@@ -121,8 +121,9 @@ void QuantConfig::validate() const {
            weight_method);
     if (quantize_attention_inputs)
       fail("--quantize-bmm-input with --method omniquant: OmniQuant quantizes q, k and v itself (after RoPE, per token)");
-    if (engine != "fake")
-      fail("--engine {} with --method omniquant: its asymmetric weights and activations run on --engine fake only", engine);
+    if (engine == "int")
+      fail("--engine int with --method omniquant: its asymmetric weights and activations run on --engine fake only "
+           "(auto picks it)");
     if (rotation != "none") fail("--rotate {} with --method omniquant is not supported (its LET was learned on the unrotated model)", rotation);
     if (static_columns || static_tensor_scale)
       fail("--method omniquant with static activation scales (--calib) is not supported: its activations are dynamic");

@@ -223,6 +223,15 @@ TEST_P(OmniQuantShared, SweepRunsOmniQuantBesideTheOthers) {
   EXPECT_NE(idle.output.find("--omni-params has no effect without --method omniquant"), std::string::npos) << idle.output;
 }
 
+TEST_P(OmniQuantShared, GenerateRunsWithTheParameters) {
+  // generate defaults to --engine auto, which runs OmniQuant on the fake engine (KV cache:
+  // k and v quantized per row before they are cached, as OmniQuant quantizes every row).
+  const test::CommandResult result = test::run_cq("generate --model '" + model_dir_.string() +
+                                                  "' --prompt 'Once upon a time' -n 6 --method omniquant --omni-params '" +
+                                                  fixture_.string() + "'");
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, OmniQuantShared, testing::Values("stories260k", "tinyopt"));
 
 TEST(OmniQuantFile, HostileOrWrongFilesAreRefusedByName) {
