@@ -45,6 +45,8 @@ void add_quant_options(CLI::App& command, QuantOptions& o) {
   group->add_option("--gptq-damp", o.config.gptq_dampening, "GPTQ: dampening λ as a share of the mean diagonal of H")
       ->capture_default_str();
   group->add_flag("--act-order", o.config.gptq_act_order, "GPTQ: quantize columns in order of decreasing H_jj");
+  group->add_option("--omni-params", o.config.omni_params,
+                    "OmniQuant: its learned parameters (omni_parameters.pth) for --method omniquant");
   group->add_option("--calib", o.calib,
                     "calibration text: feeds --method smoothquant/awq/gptq; with --method crossquant/rtn it makes the "
                     "activation scales static (CrossQuant c_j, per-tensor Δ)");

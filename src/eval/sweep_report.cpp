@@ -267,6 +267,7 @@ std::string sweep_method_label(const std::string& quant_method, const std::strin
   const std::string weights = quant_method == "smoothquant" ? "SmoothQuant + "
                               : quant_method == "awq"       ? "AWQ + "
                               : quant_method == "gptq"      ? "GPTQ + "
+                              : quant_method == "omniquant" ? "OmniQuant + "
                                                             : "";  // crossquant and rtn: round-to-nearest weights
   return label_with_rotation(weights, rotation) + act;
 }

@@ -70,6 +70,16 @@ void Transformer::set_activation_quantizer_everywhere(std::shared_ptr<const Quan
   for (auto& q : activation_quantizers_) q = quantizer;
 }
 
+void Transformer::quantize_attention_products(float* q, float* k, float* v, int64_t rows) const {
+  const ModelConfig& c = config_;
+  for (auto [data, heads] : {std::pair{q, c.num_heads}, std::pair{k, c.num_kv_heads}, std::pair{v, c.num_kv_heads}}) {
+    const int64_t width = heads * c.head_dim;
+    const MatrixView view = attention_product_per_head_ ? MatrixView{data, rows * heads, c.head_dim, c.head_dim}
+                                                        : MatrixView{data, rows, width, width};
+    attention_product_quantizer_->fake_quantize(view, nullptr);
+  }
+}
+
 KernelStats Transformer::total_kernel_stats() const {
   KernelStats total;
   for (const auto& s : stats_) total.merge(s);

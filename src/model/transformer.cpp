@@ -305,6 +305,7 @@ void Transformer::attention_sublayer(int64_t l, const float* input, const Pass& 
     kernels::apply_rope(q.data(), c.num_heads, c.head_dim, pass.positions, rope_inv_freq_.data());
     kernels::apply_rope(k.data(), c.num_kv_heads, c.head_dim, pass.positions, rope_inv_freq_.data());
   }
+  if (attention_product_quantizer_) quantize_attention_products(q.data(), k.data(), v.data(), rows);
   // Causal attention over a cache writes each sequence's (window's) heads as separate tasks,
   // which gather the column maxima of o_proj's input for dynamic CrossQuant on the way; the
   // packed form (segments of one tree on different tasks) leaves it to the quantizer.

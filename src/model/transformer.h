@@ -130,6 +130,13 @@ class Transformer {
   // quantize_bmm_input: the outputs of q/k/v_proj, per window); nullptr = off (default).
   void set_attention_input_quantizer(std::shared_ptr<const Quantizer> quantizer) { attention_input_quantizer_ = std::move(quantizer); }
   void set_observer(ActivationObserver observer) { observer_ = std::move(observer); }
+  // OmniQuant's quantizers of the attention products' inputs (its QuantMatMul): q and k after
+  // the query scaling and RoPE, and v; each row of head_dim values (per_head: one head of one
+  // token) or of all heads of a token quantized alone; nullptr = off (default).
+  void set_attention_product_quantizer(std::shared_ptr<const Quantizer> quantizer, bool per_head) {
+    attention_product_quantizer_ = std::move(quantizer);
+    attention_product_per_head_ = per_head;
+  }
   // Replaces the FP32 (fake-quant) computation of linear layer `index`; nullptr restores it.
   // A site whose linears all have backends skips its fake activation quantization.
   void set_linear_backend(int64_t index, std::shared_ptr<LinearBackend> backend);
@@ -264,6 +271,9 @@ class Transformer {
   std::vector<std::shared_ptr<const Quantizer>> activation_quantizers_;  // [layer * 4 + site]
   std::vector<KernelStats> stats_;
   std::shared_ptr<const Quantizer> attention_input_quantizer_;
+  std::shared_ptr<const Quantizer> attention_product_quantizer_;
+  bool attention_product_per_head_ = false;
+  void quantize_attention_products(float* q, float* k, float* v, int64_t rows) const;
   std::vector<std::shared_ptr<LinearBackend>> backends_;  // per linear; nullptr = FP32 GEMM
   ActivationObserver observer_;
   std::vector<float> quantized_input_;

@@ -8,6 +8,7 @@
 #include "ptq/calibration.h"
 #include "ptq/integer_linear.h"
 #include "ptq/published_artifacts.h"
+#include "ptq/omniquant.h"
 #include "quant/method_table.h"
 #include "ptq/quantized_checkpoint.h"
 #include "quant/quantizer.h"
@@ -56,6 +57,14 @@ QuantizationRecord apply_transformation(Transformer& model, const QuantConfig& c
     options.clip = config.awq_clip;
     record.awq = apply_awq(model, calibration_tokens, calibration_options(config), options);
     record.calibration_windows = std::min<int64_t>(config.calib_samples, static_cast<int64_t>(calibration_tokens.size()) / config.calib_seqlen);
+  } else if (config.method == "omniquant") {
+    if (config.omni_params.empty())
+      fail("--method omniquant needs --omni-params FILE (OmniQuant's omni_parameters.pth)");
+    const OmniQuantParameters parameters = read_omniquant_parameters(config.omni_params);
+    OmniQuantWeightSetting weights;
+    weights.bits = config.weight_bits;
+    weights.group_size = config.weight_method == "group" ? config.group_size : 0;
+    record.omniquant = apply_omniquant(model, parameters, weights, config.omni_params);
   } else if (config.method == "gptq") {
     if (!config.quantizes_weights()) fail("GPTQ quantizes weights: set --wbits (or a --scheme) below 16");
     GptqModelOptions options;
@@ -83,6 +92,15 @@ void install_activation_quantizers(Transformer& model, const QuantConfig& config
   spec.method = config.activation_method;
   spec.alpha = config.alpha;
   spec.kernel_target = config.kernel_target;
+  // OmniQuant's QuantMatMul inputs: q, k (after RoPE) and v, per token and head on rotary
+  // families (LLaMA), per token across heads otherwise (OPT), at the activation bits.
+  if (config.method == "omniquant") {
+    QuantizerSpec products;
+    products.bits = config.activation_bits;
+    products.method = "per-token-asym";
+    model.set_attention_product_quantizer(std::shared_ptr<const Quantizer>(make_quantizer(products)),
+                                          model.config().positions == PositionKind::Rotary);
+  }
   if (config.quantize_attention_inputs) {
     QuantizerSpec bmm = spec;
     if (bmm.method == "remove-kernel") fail("--quantize-bmm-input needs a quantizing --act-quant, not remove-kernel");
@@ -133,6 +151,7 @@ namespace {
 // them for every decoded token unless calibrated.
 std::string resolve_engine(const QuantConfig& config, bool from_stored_codes) {
   if (config.engine != "auto") return config.engine;
+  if (config.method == "omniquant") return "fake";  // asymmetric weights and activations: no integer kernels
   const IntegerSupport support = activation_quant_method(config.activation_method).integer_activations;
   const bool exact = support == IntegerSupport::Exact ||
                      (support == IntegerSupport::StaticOnly && (config.static_columns || config.static_tensor_scale));
@@ -207,8 +226,8 @@ QuantizationRecord apply_quantization(Transformer& model, const QuantConfig& req
   // The integer engine packs the weights before they are fake-quantized (static CrossQuant
   // folds c^(1−α) into them first); GPTQ's are on their grids already.
   if (config.engine == "int") install_integer_backends(model, config, static_absmax, &record.gptq);
-  if (config.method == "gptq") {
-    // Done by apply_gptq: rounding again to nearest would change them.
+  if (config.method == "gptq" || config.method == "omniquant") {
+    // Done by apply_gptq / apply_omniquant (LWC): rounding again to nearest would change them.
   } else if (const auto quantizer = make_weight_quantizer(config)) {
     if (folds_static_columns(config)) quantize_weights_with_folded_columns(model, *quantizer, config.alpha, static_absmax);
     else model.quantize_weights(*quantizer);

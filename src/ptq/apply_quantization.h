@@ -8,6 +8,7 @@
 
 #include "ptq/awq.h"
 #include "ptq/gptq.h"
+#include "ptq/omniquant.h"
 #include "ptq/rotation.h"
 #include "ptq/smoothquant.h"
 #include "quant/quant_config.h"
@@ -25,6 +26,7 @@ struct QuantizationRecord {
   std::vector<SmoothingFactors> smoothing;
   AwqResult awq;
   GptqModelResult gptq;                    // --method gptq: the weights are quantized already
+  OmniQuantRecord omniquant;               // --method omniquant: what its parameters held
   RotationRecord rotation;  // empty unless config.rotation is "hadamard"
   int64_t calibration_windows = 0;
 };

@@ -128,6 +128,9 @@ nlohmann::json checkpoint_config(const QuantConfig& c, const QuantizationRecord&
 
 void write_quantized_checkpoint(Transformer& model, const QuantConfig& config, const QuantizationRecord& record,
                                 const std::vector<std::vector<float>>& static_absmax, const std::filesystem::path& out_dir) {
+  if (config.method == "omniquant")
+    fail("cq quantize --method omniquant: the quantized-checkpoint format has no stored form yet for OmniQuant's "
+         "asymmetric per-channel weights with their learned clipping; run ppl/eval/generate with --omni-params instead");
   const auto quantizer = make_weight_quantizer(config);
   if (!quantizer) fail("cq quantize: nothing to store, the weights are not quantized (--wbits 16)");
   if (weight_quant_method(config.weight_method).stored_weights == WeightStorage::NotStorable)

@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <array>
 #include <optional>
 #include <string>
@@ -210,7 +211,11 @@ void bind_quantizers(py::module_& m) {
         const py::ssize_t groups = q.group_size > 0 ? (q.cols + q.group_size - 1) / q.group_size : 0;
         result["group_size"] = q.group_size > 0 ? py::object(py::int_(q.group_size)) : py::none();
         result["group_scales"] = array_or_none<float>(q.group_scales, {q.rows, groups});
-        result["group_zeros"] = array_or_none<uint8_t>(q.group_zeros, {q.rows, groups});
+        // OmniQuant's per-token-asym zero points are not clamped to the codes (they may be < 0).
+        const bool zeros_fit_uint8 = std::all_of(q.group_zeros.begin(), q.group_zeros.end(),
+                                                 [](int16_t zero) { return zero >= 0 && zero <= 255; });
+        result["group_zeros"] = zeros_fit_uint8 ? array_or_none<uint8_t>(q.group_zeros, {q.rows, groups})
+                                                : array_or_none<int16_t>(q.group_zeros, {q.rows, groups});
         result["tensor_scale"] = q.tensor_scale != 0.f ? py::object(py::float_(q.tensor_scale)) : py::none();
         result["dequantized"] = array_or_none<float>(q.dequantized(), {q.rows, q.cols});
         result["stats"] = stats_dict(stats);

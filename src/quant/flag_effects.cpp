@@ -65,6 +65,8 @@ std::vector<FlagWithoutEffect> flags_without_effect(const GivenFlags& given, con
   } else if (!resolved.awq_clip) {
     refuse("--awq-clip-tokens", "--awq-clip-tokens has no effect with --awq-no-clip (the clip search is skipped)");
   }
+  if (resolved.method != "omniquant")
+    refuse("--omni-params", "--omni-params has no effect without --method omniquant (it holds OmniQuant's learned parameters)");
   if (resolved.method != "gptq")
     for (const char* flag : {"--gptq-damp", "--act-order"})
       refuse(flag, fmt::format("{} has no effect without --method gptq", flag));

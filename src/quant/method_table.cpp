@@ -52,6 +52,12 @@ constexpr std::array kMethods{
                 .options = kOptionAlpha | kOptionStaticColumnAbsmax,
                 .integer_activations = StaticOnly,
                 .stored_weights = RowScalesColumnFactors},
+    // OmniQuant's dynamic activation quantizer (quant/omniquant_grid.h).
+    QuantMethod{.name = "per-token-asym",
+                .summary = "one scale and zero point per row (token) from its min and max, OmniQuant's activations",
+                .quantizes_activations = true,
+                .row_local = true,
+                .make = quant_detail::make_per_token_asymmetric_quantizer},
     QuantMethod{.name = "remove-kernel",
                 .summary = "per-token with a share of the smallest elements set to zero (the paper's ablation)",
                 .quantizes_activations = true,

@@ -11,5 +11,6 @@ std::unique_ptr<Quantizer> make_per_token_quantizer(const QuantizerSpec& spec);
 std::unique_ptr<Quantizer> make_group_quantizer(const QuantizerSpec& spec);
 std::unique_ptr<Quantizer> make_crossquant_quantizer(const QuantizerSpec& spec);
 std::unique_ptr<Quantizer> make_remove_kernel_quantizer(const QuantizerSpec& spec);
+std::unique_ptr<Quantizer> make_per_token_asymmetric_quantizer(const QuantizerSpec& spec);
 
 }  // namespace cq::quant_detail

@@ -29,6 +29,8 @@ constexpr std::array kTransformations{
                          "w4a8-g128", true, true},
     WeightTransformation{"gptq", "GPTQ weights from calibration Hessians (W4A8 per-channel unless bits are given)",
                          "per-token", "w4a8", true, false},
+    WeightTransformation{"omniquant", "OmniQuant's learned LET and LWC from --omni-params FILE (W4A4 unless bits are given)",
+                         "per-token-asym", "w4a4", false, true},
 };
 // clang-format on
 
@@ -118,6 +120,20 @@ void QuantConfig::validate() const {
            "the weights before quantizing them); use dynamic CrossQuant (no --static-activations) or per-token/per-tensor");
   }
   if (static_tensor_scale && activation_method != "per-tensor") fail("a static tensor scale is a per-tensor setting");
+  if (method == "omniquant") {
+    if (quantizes_weights() && weight_method != "per-channel" && weight_method != "group")
+      fail("--method omniquant quantizes weights per output channel or per group (asymmetric, with its learned clipping): "
+           "--weight-quant {} is neither",
+           weight_method);
+    if (quantize_attention_inputs)
+      fail("--quantize-bmm-input with --method omniquant: OmniQuant quantizes q, k and v itself (after RoPE, per token)");
+    if (engine == "int")
+      fail("--engine int with --method omniquant: its asymmetric weights and activations run on --engine fake only "
+           "(auto picks it)");
+    if (rotation != "none") fail("--rotate {} with --method omniquant is not supported (its LET was learned on the unrotated model)", rotation);
+    if (static_columns || static_tensor_scale)
+      fail("--method omniquant with static activation scales (--calib) is not supported: its activations are dynamic");
+  }
   if (rotation != "none" && rotation != "hadamard") fail("--rotate '{}' is not one of none, hadamard", rotation);
   if (rotation_seed > static_cast<uint64_t>(kMaxRotationSeed))
     fail("--rotate-seed {} is above {} (2^53 - 1, the largest seed a checkpoint's JSON stores exactly)", rotation_seed,
@@ -142,6 +158,7 @@ std::string QuantConfig::describe() const {
   std::string prefix = method == "smoothquant" ? fmt::format("SmoothQuant{} α={} + ", smoothquant_scales.empty() ? "" : " (published act_scales)", migration_strength >= 0 ? fmt::format("{}", migration_strength) : std::string("default"))
                        : method == "awq"       ? std::string(awq_results.empty() ? "AWQ + " : "AWQ (published results) + ")
                        : method == "gptq"      ? std::string(gptq_act_order ? "GPTQ act-order + " : "GPTQ + ")
+                       : method == "omniquant" ? std::string("OmniQuant + ")
                                                : std::string();
   prefix = label_with_rotation(prefix, rotation);
   if (!quantizes_weights() && !quantizes_activations()) return prefix + "FP32 (W16A16)";
@@ -185,6 +202,7 @@ nlohmann::json QuantConfig::to_json() const {
   if (method == "awq" && !awq_results.empty()) json["awq"] = {{"results", awq_results}};
   else if (method == "awq")
     json["awq"] = {{"grid", awq_grid}, {"max_shrink", awq_max_shrink}, {"clip_tokens", awq_clip_tokens}, {"clip", awq_clip}};
+  if (method == "omniquant") json["omniquant"] = {{"parameters", omni_params}, {"attention_products_quantized", quantizes_activations()}};
   if (method == "gptq") json["gptq"] = {{"dampening", gptq_dampening}, {"act_order", gptq_act_order}, {"block_size", 128}};
   if (activation_method == "per-tensor" && quantizes_activations())
     json["per_tensor_scale"] = static_tensor_scale ? "static (calibrated)" : "dynamic (per window)";

@@ -53,6 +53,8 @@ struct QuantConfig {
   //   smoothquant — SmoothQuant smoothing (α = migration_strength); per-token activations by default
   //   awq         — AWQ scale and clip search (asymmetric group-wise weights); per-token by default
   //   gptq        — GPTQ rounding with calibration Hessians (ptq/gptq.h); per-token by default
+  //   omniquant   — OmniQuant's learned LET folded and LWC-clipped asymmetric weights (ptq/omniquant.h);
+  //                 OmniQuant's per-token asymmetric activations (and q/k/v) by default
   std::string method = "crossquant";
   double migration_strength = -1;  // SmoothQuant α; < 0: the family default (OPT 0.5, LLaMA 0.8)
   int awq_grid = 20;
@@ -65,6 +67,8 @@ struct QuantConfig {
   std::string awq_results;
   double gptq_dampening = 0.01;           // GPTQ: λ = dampening · mean diag(H)
   bool gptq_act_order = false;            // GPTQ: columns in order of decreasing H_jj
+  // OmniQuant: its released parameters (omni_parameters.pth, ptq/omniquant.h).
+  std::string omni_params;
   int weight_bits = 16;                   // 16: weights not quantized
   int activation_bits = 16;               // 16: activations not quantized
   std::string weight_method = "per-channel";  // per-channel | group | crossquant

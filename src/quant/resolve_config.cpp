@@ -49,6 +49,8 @@ QuantConfig resolve_quant_config(const QuantRequest& request, bool check_effects
   } else if (calibrates) {
     fail("--method {} needs a calibration text (--calib FILE; the authors use 128-512 samples of 512 tokens)", given.method);
   }
+  if (resolved.method == "omniquant" && resolved.omni_params.empty())
+    fail("--method omniquant needs --omni-params FILE (OmniQuant's omni_parameters.pth)");
   resolved.validate();
   // A flag that would silently do nothing is an error (also on a quantized checkpoint: give
   // the activation bits with the method that overrides the stored one).

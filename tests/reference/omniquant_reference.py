@@ -1,24 +1,38 @@
-#!/usr/bin/python3
-"""OmniQuant's block-wise calibration (Shao et al. 2024, arXiv 2308.13137) in plain PyTorch
-with autograd: the independent reference for src/ptq/omniquant_block.cpp (forward, hand-written
-backward) and src/ptq/omniquant_calibration.cpp (the training loop).
+"""OmniQuant's released parameters applied in plain PyTorch, written from OmniQuant's definition
+(Shao et al. 2024, arXiv 2308.13137; the order of operations of its smooth_and_quant_inplace and
+its UniformAffineQuantizer, as docs/BASELINES.md "OmniQuant" describes them), never from the C++
+code. For each shared model it
 
-Written from the algorithm as the paper and docs/BASELINES.md ("OmniQuant calibration") define
-it, never from our C++: one decoder block (OPT: LayerNorm, biases, ReLU, q scaled after q_proj;
-LLaMA: RMSNorm, RoPE, SwiGLU, grouped-query attention) whose weights and norms go through the
-learnable equivalent transformation (LET), whose weights are fake-quantized with learnable
-clipping (LWC: sigmoid factors on each range's max and min), whose linear inputs and q/k/v are
-fake-quantized per token (LLaMA's q/k/v per head), rounding with a straight-through estimator;
-loss = MSE to the full-precision block's output; AdamW (torch.optim.AdamW) per block, the
-samples in order, each epoch.
+1. writes random-but-plausible parameters in OmniQuant's file format (torch.save of
+   {layer index: OrderedDict {name: float16 tensor}}, the dtype its code saves after .half()):
+     <fixtures>/<model>.pth            LET + LWC, per-channel weights (W4A4, W6A6)
+     <fixtures>/<model>_g128.pth  LWC only, groups of 128 (W4A16-g128: OmniQuant's
+                                                weight-only runs use --lwc without --let)
+2. applies them to the model in float32:
+     scales truncated (|s| < 1e-2 -> sign(s)·1e-2);
+     LET: norm bias <- (bias - shift)/s, norm weight <- weight/s, each reading linear's bias <-
+     bias + W·shift then W <- W·diag(s) (qkv: attention norm -> q,k,v; fc1: MLP norm -> fc1 or
+     up,gate); v bias <- (bias - shift)/s, v rows /= s, o bias += W_o·shift, W_o columns *= s;
+     q rows and bias /= qkt scale, k rows and bias *= qkt scale. GQA (stories260k: 8 heads, 4
+     key/value heads): out_* and qkt hold one entry per key/value channel; query head h uses key/value
+     head h // (heads / kv_heads) for q rows and o_proj columns.
+     weights: per output channel or per group of 128 inputs (last group the shorter remainder),
+     xmax <- sigmoid(upbound)·max, xmin <- sigmoid(lowbound)·min, scale = clamp((xmax - xmin) /
+     (2^N - 1), 1e-5, 1e4), zero = round(clamp(-xmin/scale, -1e4, 1e4)), code = clamp(round(w /
+     scale) + zero, 0, 2^N - 1), w <- (code - zero)·scale;
+3. runs the forward with OmniQuant's activation quantizers (the same asymmetric grid per row with
+   xmin/xmax the row's min/max, no clipping factors): the input of every decoder linear per token,
+   and the inputs of the attention products: LLaMA q and k after RoPE and v, per head and token;
+   OPT q after its scaling, k and v, per token across heads. Softmax output unquantized.
+4. prints and writes the perplexity (tests/golden/omniquant/<model>.json) of W4A4, W6A6 (LET +
+   LWC file) and W4A16-g128 (g128 file) on TinyStories (seqlen 256, every window).
 
-  grad        one block, one sequence: loss and d loss / d every parameter, as JSON
-  calibrate   a whole calibration on deterministic token windows: per-layer parameters and
-              the mean loss of every epoch, as JSON
-
-Run with Debian's /usr/bin/python3 (torch). Writes tests/golden/omniquant/*.json with --write-goldens.
+Usage: /usr/bin/python3 tests/reference/omniquant_reference.py [--shared DIR] [--models tinyopt,stories260k]
+       /usr/bin/python3 tests/reference/omniquant_reference.py --malicious FILE   (for the refusal test)
 """
 import argparse
+import tempfile
+import collections
 import json
 import math
 import os
@@ -26,397 +40,297 @@ import sys
 
 import torch
 import torch.nn.functional as F
+import sentencepiece as spm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hf_reference import ReferenceModel  # noqa: E402
+from hf_reference import ReferenceModel, perplexity, rotate_half  # noqa: E402
 
-LINEARS = ["q", "k", "v", "o", "fc1", "up", "fc2"]
-LET_NAMES = ["qkv_smooth_scale", "qkv_smooth_shift", "out_smooth_scale", "out_smooth_shift",
-             "fc1_smooth_scale", "fc1_smooth_shift", "qkt_smooth_scale"]
-
-
-def module_name(family, linear):
-    if family == "opt":
-        return {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
-                "o": "self_attn.out_proj", "fc1": "fc1", "fc2": "fc2"}[linear]
-    return {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
-            "fc1": "mlp.gate_proj", "up": "mlp.up_proj", "fc2": "mlp.down_proj"}[linear]
-
-
-def round_ste(x):
-    return (x.round() - x).detach() + x
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURES = tempfile.mkdtemp(prefix="omniquant-fixtures-")  # never committed: --write-fixtures recreates them
+GOLDEN = os.path.join(HERE, "..", "golden", "omniquant")
+EVAL_TEXT = "data/tinystories/TinyStories-valid.first100.txt"
+EVAL_SEQLEN = 256
+SETTINGS = {  # name: (weight bits, activation bits, group size or None, file suffix)
+    "w4a4": (4, 4, None, ""),
+    "w6a6": (6, 6, None, ""),
+    "w4a16_g128": (4, 16, 128, "_g128"),
+}
 
 
-def fake_quant(x, bits, up=None, low=None):
-    """Asymmetric min/max fake quantization along the last dimension (OmniQuant's quantizer)."""
-    if bits >= 16:
-        return x
-    xmax = x.amax(-1, keepdim=True)
-    xmin = x.amin(-1, keepdim=True)
-    if up is not None:
-        xmax = torch.sigmoid(up) * xmax
-        xmin = torch.sigmoid(low) * xmin
+# ----------------------------------------------------------------------------- the grid
+
+def asym_fake_quant(x, xmin, xmax, bits):
+    """OmniQuant's UniformAffineQuantizer.fake_quant with a zero point; xmin/xmax broadcast."""
     qmax = 2 ** bits - 1
     scale = ((xmax - xmin) / qmax).clamp(min=1e-5, max=1e4)
     zero = (-xmin / scale).clamp(min=-1e4, max=1e4).round()
-    codes = (round_ste(x / scale) + zero).clamp(0, qmax)
-    return (codes - zero) * scale
+    code = ((x / scale).round() + zero).clamp(0, qmax)
+    return (code - zero) * scale
 
 
-class Settings:
-    def __init__(self, wbits, abits, group=0, lwc=True, let=True, shift=True):
-        self.wbits, self.abits, self.group, self.lwc, self.let, self.shift = wbits, abits, group, lwc, let, shift
-
-    def as_json(self):
-        return dict(wbits=self.wbits, abits=self.abits, group=self.group, lwc=self.lwc, let=self.let, shift=self.shift)
+def quant_rows(x, bits):
+    """Dynamic per-row (last dimension) asymmetric quantization, no clipping factors."""
+    return asym_fake_quant(x, x.amin(-1, keepdim=True), x.amax(-1, keepdim=True), bits)
 
 
-class Block:
-    """One decoder layer's full-precision tensors, from hf_reference's loaded model."""
-
-    def __init__(self, model, layer, dtype):
-        self.family = model.family
-        self.llama = self.family == "llama"
-        self.hidden = model.hidden
-        self.heads = model.n_heads
-        self.kv_heads = model.n_kv
-        self.head_dim = model.head_dim
-        p = f"{model.prefix}.layers.{layer}"
-        self.w, self.b = {}, {}
-        for lin in LINEARS:
-            if lin == "up" and not self.llama:
-                continue
-            name = f"{p}.{module_name(self.family, lin)}"
-            self.w[lin] = model.weights[name].to(dtype)
-            bias = model.biases[name]
-            self.b[lin] = None if bias is None else bias.to(dtype)
-        if self.llama:
-            self.n1 = (model._get(f"{p}.input_layernorm.weight").to(dtype), None)
-            self.n2 = (model._get(f"{p}.post_attention_layernorm.weight").to(dtype), None)
-            self.eps = model.eps
-            self.inv_freq = model.inv_freq.to(dtype)
-        else:
-            self.n1 = tuple(model._get(f"{p}.self_attn_layer_norm.{n}").to(dtype) for n in ("weight", "bias"))
-            self.n2 = tuple(model._get(f"{p}.final_layer_norm.{n}").to(dtype) for n in ("weight", "bias"))
-            self.eps = 1e-5
-
-    def kv_expand(self, v):
-        """A key/value-width vector read by query-width rows or columns (query head h → kv head h // rep)."""
-        rep = self.heads // self.kv_heads
-        return v.view(self.kv_heads, self.head_dim).repeat_interleave(rep, 0).reshape(-1)
-
-    def norm(self, x, weight, bias):
-        if self.llama:
-            h = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-            return weight * h + bias if bias is not None else weight * h
-        return F.layer_norm(x, (x.shape[-1],), weight, bias, eps=self.eps)
-
-    def effective(self, params, s):
-        """The block's norms and weights after LET, weights then fake-quantized with LWC."""
-        w = dict(self.w)
-        b = dict(self.b)
-        n1, n2 = self.n1, self.n2
-        if s.let:
-            s1, t1 = params["qkv_smooth_scale"], params["qkv_smooth_shift"]
-            s2, t2 = params["out_smooth_scale"], params["out_smooth_shift"]
-            s3, t3 = params["fc1_smooth_scale"], params["fc1_smooth_shift"]
-            s4 = params["qkt_smooth_scale"]
-            zero = lambda bias: 0 if bias is None else bias  # noqa: E731
-            n1 = (self.n1[0] / s1, (zero(self.n1[1]) - t1) / s1)
-            n2 = (self.n2[0] / s3, (zero(self.n2[1]) - t3) / s3)
-            for lin in ("q", "k", "v"):
-                b[lin] = zero(self.b[lin]) + self.w[lin] @ t1
-                w[lin] = self.w[lin] * s1.view(1, -1)
-            # smooth_fc_fc: v_proj rows over s2 (after subtracting the shift), o_proj columns times s2
-            b["v"] = (b["v"] - t2) / s2
-            w["v"] = w["v"] / s2.view(-1, 1)
-            b["o"] = zero(self.b["o"]) + self.w["o"] @ self.kv_expand(t2)
-            w["o"] = self.w["o"] * self.kv_expand(s2).view(1, -1)
-            # smooth_q_k: q rows over s4, k rows times s4
-            w["q"] = w["q"] / self.kv_expand(s4).view(-1, 1)
-            b["q"] = b["q"] / self.kv_expand(s4)
-            w["k"] = w["k"] * s4.view(-1, 1)
-            b["k"] = b["k"] * s4
-            for lin in ("fc1", "up"):
-                if lin in self.w:
-                    b[lin] = zero(self.b[lin]) + self.w[lin] @ t3
-                    w[lin] = self.w[lin] * s3.view(1, -1)
-        if s.wbits < 16:
-            for lin in w:
-                out, inp = w[lin].shape
-                g = s.group or inp
-                up = params.get(f"{lin}.up") if s.lwc else None
-                low = params.get(f"{lin}.low") if s.lwc else None
-                w[lin] = fake_quant(w[lin].reshape(-1, g), s.wbits, up, low).reshape(out, inp)
-        return n1, n2, w, b
-
-    def forward(self, x, params, s, quantized=True):
-        """x: [L, hidden], one sequence. Returns (output, site inputs for the act statistics)."""
-        if quantized:
-            n1, n2, w, b = self.effective(params, s)
-            abits = s.abits
-        else:
-            n1, n2, w, b = self.n1, self.n2, self.w, self.b
-            abits = 16
-        L = x.shape[0]
-        hd = self.head_dim
-        h1 = self.norm(x, *n1)
-        a1 = fake_quant(h1, abits)
-        q = F.linear(a1, w["q"], b["q"])
-        k = F.linear(a1, w["k"], b["k"])
-        v = F.linear(a1, w["v"], b["v"])
-        q = q.view(L, self.heads, hd).transpose(0, 1)
-        k = k.view(L, self.kv_heads, hd).transpose(0, 1)
-        v = v.view(L, self.kv_heads, hd).transpose(0, 1)
-        if self.llama:
-            pos = torch.arange(L, dtype=x.dtype)
-            freqs = pos[:, None] * self.inv_freq[None, :]
-            emb = torch.cat((freqs, freqs), dim=-1)
-            cos, sin = emb.cos(), emb.sin()
-            rot = lambda t: torch.cat((-t[..., hd // 2:], t[..., :hd // 2]), dim=-1)  # noqa: E731
-            q = q * cos + rot(q) * sin
-            k = k * cos + rot(k) * sin
-            rep = self.heads // self.kv_heads
-            k = k.repeat_interleave(rep, 0)
-            v = v.repeat_interleave(rep, 0)
-            q, k, v = fake_quant(q, abits), fake_quant(k, abits), fake_quant(v, abits)
-            scores = q @ k.transpose(-1, -2) / math.sqrt(hd)
-        else:
-            q = q * hd ** -0.5
-            # OPT: per token across all heads
-            flat = lambda t: t.transpose(0, 1).reshape(L, -1)  # noqa: E731
-            unflat = lambda t: t.view(L, self.heads, hd).transpose(0, 1)  # noqa: E731
-            q, k, v = (unflat(fake_quant(flat(t), abits)) for t in (q, k, v))
-            scores = q @ k.transpose(-1, -2)
-        mask = torch.ones(L, L, dtype=torch.bool).triu(1)
-        probs = torch.softmax(scores.masked_fill(mask, float("-inf")), dim=-1)
-        o_in = (probs @ v).transpose(0, 1).reshape(L, -1)
-        x1 = x + F.linear(fake_quant(o_in, abits), w["o"], b["o"])
-        h2 = self.norm(x1, *n2)
-        a3 = fake_quant(h2, abits)
-        if self.llama:
-            m = F.silu(F.linear(a3, w["fc1"], b["fc1"])) * F.linear(a3, w["up"], b["up"])
-        else:
-            m = F.relu(F.linear(a3, w["fc1"], b["fc1"]))
-        out = x1 + F.linear(fake_quant(m, abits), w["fc2"], b["fc2"])
-        return out, (h1, o_in, h2)
+def quant_weight(w, bits, group, up, low):
+    """LWC weight quantization: rows (or groups, the last one shorter) of w; up/low (rows·groups, 1)."""
+    out_features, in_features = w.shape
+    width = group or in_features
+    chunks = []
+    groups = (in_features + width - 1) // width
+    for g in range(groups):
+        chunk = w[:, g * width:(g + 1) * width]
+        xmin = chunk.amin(-1, keepdim=True)
+        xmax = chunk.amax(-1, keepdim=True)
+        if up is not None:
+            xmax = torch.sigmoid(up.view(out_features, groups)[:, g:g + 1]) * xmax
+            xmin = torch.sigmoid(low.view(out_features, groups)[:, g:g + 1]) * xmin
+        chunks.append(asym_fake_quant(chunk, xmin, xmax, bits))
+    return torch.cat(chunks, dim=1)
 
 
-def initial_parameters(block, s, site_stats, alpha, dtype):
-    """OmniQuant's start: LWC factors 4; LET scales act^α / w^(1−α) (clamped at 1e-5) from the
-    full-precision site inputs' column maxima, shifts from their (max+min)/2 running average."""
+# ----------------------------------------------------------------------------- parameters
+
+def linear_names(family):
+    if family == "opt":
+        return ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj", "fc1", "fc2"]
+    return ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
+
+
+def make_parameters(model, let, group, seed):
+    """Random parameters with OmniQuant's names and shapes (float16, as its code saves them)."""
+    g = torch.Generator().manual_seed(seed)
+    hidden, kv_width = model.hidden, model.n_kv * model.head_dim
+    llama = model.family == "llama"
+
+    def scales(n, truncated=False):  # LET scales near 1 (exp of N(0, 0.2))
+        s = torch.exp(0.2 * torch.randn(n, generator=g))
+        if truncated:
+            s[n // 3] = 0.008  # below OmniQuant's 1e-2 truncation: applied as 0.01
+        return s
+
+    def shifts(n, zero):
+        return torch.zeros(n) if zero else 0.05 * torch.randn(n, generator=g)
+
     params = {}
-    if s.let:
-        absmax, shifts = site_stats
-
-        def scale(act, weight_colmax):
-            act = act.clamp(min=1e-5)
-            wmax = weight_colmax.clamp(min=1e-5)
-            return (act.pow(alpha) / wmax.pow(1 - alpha)).clamp(min=1e-5)
-
-        def kv_reduce(v):
-            rep = block.heads // block.kv_heads
-            return v.view(block.kv_heads, rep, block.head_dim).amax(1).reshape(-1)
-
-        params["qkv_smooth_scale"] = scale(absmax[0], block.w["q"].abs().amax(0))
-        params["out_smooth_scale"] = scale(kv_reduce(absmax[1]), kv_reduce(block.w["o"].abs().amax(0)))
-        key = "up" if block.llama else "fc1"
-        params["fc1_smooth_scale"] = scale(absmax[2], block.w[key].abs().amax(0))
-        use = s.shift and not block.llama
-        params["qkv_smooth_shift"] = shifts[0].clone() if use else torch.zeros_like(params["qkv_smooth_scale"])
-        params["out_smooth_shift"] = shifts[1].clone() if use else torch.zeros_like(params["out_smooth_scale"])
-        params["fc1_smooth_shift"] = shifts[2].clone() if use else torch.zeros_like(params["fc1_smooth_scale"])
-        params["qkt_smooth_scale"] = torch.ones(block.kv_heads * block.head_dim, dtype=dtype)
-    if s.lwc and s.wbits < 16:
-        for lin, w in block.w.items():
-            ranges = w.numel() // (s.group or w.shape[1])
-            params[f"{lin}.up"] = torch.full((ranges, 1), 4.0, dtype=dtype)
-            params[f"{lin}.low"] = torch.full((ranges, 1), 4.0, dtype=dtype)
+    for i in range(model.n_layers):
+        layer = collections.OrderedDict()
+        if let:
+            # LLaMA: OmniQuant keeps the norm-side shifts at 0 (its RMSNorm has no bias); the
+            # v -> o shift is made non-zero here to exercise the GQA mapping of o_proj's bias.
+            layer["qkv_smooth_scale"] = scales(hidden)
+            layer["qkv_smooth_shift"] = shifts(hidden, llama)
+            layer["out_smooth_scale"] = scales(kv_width)
+            layer["out_smooth_shift"] = shifts(kv_width, False)
+            layer["fc1_smooth_scale"] = scales(hidden)
+            layer["fc1_smooth_shift"] = shifts(hidden, llama)
+            layer["qkt_smooth_scale"] = scales(kv_width, truncated=True)
+        prefix = f"{model.prefix}.layers.{i}."
+        for name in linear_names(model.family):
+            out_features, in_features = model.weights[prefix + name].shape
+            rows = out_features * (-(-in_features // group) if group else 1)
+            # trained LWC factors in [1.5, 5] around OmniQuant's initial 4.0: sigmoid 0.82 .. 0.99 of the range
+            layer[f"{name}.weight_quantizer.upbound_factor"] = 1.5 + 3.5 * torch.rand(rows, 1, generator=g)
+            layer[f"{name}.weight_quantizer.lowbound_factor"] = 1.5 + 3.5 * torch.rand(rows, 1, generator=g)
+        params[i] = collections.OrderedDict((k, v.to(torch.float16)) for k, v in layer.items())
     return params
 
 
-def site_statistics(block, inputs):
-    """Column max |x| over all samples; (max+min)/2 per sample, averaged 0.99/0.01 in order."""
-    absmax, shifts = [None] * 3, [None] * 3
-    with torch.no_grad():
-        for x in inputs:
-            _, sites = block.forward(x, None, None, quantized=False)
-            for i, site in enumerate(sites):
-                m = site.abs().amax(0)
-                absmax[i] = m if absmax[i] is None else torch.maximum(absmax[i], m)
-                mid = (site.amax(0) + site.amin(0)) / 2
-                shifts[i] = mid if shifts[i] is None else 0.99 * shifts[i] + 0.01 * mid
-    return absmax, shifts
+# ----------------------------------------------------------------------------- the model
 
+class OmniQuantModel(ReferenceModel):
+    """hf_reference's forward with OmniQuant's parameters folded and its quantizers."""
 
-def truncate_scales(params):
-    with torch.no_grad():
-        for name, p in params.items():
-            if name.endswith("smooth_scale"):
-                small = p.abs() < 1e-2
-                p[small] = p[small].sign() * 1e-2
+    def apply(self, params, w_bits, a_bits, group):
+        self.a_bits = a_bits
+        self.norm_bias = {}
+        for i in range(self.n_layers):
+            p = {k: v.float() for k, v in params[i].items()}
+            prefix = f"{self.prefix}.layers.{i}."
+            if "qkv_smooth_scale" in p:
+                self._fold_let(prefix, p)
+            if w_bits < 16:
+                for name in linear_names(self.family):
+                    up = p.get(f"{name}.weight_quantizer.upbound_factor")
+                    low = p.get(f"{name}.weight_quantizer.lowbound_factor")
+                    self.weights[prefix + name] = quant_weight(self.weights[prefix + name], w_bits, group, up, low)
 
+    def _expand(self, per_kv_channel):
+        """kv_width entries -> hidden entries: query head h takes kv head h // (heads / kv_heads)."""
+        rep = self.n_heads // self.n_kv
+        return per_kv_channel.view(self.n_kv, self.head_dim).repeat_interleave(rep, dim=0).reshape(-1)
 
-def omniquant_names(family, params):
-    """Our short names → OmniQuant's state-dict names (LWC factors under each linear's quantizer)."""
-    out = {}
-    for name, v in params.items():
-        if "." in name:
-            lin, which = name.split(".")
-            out[f"{module_name(family, lin)}.weight_quantizer.{'upbound' if which == 'up' else 'lowbound'}_factor"] = v
+    def _fold_let(self, prefix, p):
+        for key in [k for k in p if k.endswith("smooth_scale")]:
+            s = p[key]
+            small = s.abs() < 1e-2
+            p[key] = torch.where(small, s.sign() * 1e-2, s)
+        if self.family == "opt":
+            attn_norm, mlp_norm = prefix + "self_attn_layer_norm", prefix + "final_layer_norm"
+            mlp_readers, o_name = ["fc1"], "self_attn.out_proj"
         else:
-            out[name] = v
-    return out
+            attn_norm, mlp_norm = prefix + "input_layernorm", prefix + "post_attention_layernorm"
+            mlp_readers, o_name = ["mlp.up_proj", "mlp.gate_proj"], "self_attn.o_proj"
+        self._ln_fcs(attn_norm, [prefix + "self_attn." + n for n in ("q_proj", "k_proj", "v_proj")],
+                     p["qkv_smooth_scale"], p["qkv_smooth_shift"])
+        self._ln_fcs(mlp_norm, [prefix + n for n in mlp_readers], p["fc1_smooth_scale"], p["fc1_smooth_shift"])
+        # v_proj -> o_proj
+        v, o = prefix + "self_attn.v_proj", prefix + o_name
+        s, shift = p["out_smooth_scale"], p["out_smooth_shift"]
+        vb = self.biases[v] if self.biases[v] is not None else torch.zeros(self.weights[v].shape[0])
+        self.biases[v] = (vb - shift) / s
+        self.weights[v] = self.weights[v] / s.view(-1, 1)
+        s_q, shift_q = self._expand(s), self._expand(shift)
+        ob = self.biases[o] if self.biases[o] is not None else torch.zeros(self.weights[o].shape[0])
+        self.biases[o] = ob + self.weights[o] @ shift_q
+        self.weights[o] = self.weights[o] * s_q.view(1, -1)
+        # q / k
+        q, k = prefix + "self_attn.q_proj", prefix + "self_attn.k_proj"
+        t = p["qkt_smooth_scale"]
+        self.weights[q] = self.weights[q] / self._expand(t).view(-1, 1)
+        self.biases[q] = self.biases[q] / self._expand(t)
+        self.weights[k] = self.weights[k] * t.view(-1, 1)
+        self.biases[k] = self.biases[k] * t
+
+    def _ln_fcs(self, norm, fcs, s, shift):
+        if self.family == "opt":
+            self.state[norm + ".bias"] = (self.state[norm + ".bias"] - shift) / s
+        elif bool((shift != 0).any()):
+            raise ValueError("LLaMA's RMSNorm has no bias: its shifts must be 0")
+        self.state[norm + ".weight"] = self.state[norm + ".weight"] / s
+        for fc in fcs:
+            b = self.biases[fc] if self.biases[fc] is not None else torch.zeros(self.weights[fc].shape[0])
+            self.biases[fc] = b + self.weights[fc] @ shift
+            self.weights[fc] = self.weights[fc] * s.view(1, -1)
+
+    # -- forward pieces
+    def linear(self, name, x):
+        if self.a_bits < 16:
+            x = quant_rows(x, self.a_bits)
+        return F.linear(x, self.weights[name], self.biases[name])
+
+    def quant_act(self, x):
+        return quant_rows(x, self.a_bits) if self.a_bits < 16 else x
+
+    def _forward_opt(self, ids):
+        B, T = ids.shape
+        h = self.embed[ids]
+        h = h + self.pos_embed[torch.arange(T) + 2][None]
+        scaling = self.head_dim ** -0.5
+        for i in range(self.n_layers):
+            p = f"{self.prefix}.layers.{i}"
+            residual = h
+            x = self.layer_norm(h, f"{p}.self_attn_layer_norm")
+            q = self.quant_act(self.linear(f"{p}.self_attn.q_proj", x) * scaling)  # per token, all heads
+            k = self.quant_act(self.linear(f"{p}.self_attn.k_proj", x))
+            v = self.quant_act(self.linear(f"{p}.self_attn.v_proj", x))
+            a = self.causal_attention(self._split_heads(q, self.n_heads), self._split_heads(k, self.n_heads),
+                                      self._split_heads(v, self.n_heads), None)
+            h = residual + self.linear(f"{p}.self_attn.out_proj", self._merge_heads(a))
+            residual = h
+            x = self.layer_norm(h, f"{p}.final_layer_norm")
+            h = residual + self.linear(f"{p}.fc2", F.relu(self.linear(f"{p}.fc1", x)))
+        h = self.layer_norm(h, f"{self.prefix}.final_layer_norm")
+        return F.linear(h, self.lm_head)
+
+    def _forward_llama(self, ids):
+        B, T = ids.shape
+        h = self.embed[ids]
+        freqs = torch.arange(T, dtype=self.dtype)[:, None] * self.inv_freq[None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos, sin = emb.cos(), emb.sin()
+        n_rep = self.n_heads // self.n_kv
+        for i in range(self.n_layers):
+            p = f"model.layers.{i}"
+            residual = h
+            x = self.rms_norm(h, self._get(f"{p}.input_layernorm.weight"))
+            q = self._split_heads(self.linear(f"{p}.self_attn.q_proj", x), self.n_heads)
+            k = self._split_heads(self.linear(f"{p}.self_attn.k_proj", x), self.n_kv)
+            v = self._split_heads(self.linear(f"{p}.self_attn.v_proj", x), self.n_kv)
+            q = q * cos + rotate_half(q) * sin
+            k = k * cos + rotate_half(k) * sin
+            k = k.repeat_interleave(n_rep, dim=1)
+            v = v.repeat_interleave(n_rep, dim=1)
+            q, k, v = self.quant_act(q), self.quant_act(k), self.quant_act(v)  # per head and token (rows of head_dim)
+            a = self.causal_attention(q, k, v, 1.0 / math.sqrt(self.head_dim))
+            h = residual + self.linear(f"{p}.self_attn.o_proj", self._merge_heads(a))
+            residual = h
+            x = self.rms_norm(h, self._get(f"{p}.post_attention_layernorm.weight"))
+            gate = self.linear(f"{p}.mlp.gate_proj", x)
+            up = self.linear(f"{p}.mlp.up_proj", x)
+            h = residual + self.linear(f"{p}.mlp.down_proj", F.silu(gate) * up)
+        h = self.rms_norm(h, self._get("model.norm.weight"))
+        return F.linear(h, self.lm_head)
 
 
-def flat(t):
-    return [float(v) for v in t.detach().reshape(-1).tolist()]
+class _RunsACommand:
+    """Unpickling this calls os.system (what a hostile omni_parameters.pth could do)."""
+
+    def __reduce__(self):
+        return (os.system, ("true",))
 
 
-# ----------------------------------------------------------------------------------- grad
-
-def grad_case(model_dir, layer, s, length, seed, dtype):
-    model = ReferenceModel.from_dir(model_dir, dtype=torch.float32)
-    block = Block(model, layer, dtype)
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(length, block.hidden, generator=gen, dtype=dtype)
-    x[:, 3] *= 8  # an outlier channel, as LET is made for
-    with torch.no_grad():
-        target, _ = block.forward(x, None, None, quantized=False)
-    params = initial_parameters(block, s, site_statistics(block, [x]), 0.5, dtype)
-    # Move away from the initialisation so every term of the gradient is exercised.
-    for name, p in params.items():
-        noise = torch.randn(p.shape, generator=gen, dtype=dtype)
-        if name.endswith("scale"):
-            params[name] = p * torch.exp(0.3 * noise)
-        elif name.endswith("shift"):
-            params[name] = p + 0.1 * noise if s.shift and not block.llama else p
-        else:
-            params[name] = p + noise
-    for p in params.values():
-        p.requires_grad_(True)
-    out, _ = block.forward(x, params, s)
-    loss = F.mse_loss(out, target)
-    loss.backward()
-    return {
-        "model": os.path.basename(os.path.normpath(model_dir)), "layer": layer, "settings": s.as_json(),
-        "length": length, "x": flat(x), "target": flat(target), "loss": float(loss),
-        "parameters": {k: flat(v) for k, v in omniquant_names(block.family, params).items()},
-        "gradients": {k: flat(v.grad) for k, v in omniquant_names(block.family, params).items()},
-    }
-
-
-# ------------------------------------------------------------------------------ calibrate
-
-def calibration_tokens(vocab, samples, seqlen):
-    """Deterministic pseudo-text: token i = (i·7919 + 13) mod vocab (the C++ test makes the same)."""
-    ids = [(i * 7919 + 13) % vocab for i in range(samples * seqlen)]
-    return torch.tensor(ids, dtype=torch.long).view(samples, seqlen)
-
-
-def embed(model, ids):
-    h = model.embed[ids]
-    if model.family == "opt":
-        if model.project_in is not None:
-            h = F.linear(h, model.project_in)
-        h = h + model.pos_embed[torch.arange(ids.shape[-1]) + 2][None]
-    return h
-
-
-def calibrate(model_dir, s, samples, seqlen, epochs, lwc_lr, let_lr, wd, alpha, dtype):
-    model = ReferenceModel.from_dir(model_dir, dtype=dtype)
-    ids = calibration_tokens(model.config["vocab_size"], samples, seqlen)
-    fp_inputs = [t for t in embed(model, ids)]
-    quant_inputs = [t.clone() for t in fp_inputs]
-    layers, losses = [], []
-    for layer in range(model.n_layers):
-        block = Block(model, layer, dtype)
-        params = initial_parameters(block, s, site_statistics(block, fp_inputs), alpha, dtype)
-        with torch.no_grad():
-            fp_outputs = [block.forward(x, None, None, quantized=False)[0] for x in fp_inputs]
-        if epochs > 0:
-            let_group = [p for n, p in params.items() if n.endswith("scale") or (s.shift and n.endswith("shift"))]
-            lwc_group = [p for n, p in params.items() if "." in n]
-            for p in let_group + lwc_group:
-                p.requires_grad_(True)
-            groups = [g for g in ({"params": let_group, "lr": let_lr}, {"params": lwc_group, "lr": lwc_lr}) if g["params"]]
-            optimizer = torch.optim.AdamW(groups, weight_decay=wd)
-            for epoch in range(epochs):
-                total = 0.0
-                for j in range(len(quant_inputs)):
-                    if s.let:
-                        truncate_scales(params)
-                    out, _ = block.forward(quant_inputs[j], params, s)
-                    loss = F.mse_loss(out, fp_outputs[j])
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    total += float(loss)
-                losses.append({"layer": layer, "epoch": epoch, "loss": total / len(quant_inputs)})
-            if s.let:
-                truncate_scales(params)
-            with torch.no_grad():
-                quant_inputs = [block.forward(x, params, s)[0] for x in quant_inputs]
-        fp_inputs = fp_outputs
-        layers.append({k: flat(v) for k, v in omniquant_names(block.family, params).items()})
-    return {"model": os.path.basename(os.path.normpath(model_dir)), "settings": s.as_json(), "samples": samples,
-            "seqlen": seqlen, "epochs": epochs, "lwc_lr": lwc_lr, "let_lr": let_lr, "weight_decay": wd, "alpha": alpha,
-            "layers": layers, "losses": losses}
-
-
-def calibrate_with_drift(*args):
-    """The float64 calibration, plus how far PyTorch's own float32 run of the same algorithm lands
-    from it (per layer: the worst |Δ| / max(1, |p|) over all parameters; per epoch: |Δloss| / loss).
-    Rounding decisions that flip in float32 change straight-through gradients and AdamW then turns
-    small gradient differences into whole steps, so this drift is what float32 arithmetic itself
-    costs; the C++ test allows twice it."""
-    exact = calibrate(*args, torch.float64)
-    single = calibrate(*args, torch.float32)
-    layer_drift = []
-    for la, lb in zip(single["layers"], exact["layers"]):
-        layer_drift.append(max(max(abs(x - y) / max(1.0, abs(y)) for x, y in zip(la[k], lb[k])) for k in lb))
-    loss_drift = [abs(a["loss"] - b["loss"]) / b["loss"] for a, b in zip(single["losses"], exact["losses"])]
-    exact["float32_drift"] = {"layers": layer_drift, "losses": loss_drift}
-    return exact
-
-
-def golden_cases(shared):
-    models = os.path.join(shared, "models")
-    w4a4 = Settings(4, 4, 0, True, True, True)
-    return {
-        "grad_tinyopt_w4a4.json": lambda: grad_case(os.path.join(models, "tinyopt"), 1, w4a4, 24, 1, torch.float64),
-        "grad_tinyopt_w4a16g32.json": lambda: grad_case(os.path.join(models, "tinyopt"), 0, Settings(4, 16, 32, True, True, False), 24, 2, torch.float64),
-        "grad_stories260k_w4a4.json": lambda: grad_case(os.path.join(models, "stories260k"), 1, Settings(4, 4, 0, True, True, False), 24, 3, torch.float64),
-        "calib_tinyopt_w4a4.json": lambda: calibrate_with_drift(os.path.join(models, "tinyopt"), w4a4, 4, 32, 2, 1e-2, 5e-3, 0.0, 0.5),
-        "calib_tinyopt_w4a4_init.json": lambda: calibrate_with_drift(os.path.join(models, "tinyopt"), w4a4, 4, 32, 0, 1e-2, 5e-3, 0.0, 0.75),
-        "calib_stories260k_w6a6_init.json": lambda: calibrate_with_drift(os.path.join(models, "stories260k"), Settings(6, 6, 0, True, True, False), 4, 32, 0, 1e-2, 5e-3, 0.0, 0.5),
-        "calib_stories260k_w4a4.json": lambda: calibrate_with_drift(os.path.join(models, "stories260k"), Settings(4, 4, 0, True, True, False), 4, 32, 2, 1e-2, 5e-3, 0.0, 0.5),
-    }
+def write_malicious(path):
+    """OmniQuant's layout with one value whose unpickling would run a command (for test_omniquant)."""
+    torch.save({0: collections.OrderedDict([("qkv_smooth_scale", _RunsACommand())])}, path)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--shared", default=os.environ.get("CQ_SHARED", "../shared"))
-    ap.add_argument("--write-goldens", action="store_true", help="write tests/golden/omniquant/*.json")
-    ap.add_argument("--only", default="", help="comma-separated golden file names")
-    ap.add_argument("--load", help="print an omni_parameters.pth file read by torch.load as JSON and exit")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shared", default=os.environ.get("CQ_SHARED", "/work/shared"))
+    ap.add_argument("--models", default="tinyopt,stories260k")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--malicious", metavar="FILE", help="only write a hostile parameter file to FILE")
+    ap.add_argument("--write-fixtures", metavar="DIR",
+                    help="only write the parameter files (deterministic: the goldens were computed from them) to DIR")
     args = ap.parse_args()
-    if args.load:
-        data = torch.load(args.load)
-        print(json.dumps({str(layer): {name: {"shape": list(t.shape), "dtype": str(t.dtype), "values": flat(t)}
-                                       for name, t in entries.items()} for layer, entries in data.items()}))
+    if args.malicious:
+        write_malicious(args.malicious)
         return
-    torch.set_num_threads(1)
-    out_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden", "omniquant")
-    os.makedirs(out_dir, exist_ok=True)
-    for name, make in golden_cases(args.shared).items():
-        if args.only and name not in args.only.split(","):
-            continue
-        result = make()
-        if args.write_goldens:
-            with open(os.path.join(out_dir, name), "w") as f:
-                json.dump(result, f)
-        print(name, "loss", result.get("loss", [e["loss"] for e in result.get("losses", [])][-1:]))
+    if args.write_fixtures:
+        os.makedirs(args.write_fixtures, exist_ok=True)
+        for seed, name in enumerate(args.models.split(",")):
+            probe = OmniQuantModel.from_dir(os.path.join(args.shared, "models", name))
+            for suffix, params in {"": make_parameters(probe, True, None, 100 + seed),
+                                   "_g128": make_parameters(probe, False, 128, 200 + seed)}.items():
+                path = os.path.join(args.write_fixtures, f"{name}{suffix}.pth")
+                torch.save(params, path + ".tmp")
+                os.replace(path + ".tmp", path)
+        return
+    torch.set_num_threads(args.threads)
+    os.makedirs(FIXTURES, exist_ok=True)
+    os.makedirs(GOLDEN, exist_ok=True)
+    for seed, name in enumerate(args.models.split(",")):
+        model_dir = os.path.join(args.shared, "models", name)
+        sp = spm.SentencePieceProcessor(model_file=os.path.join(model_dir, "tokenizer.model"))
+        with open(os.path.join(args.shared, EVAL_TEXT), encoding="utf-8") as f:
+            tokens = [1] + sp.encode(f.read())
+        probe = OmniQuantModel.from_dir(model_dir)
+        files = {"": make_parameters(probe, True, None, 100 + seed),
+                 "_g128": make_parameters(probe, False, 128, 200 + seed)}
+        for suffix, params in files.items():
+            path = os.path.join(FIXTURES, f"{name}{suffix}.pth")
+            torch.save(params, path + ".tmp")
+            os.replace(path + ".tmp", path)
+        out = {"eval": {"text": EVAL_TEXT, "seqlen": EVAL_SEQLEN}, "settings": {}}
+        for setting, (w_bits, a_bits, group, suffix) in SETTINGS.items():
+            params = torch.load(os.path.join(FIXTURES, f"{name}{suffix}.pth"))
+            model = OmniQuantModel.from_dir(model_dir)
+            model.apply(params, w_bits, a_bits, group)
+            ppl = perplexity(model, tokens, EVAL_SEQLEN)["ppl"]
+            out["settings"][setting] = {"file": f"{name}{suffix}.pth (--write-fixtures)", "wbits": w_bits,
+                                        "abits": a_bits, "group_size": group, "ppl": ppl}
+            print(f"{name} {setting}: ppl {ppl:.4f}", flush=True)
+        fp = OmniQuantModel.from_dir(model_dir)
+        fp.a_bits = 16
+        out["fp32_ppl"] = perplexity(fp, tokens, EVAL_SEQLEN)["ppl"]
+        print(f"{name} fp32: ppl {out['fp32_ppl']:.4f}", flush=True)
+        path = os.path.join(GOLDEN, f"{name}.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(out, f, indent=1)
+        os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":

@@ -145,6 +145,22 @@ def group_asymmetric(w, bits, group_size):
     return torch.cat(outs, dim=1), code, {"clipped": clipped, "zero_point": torch.cat(zeros_all, dim=1)}
 
 
+def per_token_asym(x, bits):
+    """OmniQuant's dynamic per-token activation quantizer (its UniformAffineQuantizer, asymmetric):
+        scale = clamp((max - min) / (2^N - 1), 1e-5, 1e4), zero = round(clamp(-min / scale, -1e4, 1e4)),
+        code = clamp(round(x / scale) + zero, 0, 2^N - 1), x <- (code - zero) * scale, per row.
+    The range is the row's own [min, max] (0 need not be inside), the zero point is not clamped."""
+    max_int = 2 ** bits - 1
+    min_val = x.amin(dim=-1, keepdim=True)
+    max_val = x.amax(dim=-1, keepdim=True)
+    scale = ((max_val - min_val) / max_int).clamp(min=1e-5, max=1e4)
+    zero = (-min_val / scale).clamp(min=-1e4, max=1e4).round()
+    shifted = torch.round(x / scale) + zero
+    clipped = int(((shifted < 0) | (shifted > max_int)).sum())
+    code = shifted.clamp(0, max_int)
+    return (code - zero) * scale, code, {"clipped": clipped, "zero_point": zero.expand_as(code)}
+
+
 def remove_kernel(x, bits, kernel_target):
     """SPEC.md "Remove kernel": zero the per-token kernel, leave the rest unquantized; with a
     target p >= 0 zero the floor(p * n) elements with the smallest |x_ij| / t_i, ties in
@@ -232,6 +248,8 @@ def main():
             out, codes, extra = quantize(x, bits, group_size)
         elif method == "remove-kernel":
             out, codes, extra = remove_kernel(x, bits, kernel_target)
+        elif method == "per-token-asym":
+            out, codes, extra = per_token_asym(x, bits)
         else:
             raise ValueError(method)
         assert torch.isfinite(out).all(), f"{method} produced NaN/Inf"
@@ -288,6 +306,7 @@ def main():
             add("crossquant", "act_a", bits, alpha=alpha, static="calib_column_absmax")
         for kernel_target in (-1.0, 0.0, 0.3):
             add("remove-kernel", "act_a", bits, kernel_target=kernel_target)
+        add("per-token-asym", "act_a", bits, asymmetric=True)  # uint8 codes with zero points
     add("per-token", "fig3", 8)
     add("crossquant", "fig3", 8, alpha=0.15)
 

@@ -1,7 +1,7 @@
 // OmniQuant calibration (ptq/omniquant_block.h, ptq/omniquant_calibration.h): the fake
 // quantizer on hand-computed cases, the hand-written gradients of whole OPT and LLaMA blocks
 // against PyTorch autograd, and a short whole calibration against the plain-PyTorch
-// implementation of the same algorithm (tests/reference/omniquant_reference.py, goldens in
+// implementation of the same algorithm (tests/reference/omniquant_calibration_reference.py, goldens in
 // tests/golden/omniquant/). Tolerances are stated where they are checked.
 #include <gtest/gtest.h>
 
@@ -238,7 +238,7 @@ TEST(OmniQuantParametersFile, TorchLoadReadsIt) {
   }
   const auto file = test::scratch_dir("omni_params") / "omni_parameters.pth";
   save_omniquant_parameters(parameters, file);
-  const auto run = test::run_shell("/usr/bin/python3 '" + (test::source_dir() / "tests/reference/omniquant_reference.py").string() +
+  const auto run = test::run_shell("/usr/bin/python3 '" + (test::source_dir() / "tests/reference/omniquant_calibration_reference.py").string() +
                                    "' --load '" + file.string() + "'");
   ASSERT_EQ(run.exit_code, 0) << run.output;
   const auto loaded = nlohmann::json::parse(run.output.substr(run.output.find('{')));

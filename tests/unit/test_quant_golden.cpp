@@ -168,7 +168,7 @@ void expect_stats(const nlohmann::json& golden_case, const cq::KernelStats& stat
 TEST(QuantGolden, ManifestCoversEveryMethod) {
   std::map<std::string, int> cases_per_method;
   for (const auto& golden_case : manifest().at("cases")) ++cases_per_method[golden_case.at("method")];
-  for (const char* method : {"per-tensor", "per-token", "per-channel", "group", "crossquant", "remove-kernel"})
+  for (const char* method : {"per-tensor", "per-token", "per-channel", "group", "crossquant", "remove-kernel", "per-token-asym"})
     EXPECT_GT(cases_per_method[method], 0) << method;
 }
 
