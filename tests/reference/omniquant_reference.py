@@ -320,7 +320,7 @@ def main():
             model = OmniQuantModel.from_dir(model_dir)
             model.apply(params, w_bits, a_bits, group)
             ppl = perplexity(model, tokens, EVAL_SEQLEN)["ppl"]
-            out["settings"][setting] = {"file": f"{name}{suffix}.pth (--write-fixtures)", "wbits": w_bits,
+            out["settings"][setting] = {"file": f"{name}{suffix}.pth", "wbits": w_bits,
                                         "abits": a_bits, "group_size": group, "ppl": ppl}
             print(f"{name} {setting}: ppl {ppl:.4f}", flush=True)
         fp = OmniQuantModel.from_dir(model_dir)

@@ -130,7 +130,7 @@ class OmniQuantShared : public testing::TestWithParam<std::string> {
 
 TEST_P(OmniQuantShared, ReleasedParametersGiveTheReferencePerplexity) {
   for (const auto& [name, setting] : golden_["settings"].items()) {
-    std::string flags = "--omni-params '" + (test::source_dir() / setting["file"].get<std::string>()).string() + "' --wbits " +
+    std::string flags = "--omni-params '" + (omniquant_fixtures() / setting["file"].get<std::string>()).string() + "' --wbits " +
                         std::to_string(setting["wbits"].get<int>()) + " --abits " + std::to_string(setting["abits"].get<int>());
     if (!setting["group_size"].is_null())
       flags += " --weight-quant group --group-size " + std::to_string(setting["group_size"].get<int64_t>());
