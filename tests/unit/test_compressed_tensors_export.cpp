@@ -22,6 +22,7 @@
 #include "ptq/apply_quantization.h"
 #include "ptq/compressed_tensors.h"
 #include "ptq/quantized_checkpoint.h"
+#include "compressed_tensors_test_support.h"
 #include "test_support.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -33,8 +34,8 @@ namespace {
 namespace fs = std::filesystem;
 using test::error_of;
 
-constexpr int64_t kSeqlen = 128;
-constexpr int64_t kWindows = 6;
+constexpr int64_t kSeqlen = test::kExportSeqlen;
+constexpr int64_t kWindows = test::kExportWindows;
 
 QuantConfig w8a8(const std::string& method, const std::string& activation) {
   QuantConfig c;
@@ -52,32 +53,10 @@ QuantConfig static_crossquant() {
   return c;
 }
 
-std::string text_path() { return (test::shared_dir() / "data/tinystories/TinyStories-valid.first100.txt").string(); }
-
-double cq_perplexity(Transformer& model, const std::vector<int32_t>& tokens) {
-  PerplexityOptions options;
-  options.seqlen = kSeqlen;
-  options.max_windows = kWindows;
-  options.show_progress = false;
-  return evaluate_perplexity(model, tokens, options).perplexity;
-}
-
-// The reference's perplexity of each export, one Python process for all of them.
+std::string text_path() { return test::export_text_path(); }
+double cq_perplexity(Transformer& model, const std::vector<int32_t>& tokens) { return test::export_cq_perplexity(model, tokens); }
 std::vector<double> reference_perplexities(const std::vector<fs::path>& exports, const std::vector<int32_t>& tokens) {
-  const fs::path tokens_file = test::scratch_dir("ct_tokens") / "tokens.json";
-  std::ofstream(tokens_file) << nlohmann::json(tokens).dump();
-  std::string models;
-  for (const fs::path& dir : exports) models += fmt::format(" --model '{}'", dir.string());
-  const auto run = test::run_shell(fmt::format("/usr/bin/python3 '{}'{} --tokens '{}' --seqlen {} --max-windows {}",
-                                               (test::source_dir() / "tests/reference/compressed_tensors_reference.py").string(),
-                                               models, tokens_file.string(), kSeqlen, kWindows));
-  EXPECT_EQ(run.exit_code, 0) << run.output;
-  std::vector<double> result;
-  if (run.exit_code != 0) return result;
-  std::istringstream lines(run.output);
-  for (std::string line; std::getline(lines, line);)
-    if (line.starts_with("{")) result.push_back(nlohmann::json::parse(line)["ppl"].get<double>());
-  return result;
+  return test::export_reference_perplexities(exports, tokens);
 }
 
 struct Outcome {

@@ -23,6 +23,7 @@
 #include "ptq/compressed_tensors.h"
 #include "ptq/compressed_tensors_pack_quantized.h"
 #include "ptq/quantized_checkpoint.h"
+#include "compressed_tensors_test_support.h"
 #include "test_support.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -34,8 +35,8 @@ namespace {
 namespace fs = std::filesystem;
 using test::error_of;
 
-constexpr int64_t kSeqlen = 128;
-constexpr int64_t kWindows = 6;
+constexpr int64_t kSeqlen = test::kExportSeqlen;
+constexpr int64_t kWindows = test::kExportWindows;
 
 // Eight codes of one word, first element in the lowest nibble, each stored + 8:
 // {1, 2, 3, 4, 5, 6, 7, 0} -> nibbles 9, A, B, C, D, E, F, 8 from the bottom = 0x8FEDCBA9.
@@ -79,31 +80,10 @@ QuantConfig w4a16(const std::string& method, const std::string& weight_method, i
   return c;
 }
 
-std::string text_path() { return (test::shared_dir() / "data/tinystories/TinyStories-valid.first100.txt").string(); }
-
-double cq_perplexity(Transformer& model, const std::vector<int32_t>& tokens) {
-  PerplexityOptions options;
-  options.seqlen = kSeqlen;
-  options.max_windows = kWindows;
-  options.show_progress = false;
-  return evaluate_perplexity(model, tokens, options).perplexity;
-}
-
+std::string text_path() { return test::export_text_path(); }
+double cq_perplexity(Transformer& model, const std::vector<int32_t>& tokens) { return test::export_cq_perplexity(model, tokens); }
 std::vector<double> reference_perplexities(const std::vector<fs::path>& exports, const std::vector<int32_t>& tokens) {
-  const fs::path tokens_file = test::scratch_dir("ct4_tokens") / "tokens.json";
-  std::ofstream(tokens_file) << nlohmann::json(tokens).dump();
-  std::string models;
-  for (const fs::path& dir : exports) models += fmt::format(" --model '{}'", dir.string());
-  const auto run = test::run_shell(fmt::format("/usr/bin/python3 '{}'{} --tokens '{}' --seqlen {} --max-windows {}",
-                                               (test::source_dir() / "tests/reference/compressed_tensors_reference.py").string(),
-                                               models, tokens_file.string(), kSeqlen, kWindows));
-  EXPECT_EQ(run.exit_code, 0) << run.output;
-  std::vector<double> result;
-  if (run.exit_code != 0) return result;
-  std::istringstream lines(run.output);
-  for (std::string line; std::getline(lines, line);)
-    if (line.starts_with("{")) result.push_back(nlohmann::json::parse(line)["ppl"].get<double>());
-  return result;
+  return test::export_reference_perplexities(exports, tokens);
 }
 
 // RTN, AWQ (asymmetric groups, its own setting) and GPTQ, group-wise and per channel: the
