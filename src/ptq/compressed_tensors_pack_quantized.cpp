@@ -104,7 +104,15 @@ void add_pack_quantized_linear(TensorSet& tensors, const std::string& module, co
   tensors.add(module + ".weight_scale", DType::F32, {q.rows, groups}, grouped ? q.group_scales : q.row_scales);
   if (asymmetric) {
     std::vector<int8_t> zeros(q.group_zeros.size());
-    for (size_t i = 0; i < zeros.size(); ++i) zeros[i] = static_cast<int8_t>(q.group_zeros[i] - shift);
+    for (size_t i = 0; i < zeros.size(); ++i) {
+      // OmniQuant's LWC grid does not clamp its zero points to the code range; a 4-bit field
+      // would wrap them silently.
+      if (q.group_zeros[i] < 0 || q.group_zeros[i] > 15)
+        fail("{}: zero point {} (row {}) lies outside the 4-bit range 0..15 that pack-quantized stores; this weight grid "
+             "cannot be exported faithfully",
+             module, q.group_zeros[i], static_cast<int64_t>(i) / (grouped ? q.cols / q.group_size : 1));
+      zeros[i] = static_cast<int8_t>(q.group_zeros[i] - shift);
+    }
     tensors.add(module + ".weight_zero_point", DType::I32, {words_for(q.rows), groups}, pack_int4_columns(zeros, q.rows, groups));
   }
 }

@@ -22,6 +22,7 @@
 #include "ptq/apply_quantization.h"
 #include "ptq/compressed_tensors.h"
 #include "ptq/compressed_tensors_pack_quantized.h"
+#include "ptq/tensor_set.h"
 #include "ptq/quantized_checkpoint.h"
 #include "compressed_tensors_test_support.h"
 #include "test_support.h"
@@ -62,6 +63,26 @@ TEST(PackQuantized, WordsAsHandComputed) {
   EXPECT_EQ(pack_int4_rows(codes, 13, 21).size(), 13u * 3u);
   EXPECT_EQ(unpack_int4_columns(pack_int4_columns(codes, 13, 21), 13, 21), codes);
   EXPECT_EQ(pack_int4_columns(codes, 13, 21).size(), 2u * 21u);
+}
+
+// A zero point outside 0..15 (OmniQuant's grid does not clamp them) is refused, not wrapped.
+TEST(PackQuantized, ZeroPointOutsideTheFourBitRangeIsRefused) {
+  QuantizedMatrix q;
+  q.rows = 8;
+  q.cols = 4;
+  q.bits = 4;
+  q.group_size = 4;
+  q.codes.assign(32, 3);
+  q.group_scales.assign(8, 0.5f);
+  q.group_zeros.assign(8, 8);
+  TensorSet fits;
+  add_pack_quantized_linear(fits, "fc", q);
+  q.group_zeros[5] = 16;
+  TensorSet wraps;
+  EXPECT_NE(error_of([&] { add_pack_quantized_linear(wraps, "fc", q); }).find("fc: zero point 16 (row 5) lies outside the 4-bit range"),
+            std::string::npos);
+  q.group_zeros[5] = -1;
+  EXPECT_NE(error_of([&] { add_pack_quantized_linear(wraps, "fc", q); }).find("zero point -1"), std::string::npos);
 }
 
 QuantConfig w4a16(const std::string& method, const std::string& weight_method, int64_t group_size, bool asymmetric) {
