@@ -122,6 +122,28 @@ TEST(Mpi, PerplexityOfCalibratedStaticCrossQuantIsIdentical) {
   EXPECT_EQ(files_in(dir), 3);
 }
 
+// Calibrations that every rank runs whole (GPTQ's Hessians, AWQ's search: docs/CLUSTER.md),
+// followed by the shared evaluation: the same perplexity as one process.
+TEST(Mpi, GptqAndAwqCalibratedPerplexityIsIdentical) {
+  CQ_NEED_MPI();
+  CQ_NEED_SHARED("models/stories260k");
+  CQ_NEED_SHARED(kText);
+  const auto dir = test::scratch_dir("mpi-gptq-awq");
+  for (const char* method : {"gptq", "awq"}) {
+    SCOPED_TRACE(method);
+    const std::string arguments = "ppl --model " + shared("models/stories260k") + " --text " + shared(kText) +
+                                  " --seqlen 64 --max-windows 4 --scheme w4a8 --method " + method + " --calib " +
+                                  shared(kText) + " --calib-samples 4 --calib-seqlen 64 --json ";
+    const auto alone_path = dir / (std::string(method) + "-alone.json");
+    const auto ranks_path = dir / (std::string(method) + "-ranks.json");
+    const auto alone = run_alone(arguments + "'" + alone_path.string() + "'");
+    ASSERT_EQ(alone.exit_code, 0) << alone.output;
+    const auto sharded = run_ranks(2, arguments + "'" + ranks_path.string() + "'");
+    ASSERT_EQ(sharded.exit_code, 0) << sharded.output;
+    expect_same_json(alone_path, ranks_path);
+  }
+}
+
 TEST(Mpi, KernelReportIsIdentical) {
   CQ_NEED_MPI();
   CQ_NEED_SHARED("models/tinyopt");
