@@ -165,7 +165,7 @@ std::string label_with_rotation(const std::string& method_part, const std::strin
 std::string QuantConfig::omniquant_label() const {
   if (!omni_params.empty()) return "OmniQuant + ";
   return omni_epochs == 0 ? std::string("OmniQuant (initialisation, 0 epochs) + ")
-                          : fmt::format("OmniQuant ({} epochs, lr LWC {} / LET {}) + ", omni_epochs, omni_lwc_lr, omni_let_lr);
+                          : fmt::format("OmniQuant ({} epoch{}, lr LWC {} / LET {}) + ", omni_epochs, omni_epochs == 1 ? "" : "s", omni_lwc_lr, omni_let_lr);
 }
 
 std::string QuantConfig::describe() const {
