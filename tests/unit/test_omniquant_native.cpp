@@ -64,6 +64,8 @@ struct NativeCase {
   int epochs;
 };
 
+void PrintTo(const NativeCase& c, std::ostream* out) { *out << c.model << " " << c.windows << " " << c.epochs << " epochs"; }
+
 class OmniQuantNative : public ::testing::TestWithParam<NativeCase> {};
 
 TEST_P(OmniQuantNative, BeatsItsInitialisationAndRoundToNearestAtW4A4) {
@@ -105,6 +107,17 @@ TEST(OmniQuantNativeCli, OneCommandEqualsCalibrateThenApply) {
       EXPECT_EQ(one_command, from_file) << model << " " << scheme;
     }
   }
+}
+
+TEST(OmniQuantNativeCli, LearningRatesReachTheTraining) {
+  // With both rates 0 AdamW moves nothing: exactly OmniQuant's initialisation; each rate alone moves it.
+  CQ_NEED_SHARED("models/stories260k");
+  const std::string calib = "--method omniquant --scheme w4a4 --calib " + quote(calibration_text()) +
+                            " --calib-samples 4 --calib-seqlen 32 ";
+  const double initial = perplexity("stories260k", calib + "--epochs 0");
+  EXPECT_EQ(perplexity("stories260k", calib + "--epochs 2 --lr-lwc 0 --lr-let 0"), initial);
+  EXPECT_NE(perplexity("stories260k", calib + "--epochs 2 --lr-lwc 0.01 --lr-let 0"), initial);
+  EXPECT_NE(perplexity("stories260k", calib + "--epochs 2 --lr-lwc 0 --lr-let 0.005"), initial);
 }
 
 TEST(OmniQuantNativeCli, FlagsThatChangeNothingAreRefused) {
