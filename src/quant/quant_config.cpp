@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 
 namespace cq {
 
@@ -138,7 +139,7 @@ void QuantConfig::validate() const {
       fail("--method omniquant with static activation scales (--calib) is not supported: its activations are dynamic");
     if (omni_epochs < 0) fail("--epochs must be zero or positive, got {}", omni_epochs);
     for (const auto& [flag, rate] : {std::pair{"--lr-lwc", omni_lwc_lr}, {"--lr-let", omni_let_lr}})
-      if (!(rate >= 0 && rate < 1e6)) fail("{} must be a finite non-negative number, got {}", flag, rate);
+      if (!(rate >= 0 && std::isfinite(rate))) fail("{} must be a finite non-negative number, got {}", flag, rate);
     if (omni_params.empty() && !quantizes_weights() && quantizes_activations())
       fail("--method omniquant calibration learns weight clipping: quantize the weights (--wbits < 16 or a --scheme)");
   }
