@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Every figure published in README.md and docs/RESULTS.md, from one run of `cq`.
 
-Runs `cq demo`, `cq sweep` (both shared models, seqlen 256 and 512), `cq ppl` (tinyopt's
+Runs `cq demo`, `cq sweep` (both shared models, seqlen 256 and 512, and OmniQuant's calibrated
+rows at 256), `cq ppl` (tinyopt's
 kernel report) and `cq eval --compare` (tinyopt, 100 documents per task), reads their
 --json outputs (full precision; the printed tables round), and rewrites the text between
 the marker comments
@@ -34,6 +35,11 @@ TINYSTORIES = "data/tinystories/TinyStories-valid.first100.txt"
 CALIB = "data/wikitext2/wikitext2_test_joined.prefix.txt"
 README_GRID = "scheme=w8a8,w4a8-g128,w4a4;method=rtn,smoothquant,awq;act=per-token,crossquant"
 RESULTS_512_GRID = "scheme=w8a8,w4a8-g128,w4a4;method=rtn;act=per-token,crossquant"
+# OmniQuant calibrated natively (its own per-token asymmetric activations, q/k/v too), one sweep
+# per model: OmniQuant's 20 epochs and learning rates, on the calibration text of the rows above.
+OMNI_GRID = "scheme=w4a4,w6a6,w4a16-g128;method=omniquant"
+OMNI_SCHEMES = (("w4a4", "W4A4"), ("w6a6", "W6A6"), ("w4a16-g128", "W4A16-g128"))
+OMNI_CALIB_SAMPLES, OMNI_CALIB_SEQLEN, OMNI_EPOCHS = 16, 256, 20
 EVAL_MODEL, EVAL_LIMIT = "tinyopt", 100
 EVAL_TASKS = "lambada_openai,arc_easy,piqa,hellaswag,boolq"
 EVAL_COMPARE = "fp32,w8a8-per-token,w8a8-crossquant"
@@ -125,6 +131,30 @@ def replace_block(text, name, body, path):
     return pattern.sub(lambda m: m.group(1) + body.rstrip("\n") + "\n" + m.group(2), text)
 
 
+def omniquant_table(sweeps_omni, sweeps, provenance):
+    """README: OmniQuant calibrated by cq (one `cq sweep` per model), under the baseline table."""
+    header = ["setting", "method", "stories260k (LLaMA)", "tinyopt (OPT)"]
+    rows = []
+    for scheme, label in OMNI_SCHEMES:
+        cells = []
+        for model, _ in MODELS:
+            r = sweep_row(sweeps_omni[model], scheme, "omniquant", "per-token-asym" if scheme != "w4a16-g128" else "")
+            cells.append(ppl(r) + (f" / {kernel(r)}" if r.get("kernel_percent") is not None else ""))
+        rows.append([label, "OmniQuant" + (" + per-token-asym (q/k/v too)" if scheme != "w4a16-g128" else " (weights only)")] + cells)
+    omni = lambda model: sweep_row(sweeps_omni[model], "w4a4", "omniquant", "per-token-asym")["perplexity"]
+    rtn = lambda model: sweep_row(sweeps[model], "w4a4", "rtn", "per-token")["perplexity"]
+    title = (f"**OmniQuant, calibrated by `cq`** (`cq sweep --grid \"{OMNI_GRID}\" --calib wikitext-2 "
+             f"--calib-samples {OMNI_CALIB_SAMPLES} --calib-seqlen {OMNI_CALIB_SEQLEN} --epochs {OMNI_EPOCHS}`: "
+             f"LWC and LET trained block by block with OmniQuant's learning rates, 1e-2 and 5e-3; same text, "
+             f"seqlen 256 and FP32 rows as above)")
+    prose = (f"OmniQuant's W4A4 also quantizes q, k and v (after RoPE on LLaMA) at 4 bits, which the per-token rows "
+             f"above do not: stories260k {omni('stories260k'):.2f} against per-token's {rtn('stories260k'):.2f}, "
+             f"tinyopt {omni('tinyopt'):.2f} against {rtn('tinyopt'):.2f}. docs/BASELINES.md compares it with "
+             f"round-to-nearest on the same tensors (--quantize-bmm-input) and with its own initialisation (--epochs 0).")
+    return (provenance + "\n\n" + title + "\n\n" + markdown_table(header, rows, 99) + "\n\n" +
+            textwrap.fill(prose, 92) + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cq", default=str(ROOT / "build" / "cq"))
@@ -153,7 +183,7 @@ def main():
         demo_table.append(f"{r['setting']:<28} {k:>10} {r['mean_kl']:>14.6f} {100 * r['top1_agreement']:>11.2f}% "
                           f"{r['perplexity']:>10.3f}")
 
-    sweeps, sweeps_512, kernel_report = {}, {}, None
+    sweeps, sweeps_512, sweeps_omni, kernel_report = {}, {}, {}, None
     for model, _ in MODELS:
         model_dir = str(shared / "models" / model)
         sweeps[model] = run(cq + ["sweep", "--model", model_dir, "--text", text, "--seqlen", "256",
@@ -161,6 +191,10 @@ def main():
                                   "--grid", README_GRID], out, f"sweep_{model}_256", args.reuse)
         sweeps_512[model] = run(cq + ["sweep", "--model", model_dir, "--text", text, "--seqlen", "512",
                                       "--grid", RESULTS_512_GRID], out, f"sweep_{model}_512", args.reuse)
+        sweeps_omni[model] = run(cq + ["sweep", "--model", model_dir, "--text", text, "--seqlen", "256",
+                                       "--calib", str(shared / CALIB), "--calib-samples", str(OMNI_CALIB_SAMPLES),
+                                       "--calib-seqlen", str(OMNI_CALIB_SEQLEN), "--epochs", str(OMNI_EPOCHS),
+                                       "--grid", OMNI_GRID], out, f"sweep_{model}_omniquant", args.reuse)
     kernel_report = run(cq + ["ppl", "--model", str(shared / "models" / "tinyopt"), "--text", text, "--seqlen", "256",
                               "--scheme", "w8a8", "--act-quant", "per-token"], out, "ppl_tinyopt_w8a8_per_token", args.reuse)
     evaluation = run(cq + ["eval", "--model", str(shared / "models" / EVAL_MODEL), "--data-dir", str(shared / "data"),
@@ -194,6 +228,7 @@ def main():
         f"({s('w4a8-g128', 'awq', 'per-token'):.2f} against {s('w4a8-g128', 'rtn', 'per-token'):.2f} for symmetric "
         f"rounding, per-token activations).")
     readme_sweep = provenance + "\n\n" + table + "\n\n" + textwrap.fill(prose, 92) + "\n"
+    readme_omniquant = omniquant_table(sweeps_omni, sweeps, provenance)
 
     # README: cq eval --compare on tinyopt.
     comparison = find_comparison(evaluation)
@@ -230,7 +265,8 @@ def main():
         f"is small here; the generated demo model of `make run` has them (per-token "
         f"{demo_kernel_value(demo_kernel, 'per-token'):.1f}\u00a0% vs CrossQuant {demo_kernel_value(demo_kernel, 'CrossQuant'):.1f}\u00a0%).", 92) + "\n"
 
-    for path, blocks in ((ROOT / "README.md", {"demo": readme_demo, "sweep": readme_sweep, "zero-shot": readme_eval}),
+    for path, blocks in ((ROOT / "README.md", {"demo": readme_demo, "sweep": readme_sweep, "sweep-omniquant": readme_omniquant,
+                                                "zero-shot": readme_eval}),
                          (ROOT / "docs" / "RESULTS.md", {"results-ppl": results_ppl, "results-kernel": results_kernel})):
         content = path.read_text()
         for name, body in blocks.items():

@@ -47,8 +47,9 @@ void add_quant_options(CLI::App& command, QuantOptions& o) {
   group->add_flag("--act-order", o.config.gptq_act_order, "GPTQ: quantize columns in order of decreasing H_jj");
   group->add_option("--omni-params", o.config.omni_params,
                     "OmniQuant: its learned parameters (omni_parameters.pth) for --method omniquant");
+  add_omniquant_training_options(*group, o.config);
   group->add_option("--calib", o.calib,
-                    "calibration text: feeds --method smoothquant/awq/gptq; with --method crossquant/rtn it makes the "
+                    "calibration text: feeds --method smoothquant/awq/gptq/omniquant; with --method crossquant/rtn it makes the "
                     "activation scales static (CrossQuant c_j, per-tensor Δ)");
   group->add_flag("--static-activations", o.static_activations,
                   "static activation scales from --calib (CrossQuant c_j or per-tensor Δ), with any --method");
@@ -79,6 +80,18 @@ void add_quant_options(CLI::App& command, QuantOptions& o) {
   // subcommand) for an empty argument and then parses forever (`cq ppl "" --seqlen 5`, fuzz_cli).
   const std::vector<CLI::Option*> options = command.get_options();
   for (size_t i = options_before; i < options.size(); ++i) options[i]->group(kQuantizationGroup);
+}
+
+void add_omniquant_training_options(CLI::App& command, QuantConfig& config) {
+  command.add_option("--epochs", config.omni_epochs,
+                     "OmniQuant calibration (--method omniquant --calib): AdamW passes over the windows per block; 0 "
+                     "keeps its initialisation")
+      ->capture_default_str();
+  command.add_option("--lr-lwc", config.omni_lwc_lr, "OmniQuant calibration: AdamW learning rate of the clipping factors (LWC)")
+      ->capture_default_str();
+  command.add_option("--lr-let", config.omni_let_lr,
+                     "OmniQuant calibration: AdamW learning rate of the equivalent transformation's scales and shifts (LET)")
+      ->capture_default_str();
 }
 
 std::vector<int32_t> QuantOptions::calibration_tokens(const Tokenizer& tokenizer) const {
@@ -135,7 +148,10 @@ QuantConfig resolve_configuration(std::vector<std::string> arguments, const std:
     if (arguments[i] == "--method") method = arguments[i + 1];
   const WeightTransformation* transformation = find_weight_transformation(method);
   // A published results file replaces the method's calibration (then --calib is only for static activations).
-  const char* results_flag = method == "smoothquant" ? "--smoothquant-scales" : method == "awq" ? "--awq-results" : "";
+  const char* results_flag = method == "smoothquant" ? "--smoothquant-scales"
+                             : method == "awq"       ? "--awq-results"
+                             : method == "omniquant" ? "--omni-params"
+                                                     : "";
   const bool calibrated = transformation != nullptr && transformation->needs_calibration &&
                           std::find(arguments.begin(), arguments.end(), results_flag) == arguments.end();
   const bool static_activations =

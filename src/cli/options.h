@@ -33,6 +33,8 @@ struct QuantOptions {
 // The help section of the quantization flags (cq sweep lists the flags given through it).
 inline constexpr const char* kQuantizationGroup = "Quantization";
 void add_quant_options(CLI::App& command, QuantOptions& options);
+// --epochs, --lr-lwc, --lr-let (OmniQuant's calibration), shared with cq omniquant-calibrate.
+void add_omniquant_training_options(CLI::App& command, QuantConfig& config);
 
 // Commands that run several configurations (cq sweep, cq eval --compare) resolve each one as
 // a command line: the quantization flags the user gave (given_quant_arguments, without those

@@ -9,6 +9,7 @@
 #include "ptq/integer_linear.h"
 #include "ptq/published_artifacts.h"
 #include "ptq/omniquant.h"
+#include "ptq/omniquant_calibration.h"
 #include "quant/method_table.h"
 #include "ptq/quantized_checkpoint.h"
 #include "quant/quantizer.h"
@@ -58,13 +59,20 @@ QuantizationRecord apply_transformation(Transformer& model, const QuantConfig& c
     record.awq = apply_awq(model, calibration_tokens, calibration_options(config), options);
     record.calibration_windows = std::min<int64_t>(config.calib_samples, static_cast<int64_t>(calibration_tokens.size()) / config.calib_seqlen);
   } else if (config.method == "omniquant") {
-    if (config.omni_params.empty())
-      fail("--method omniquant needs --omni-params FILE (OmniQuant's omni_parameters.pth)");
-    const OmniQuantParameters parameters = read_omniquant_parameters(config.omni_params);
     OmniQuantWeightSetting weights;
     weights.bits = config.weight_bits;
     weights.group_size = config.weight_method == "group" ? config.group_size : 0;
-    record.omniquant = apply_omniquant(model, parameters, weights, config.omni_params);
+    if (config.omni_params.empty()) {
+      // Native calibration: the parameters OmniQuant would learn on these windows, applied as
+      // a released file's are (what `cq omniquant-calibrate` writes, bit for bit).
+      const OmniQuantCalibrationOptions options = omniquant_calibration_options(config, model.config());
+      const OmniQuantParameters parameters = calibrate_omniquant(model, calibration_tokens, options);
+      record.calibration_windows = std::min<int64_t>(config.calib_samples, static_cast<int64_t>(calibration_tokens.size()) / config.calib_seqlen);
+      record.omniquant = apply_omniquant(model, parameters, weights, "the calibrated OmniQuant parameters");
+    } else {
+      const OmniQuantParameters parameters = read_omniquant_parameters(config.omni_params);
+      record.omniquant = apply_omniquant(model, parameters, weights, config.omni_params);
+    }
   } else if (config.method == "gptq") {
     if (!config.quantizes_weights()) fail("GPTQ quantizes weights: set --wbits (or a --scheme) below 16");
     GptqModelOptions options;

@@ -194,6 +194,44 @@ std::array<LinearTransform, kOmniLinears> transforms(const OmniBlockParameters& 
   return t;
 }
 
+// A weight (out x in) quantized in ranges of `group_size` inputs (0: whole rows), the last
+// range of a row the shorter remainder where the group does not divide `in` (as the applier,
+// ptq/omniquant.cpp); factors and their gradients in row-major range order.
+void weight_fake_quantize(const float* w, int64_t out, int64_t in, int64_t group_size, int bits, const float* up,
+                          const float* low, float* y) {
+  const int64_t width = group_size > 0 ? std::min(group_size, in) : in;
+  if (in % width == 0) {
+    omni_fake_quantize(w, out * in / width, width, bits, up, low, y);
+    return;
+  }
+  const int64_t full = in / width, groups = full + 1;
+  for (int64_t k = 0; k < out; ++k) {
+    const int64_t first = k * groups;
+    omni_fake_quantize(w + k * in, full, width, bits, up ? up + first : nullptr, low ? low + first : nullptr, y + k * in);
+    omni_fake_quantize(w + k * in + full * width, 1, in - full * width, bits, up ? up + first + full : nullptr,
+                       low ? low + first + full : nullptr, y + k * in + full * width);
+  }
+}
+
+void weight_fake_quantize_backward(const float* w, const float* dy, int64_t out, int64_t in, int64_t group_size, int bits,
+                                   const float* up, const float* low, float* dx, float* dup, float* dlow) {
+  const int64_t width = group_size > 0 ? std::min(group_size, in) : in;
+  if (in % width == 0) {
+    omni_fake_quantize_backward(w, dy, out * in / width, width, bits, up, low, dx, dup, dlow);
+    return;
+  }
+  const int64_t full = in / width, groups = full + 1, tail = full * width;
+  for (int64_t k = 0; k < out; ++k) {
+    const int64_t first = k * groups;
+    omni_fake_quantize_backward(w + k * in, dy + k * in, full, width, bits, up ? up + first : nullptr,
+                                low ? low + first : nullptr, dx + k * in, up ? dup + first : nullptr,
+                                low ? dlow + first : nullptr);
+    omni_fake_quantize_backward(w + k * in + tail, dy + k * in + tail, 1, in - tail, bits, up ? up + first + full : nullptr,
+                                low ? low + first + full : nullptr, dx + k * in + tail, up ? dup + first + full : nullptr,
+                                low ? dlow + first + full : nullptr);
+  }
+}
+
 void transform_linear(const OmniDenseLinear& linear, const LinearTransform& t, const HeadMap& map, Vec& weight,
                       Vec& bias) {
   const int64_t out = linear.out, in = linear.in;
@@ -407,12 +445,11 @@ void prepare_weights(const OmniBlockWeights& block, const OmniBlockParameters& p
       ws.bias_used[at(i)] = linear.bias.empty() ? nullptr : linear.bias.data();
     }
     if (quantized && settings.weight_bits < 16) {
-      const int64_t width = settings.group_size > 0 ? settings.group_size : linear.in;
-      const int64_t ranges = linear.out * linear.in / width;
       resize(ws.quantized[at(i)], linear.out * linear.in);
       const bool lwc = settings.lwc;
-      omni_fake_quantize(weight, ranges, width, settings.weight_bits, lwc ? p.upbound[at(i)].data() : nullptr,
-                         lwc ? p.lowbound[at(i)].data() : nullptr, ws.quantized[at(i)].data());
+      weight_fake_quantize(weight, linear.out, linear.in, settings.group_size, settings.weight_bits,
+                           lwc ? p.upbound[at(i)].data() : nullptr, lwc ? p.lowbound[at(i)].data() : nullptr,
+                           ws.quantized[at(i)].data());
       weight = ws.quantized[at(i)].data();
     }
     ws.weight_used[at(i)] = weight;
@@ -603,15 +640,13 @@ double omni_block_run(const OmniBlockWeights& block, const OmniBlockParameters& 
     Vec& dweight = ws.dweight[at(i)];
     const bool transformed = let && static_cast<OmniLinear>(i) != OmniLinear::Fc2;
     if (settings.weight_bits < 16) {
-      const int64_t width = settings.group_size > 0 ? settings.group_size : lin.in;
-      const int64_t ranges = lin.out * lin.in / width;
       const float* source = transformed ? ws.transformed[at(i)].data() : lin.weight.data();
       Vec dsource(dweight.size());
       const bool lwc = settings.lwc;
-      omni_fake_quantize_backward(source, dweight.data(), ranges, width, settings.weight_bits,
-                                  lwc ? p.upbound[at(i)].data() : nullptr, lwc ? p.lowbound[at(i)].data() : nullptr,
-                                  dsource.data(), lwc ? g.upbound[at(i)].data() : nullptr,
-                                  lwc ? g.lowbound[at(i)].data() : nullptr);
+      weight_fake_quantize_backward(source, dweight.data(), lin.out, lin.in, settings.group_size, settings.weight_bits,
+                                    lwc ? p.upbound[at(i)].data() : nullptr, lwc ? p.lowbound[at(i)].data() : nullptr,
+                                    dsource.data(), lwc ? g.upbound[at(i)].data() : nullptr,
+                                    lwc ? g.lowbound[at(i)].data() : nullptr);
       dweight.swap(dsource);
     }
     if (transformed) {
@@ -626,6 +661,11 @@ double omni_block_run(const OmniBlockWeights& block, const OmniBlockParameters& 
                             g.fc1_scale, g.fc1_shift);
   }
   return loss;
+}
+
+int64_t omni_weight_ranges(int64_t out, int64_t in, int64_t group_size) {
+  const int64_t width = group_size > 0 ? std::min(group_size, in) : in;
+  return out * ((in + width - 1) / width);
 }
 
 }  // namespace cq

@@ -84,6 +84,10 @@ double omni_block_run(const OmniBlockWeights& block, const OmniBlockParameters& 
                       const float* target, float* out, OmniBlockParameters* gradients, OmniBlockWorkspace& workspace);
 OmniSiteInputs omni_site_inputs(const OmniBlockWorkspace& workspace);
 
+// The LWC factors of an out x in weight quantized per output channel (group_size 0) or in
+// groups of group_size inputs, the last of a row the shorter remainder.
+int64_t omni_weight_ranges(int64_t out, int64_t in, int64_t group_size);
+
 // OmniQuant's fake quantizer on `rows` contiguous ranges of `width` values: per range
 // min/max (times sigmoid(up) / sigmoid(low) when given), asymmetric, scale clamped to
 // [1e-5, 1e4], zero point rounded, codes clamped to [0, 2^bits - 1].

@@ -1,5 +1,7 @@
 #include "ptq/omniquant_calibration.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -108,7 +110,7 @@ OmniBlockParameters initial_parameters(const OmniBlockWeights& block, const Omni
     for (int i = 0; i < kOmniLinears; ++i) {
       const OmniDenseLinear& linear = block.linears[at(i)];
       if (linear.out == 0) continue;
-      const int64_t ranges = linear.out * linear.in / (settings.group_size > 0 ? settings.group_size : linear.in);
+      const int64_t ranges = omni_weight_ranges(linear.out, linear.in, settings.group_size);
       p.upbound[at(i)].assign(at(ranges), kInitialClippingFactor);
       p.lowbound[at(i)].assign(at(ranges), kInitialClippingFactor);
     }
@@ -168,6 +170,30 @@ OmniQuantSettings omniquant_default_settings(const ModelConfig& config, int weig
   s.let = !is_llama(config) || activation_bits < 16;
   s.shift = !is_llama(config) && activation_bits < 16;
   return s;
+}
+
+OmniQuantCalibrationOptions omniquant_calibration_options(const QuantConfig& config, const ModelConfig& model) {
+  check_omniquant_calibration_supported(model);
+  if (!config.quantizes_weights())
+    fail("OmniQuant calibration learns weight clipping: quantize the weights (--wbits < 16 or a --scheme)");
+  const int64_t positions = model.max_position_embeddings;
+  if (positions > 0 && config.calib_seqlen > positions)
+    fail("--calib-seqlen {} exceeds the model's {} positions", config.calib_seqlen, positions);
+  OmniQuantCalibrationOptions options;
+  options.samples = config.calib_samples;
+  options.seqlen = config.calib_seqlen;
+  options.settings = omniquant_default_settings(model, config.weight_bits, config.activation_bits,
+                                                config.weight_method == "group" ? config.group_size : 0);
+  options.epochs = config.omni_epochs;
+  options.lwc_lr = config.omni_lwc_lr;
+  options.let_lr = config.omni_let_lr;
+  // The default cannot be told from a given value here; any other value on a setting without
+  // LET would change nothing.
+  if (!options.settings.let && options.let_lr != kOmniQuantDefaultLetLr)
+    fail("--lr-let has no effect: OmniQuant trains no equivalent transformation for this {} model with "
+         "full-precision activations (its weight-only scripts use --lwc alone)",
+         model.model_type);
+  return options;
 }
 
 void check_omniquant_calibration_supported(const ModelConfig& config) {
@@ -279,12 +305,6 @@ OmniQuantParameters calibrate_omniquant(Transformer& model, std::span<const int3
   if (options.epochs < 0) fail("--epochs must be zero or positive, got {}", options.epochs);
   if (options.seqlen < 1) fail("--calib-seqlen must be positive");
   if (options.samples < 1) fail("--calib-samples must be positive");
-  if (settings.group_size > 0 && c.hidden_size % settings.group_size != 0)
-    fail("--group {} does not divide the hidden size {}", settings.group_size, c.hidden_size);
-  if (settings.group_size > 0 && (c.num_heads * c.head_dim) % settings.group_size != 0)
-    fail("--group {} does not divide the attention width {}", settings.group_size, c.num_heads * c.head_dim);
-  if (settings.group_size > 0 && c.intermediate_size % settings.group_size != 0)
-    fail("--group {} does not divide the MLP width {}", settings.group_size, c.intermediate_size);
   const int64_t windows = std::min(static_cast<int64_t>(tokens.size()) / options.seqlen, options.samples);
   if (windows < 1)
     fail("the calibration text has {} tokens, fewer than one window of --calib-seqlen {}", tokens.size(), options.seqlen);
@@ -335,7 +355,10 @@ OmniQuantParameters calibrate_omniquant(Transformer& model, std::span<const int3
           total += loss;
           if (options.show_progress) progress.advance();
         }
-        if (options.on_epoch) options.on_epoch(layer, epoch, total / static_cast<double>(windows));
+        const double mean_loss = total / static_cast<double>(windows);
+        if (options.show_progress)
+          progress.note(fmt::format("omniquant: layer {} epoch {} loss {:.6g}", layer, epoch, mean_loss));
+        if (options.on_epoch) options.on_epoch(layer, epoch, mean_loss);
       }
       if (settings.let) truncate_scales(parameters);
       for (int64_t w = 0; w < windows; ++w)

@@ -15,6 +15,7 @@
 #include "model/transformer.h"
 #include "ptq/omniquant_block.h"
 #include "ptq/omniquant_parameters.h"
+#include "quant/quant_config.h"
 
 namespace cq {
 
@@ -22,9 +23,10 @@ struct OmniQuantCalibrationOptions {
   int64_t samples = 128;  // calibration windows, non-overlapping from the start of the text
   int64_t seqlen = 2048;  // tokens per window
   OmniQuantSettings settings;
-  int64_t epochs = 20;
-  double lwc_lr = 1e-2, let_lr = 5e-3, weight_decay = 0.0;
+  int64_t epochs = kOmniQuantDefaultEpochs;
+  double lwc_lr = kOmniQuantDefaultLwcLr, let_lr = kOmniQuantDefaultLetLr, weight_decay = 0.0;
   double alpha = 0.5;  // LET's initial migration strength
+  // A progress bar, and each block's loss per epoch as a line above it (none under --quiet).
   bool show_progress = true;
   // Called after each epoch of each block with the epoch's mean loss.
   std::function<void(int64_t layer, int64_t epoch, double loss)> on_epoch;
@@ -35,6 +37,13 @@ struct OmniQuantCalibrationOptions {
 // quantized activations.
 OmniQuantSettings omniquant_default_settings(const ModelConfig& config, int weight_bits, int activation_bits,
                                              int64_t group_size);
+
+// The calibration `config` asks for (--method omniquant --calib, and cq omniquant-calibrate):
+// OmniQuant's settings for the model and bits (omniquant_default_settings), config.calib_samples
+// windows of config.calib_seqlen tokens, config.omni_epochs and the learning rates. Throws
+// cq::Error for unquantized weights, a window longer than the model's positions, a model the
+// calibration cannot differentiate, and --lr-let where the setting trains no LET.
+OmniQuantCalibrationOptions omniquant_calibration_options(const QuantConfig& config, const ModelConfig& model);
 
 // Throws cq::Error when the model's blocks are not OPT (pre-LN, ReLU) or LLaMA-like (RMSNorm,
 // SwiGLU, RoPE) blocks the calibration can differentiate.

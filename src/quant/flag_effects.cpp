@@ -67,6 +67,17 @@ std::vector<FlagWithoutEffect> flags_without_effect(const GivenFlags& given, con
   }
   if (resolved.method != "omniquant")
     refuse("--omni-params", "--omni-params has no effect without --method omniquant (it holds OmniQuant's learned parameters)");
+  for (const char* flag : {"--epochs", "--lr-lwc", "--lr-let"}) {
+    if (resolved.method != "omniquant")
+      refuse(flag, fmt::format("{} has no effect without --method omniquant (it sets OmniQuant's calibration)", flag));
+    else if (!resolved.omni_params.empty())
+      refuse(flag, fmt::format("{} has no effect with --omni-params: the file's parameters are applied, nothing is trained "
+                               "(give --calib instead to train them)",
+                               flag));
+  }
+  if (resolved.method == "omniquant" && resolved.omni_epochs == 0)
+    for (const char* flag : {"--lr-lwc", "--lr-let"})
+      refuse(flag, fmt::format("{} has no effect with --epochs 0 (OmniQuant's initialisation, no training)", flag));
   if (resolved.method != "gptq")
     for (const char* flag : {"--gptq-damp", "--act-order"})
       refuse(flag, fmt::format("{} has no effect without --method gptq", flag));

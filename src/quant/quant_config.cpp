@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 
 namespace cq {
 
@@ -19,6 +20,8 @@ constexpr std::array kSchemes{
     SchemePreset{"w4a8", 4, 8, "per-channel", 128},
     SchemePreset{"w4a8-g128", 4, 8, "group", 128},
     SchemePreset{"w4a4", 4, 4, "per-channel", 128},
+    SchemePreset{"w6a6", 6, 6, "per-channel", 128},           // OmniQuant's table
+    SchemePreset{"w4a16-g128", 4, 16, "group", 128},          // weight-only (OmniQuant, AWQ, GPTQ tables)
     SchemePreset{"w16a16", 16, 16, "per-channel", 128},
 };
 constexpr std::array kTransformations{
@@ -29,8 +32,9 @@ constexpr std::array kTransformations{
                          "w4a8-g128", true, true},
     WeightTransformation{"gptq", "GPTQ weights from calibration Hessians (W4A8 per-channel unless bits are given)",
                          "per-token", "w4a8", true, false},
-    WeightTransformation{"omniquant", "OmniQuant's learned LET and LWC from --omni-params FILE (W4A4 unless bits are given)",
-                         "per-token-asym", "w4a4", false, true},
+    WeightTransformation{"omniquant", "OmniQuant's LET and LWC, trained on --calib or read from --omni-params FILE (W4A4 "
+                         "unless bits are given)",
+                         "per-token-asym", "w4a4", true, true},
 };
 // clang-format on
 
@@ -73,7 +77,7 @@ bool QuantConfig::needs_calibration() const {
 
 const std::string& QuantConfig::method_results_file() const {
   static const std::string none;
-  return method == "smoothquant" ? smoothquant_scales : method == "awq" ? awq_results : none;
+  return method == "smoothquant" ? smoothquant_scales : method == "awq" ? awq_results : method == "omniquant" ? omni_params : none;
 }
 
 void QuantConfig::apply_scheme(const std::string& name) {
@@ -133,6 +137,11 @@ void QuantConfig::validate() const {
     if (rotation != "none") fail("--rotate {} with --method omniquant is not supported (its LET was learned on the unrotated model)", rotation);
     if (static_columns || static_tensor_scale)
       fail("--method omniquant with static activation scales (--calib) is not supported: its activations are dynamic");
+    if (omni_epochs < 0) fail("--epochs must be zero or positive, got {}", omni_epochs);
+    for (const auto& [flag, rate] : {std::pair{"--lr-lwc", omni_lwc_lr}, {"--lr-let", omni_let_lr}})
+      if (!(rate >= 0 && std::isfinite(rate))) fail("{} must be a finite non-negative number, got {}", flag, rate);
+    if (omni_params.empty() && !quantizes_weights() && quantizes_activations())
+      fail("--method omniquant calibration learns weight clipping: quantize the weights (--wbits < 16 or a --scheme)");
   }
   if (rotation != "none" && rotation != "hadamard") fail("--rotate '{}' is not one of none, hadamard", rotation);
   if (rotation_seed > static_cast<uint64_t>(kMaxRotationSeed))
@@ -154,11 +163,17 @@ std::string label_with_rotation(const std::string& method_part, const std::strin
   return rotation == "hadamard" ? method_part + "Hadamard + " : method_part;
 }
 
+std::string QuantConfig::omniquant_label() const {
+  if (!omni_params.empty()) return "OmniQuant + ";
+  return omni_epochs == 0 ? std::string("OmniQuant (initialisation, 0 epochs) + ")
+                          : fmt::format("OmniQuant ({} epoch{}, lr LWC {} / LET {}) + ", omni_epochs, omni_epochs == 1 ? "" : "s", omni_lwc_lr, omni_let_lr);
+}
+
 std::string QuantConfig::describe() const {
   std::string prefix = method == "smoothquant" ? fmt::format("SmoothQuant{} α={} + ", smoothquant_scales.empty() ? "" : " (published act_scales)", migration_strength >= 0 ? fmt::format("{}", migration_strength) : std::string("default"))
                        : method == "awq"       ? std::string(awq_results.empty() ? "AWQ + " : "AWQ (published results) + ")
                        : method == "gptq"      ? std::string(gptq_act_order ? "GPTQ act-order + " : "GPTQ + ")
-                       : method == "omniquant" ? std::string("OmniQuant + ")
+                       : method == "omniquant" ? omniquant_label()
                                                : std::string();
   prefix = label_with_rotation(prefix, rotation);
   if (!quantizes_weights() && !quantizes_activations()) return prefix + "FP32 (W16A16)";
@@ -202,7 +217,14 @@ nlohmann::json QuantConfig::to_json() const {
   if (method == "awq" && !awq_results.empty()) json["awq"] = {{"results", awq_results}};
   else if (method == "awq")
     json["awq"] = {{"grid", awq_grid}, {"max_shrink", awq_max_shrink}, {"clip_tokens", awq_clip_tokens}, {"clip", awq_clip}};
-  if (method == "omniquant") json["omniquant"] = {{"parameters", omni_params}, {"attention_products_quantized", quantizes_activations()}};
+  if (method == "omniquant" && !omni_params.empty())
+    json["omniquant"] = {{"parameters", omni_params}, {"attention_products_quantized", quantizes_activations()}};
+  else if (method == "omniquant")
+    json["omniquant"] = {{"calibrated", true},
+                         {"epochs", omni_epochs},
+                         {"lwc_lr", omni_lwc_lr},
+                         {"let_lr", omni_let_lr},
+                         {"attention_products_quantized", quantizes_activations()}};
   if (method == "gptq") json["gptq"] = {{"dampening", gptq_dampening}, {"act_order", gptq_act_order}, {"block_size", 128}};
   if (activation_method == "per-tensor" && quantizes_activations())
     json["per_tensor_scale"] = static_tensor_scale ? "static (calibrated)" : "dynamic (per window)";

@@ -44,6 +44,12 @@ std::string weight_transformation_names(std::string_view separator = " | ");
 // "smoothquant, awq": the transformations that need a calibration text.
 std::string calibrated_transformation_names();
 
+// OmniQuant calibration's defaults: --epochs 20 in every one of its scripts, --lwc_lr 1e-2 and
+// --let_lr 5e-3 from its main.py (docs/BASELINES.md, "OmniQuant calibration").
+inline constexpr int64_t kOmniQuantDefaultEpochs = 20;
+inline constexpr double kOmniQuantDefaultLwcLr = 1e-2;
+inline constexpr double kOmniQuantDefaultLetLr = 5e-3;
+
 inline constexpr int64_t kMaxRotationSeed = (int64_t{1} << 53) - 1;
 
 struct QuantConfig {
@@ -67,8 +73,13 @@ struct QuantConfig {
   std::string awq_results;
   double gptq_dampening = 0.01;           // GPTQ: λ = dampening · mean diag(H)
   bool gptq_act_order = false;            // GPTQ: columns in order of decreasing H_jj
-  // OmniQuant: its released parameters (omni_parameters.pth, ptq/omniquant.h).
+  // OmniQuant: its released parameters (omni_parameters.pth, ptq/omniquant.h), or, without
+  // them, calibrated on --calib (ptq/omniquant_calibration.h) with these AdamW epochs per block
+  // and learning rates (OmniQuant's main.py defaults, the epochs of its scripts).
   std::string omni_params;
+  int64_t omni_epochs = kOmniQuantDefaultEpochs;
+  double omni_lwc_lr = kOmniQuantDefaultLwcLr;
+  double omni_let_lr = kOmniQuantDefaultLetLr;
   int weight_bits = 16;                   // 16: weights not quantized
   int activation_bits = 16;               // 16: activations not quantized
   std::string weight_method = "per-channel";  // per-channel | group | crossquant
@@ -102,14 +113,17 @@ struct QuantConfig {
 
   bool quantizes_weights() const { return weight_bits < 16; }
   bool needs_calibration() const;
-  // The published results file that replaces --method's calibration ("" when none applies).
+  // The published results file that replaces --method's calibration ("" when none applies):
+  // --smoothquant-scales, --awq-results, --omni-params.
   const std::string& method_results_file() const;
   bool quantizes_activations() const { return activation_bits < 16; }
-  // Sets bit widths and weight granularity of w8a8 | w4a8 | w4a8-g128 | w4a4 | w16a16.
+  // Sets bit widths and weight granularity of a --scheme preset (scheme_names()).
   void apply_scheme(const std::string& name);
   void validate() const;
   // e.g. "W8A8 per-channel / crossquant α=0.15".
   std::string describe() const;
+  // "OmniQuant + " (released parameters) or "OmniQuant (20 epochs, lr LWC 0.01 / LET 0.005) + ".
+  std::string omniquant_label() const;
   nlohmann::json to_json() const;
 };
 

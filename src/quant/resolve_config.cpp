@@ -33,6 +33,11 @@ QuantConfig resolve_quant_config(const QuantRequest& request, bool check_effects
   const std::string& results_file = resolved.method_results_file();
   const bool calibrates = method.needs_calibration && results_file.empty();
   if (!request.calib.empty()) {
+    // OmniQuant has no static activations: --calib beside its parameter file could only mean
+    // "train new ones", which the file contradicts.
+    if (given.method == "omniquant" && !calibrates)
+      fail("--calib with --omni-params: --method omniquant either applies the file's parameters or trains new ones on "
+           "--calib; give one of them");
     if (method.needs_calibration && !calibrates && !request.static_activations)
       fail("--calib has no effect with --{}: the file replaces --method {}'s calibration (add --static-activations for "
            "static activation scales from --calib)",
@@ -46,11 +51,12 @@ QuantConfig resolve_quant_config(const QuantRequest& request, bool check_effects
       if (activations->reads(kOptionStaticColumnAbsmax)) resolved.static_columns = true;
       else resolved.static_tensor_scale = true;
     }
+  } else if (calibrates && given.method == "omniquant") {
+    fail("--method omniquant needs --omni-params FILE (OmniQuant's released omni_parameters.pth) or --calib FILE (to "
+         "train its parameters here)");
   } else if (calibrates) {
     fail("--method {} needs a calibration text (--calib FILE; the authors use 128-512 samples of 512 tokens)", given.method);
   }
-  if (resolved.method == "omniquant" && resolved.omni_params.empty())
-    fail("--method omniquant needs --omni-params FILE (OmniQuant's omni_parameters.pth)");
   resolved.validate();
   // A flag that would silently do nothing is an error (also on a quantized checkpoint: give
   // the activation bits with the method that overrides the stored one).

@@ -62,6 +62,16 @@ void ProgressBar::finish() {
   if (terminal_ && started_) std::fputc('\n', stderr);
 }
 
+void ProgressBar::note(const std::string& line) {
+  if (quiet_bars) return;
+  // On a terminal the bar's line is cleared, the note printed, and the bar drawn again below it.
+  const bool redraw = terminal_ && started_ && !finished_;
+  if (redraw) std::fputs("\r\033[K", stderr);
+  std::fprintf(stderr, "%s\n", line.c_str());
+  if (redraw) draw(false);
+  std::fflush(stderr);
+}
+
 void ProgressBar::draw(bool) {
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double fraction = total_ > 0 ? static_cast<double>(done_) / static_cast<double>(total_) : 1.0;

@@ -14,6 +14,8 @@ class ProgressBar {
   ~ProgressBar();
   void advance(int64_t steps = 1);
   void finish();
+  // One line of news (e.g. a loss) on stderr above the bar; nothing under --quiet.
+  void note(const std::string& line);
   // Process-wide: no progress output from any bar (cq --quiet).
   static void set_quiet(bool quiet);
 
