@@ -65,7 +65,8 @@ std::string row_message(size_t cell, const SweepRow& row) {
   return nlohmann::json{{"cell", cell}, {"setting", row.setting}, {"method", row.method}, {"scheme", row.scheme},
                         {"quant_method", row.quant_method}, {"activation", row.activation}, {"alpha", bits(row.alpha)},
                         {"perplexity", bits(row.perplexity)}, {"kernel_fraction", bits(row.kernel_fraction)},
-                        {"windows", row.windows}, {"seconds", bits(row.seconds)}, {"description", row.description}}
+                        {"windows", row.windows}, {"seconds", bits(row.seconds)}, {"description", row.description},
+                        {"rotation", row.rotation}}
       .dump();
 }
 
@@ -83,6 +84,7 @@ std::pair<size_t, SweepRow> row_from_message(const nlohmann::json& message) {
   row.windows = message.at("windows");
   row.seconds = number("seconds");
   row.description = message.at("description");
+  row.rotation = message.at("rotation");
   return {message.at("cell").get<size_t>(), std::move(row)};
 }
 
