@@ -263,7 +263,7 @@ def outlier_blocks(cq, out, reuse):
     machine and commit of the run that made the JSON (kept with it for --reuse)."""
     model_dir = out / "outlier-model"
     run_path = out / "run_outlier.json"
-    names = ("sweep_outlier_rotation", "sweep_outlier_w4a16")
+    names = ("sweep_outlier_rotation", "sweep_outlier_w4a16", "sweep_outlier_rotation_seed1")
     if not (reuse and run_path.exists() and all((out / f"{name}.json").exists() for name in names)):
         reuse = False
         if not (model_dir / "config.json").exists():
@@ -277,8 +277,15 @@ def outlier_blocks(cq, out, reuse):
     # Weights alone (A16), with and without the rotation: where the rotated rows' damage comes from.
     weights = run(cq + ["sweep", "--model", str(model_dir), "--grid", "scheme=w4a8;rotate=none,hadamard;method=rtn",
                         "--abits", "16"] + OUTLIER_SAMPLING[:6], out, names[1], reuse)
+    # The same grid on another sample (evaluation and calibration): how far sampling moves a row.
+    other_seed = [value if flag != "--sample-seed" else "1"
+                  for flag, value in zip(["", *OUTLIER_SAMPLING], OUTLIER_SAMPLING)]
+    resampled = run(cq + ["sweep", "--model", str(model_dir), "--grid", OUTLIER_GRID] + other_seed, out, names[2], reuse)
     fp32 = sweep_row(sweep, "")["perplexity"]
     nats = lambda row: math.log(row["perplexity"] / fp32)
+    resampled_fp32 = sweep_row(resampled, "")["perplexity"]
+    seed_shift = max(abs(nats(a) - math.log(b["perplexity"] / resampled_fp32))
+                     for a, b in zip(sweep["rows"][1:], resampled["rows"][1:]))
     row = lambda scheme, method, act, rotation="none": sweep_row(sweep, scheme, method, act, rotation)
     provenance = (f"<sub>Produced by `scripts/make_figures.py` in one run on {run_info['machine']}, commit "
                   f"{run_info['commit']}, {run_info['date']}. Float sums differ between CPUs: another machine may "
@@ -330,12 +337,11 @@ def outlier_blocks(cq, out, reuse):
         f"every rotated row is worse than CrossQuant without rotation, and at W4A8 worse than per-token without it "
         f"({n('w4a8', 'rtn', 'per-token', 'hadamard')} against {n('w4a8', 'rtn', 'per-token')}). The cost is in the "
         f"weights: W4 weights alone (A16) cost {weights_plain:.3f} nats unrotated and {weights_rotated:.3f} rotated. "
-        f"The generator makes the outliers with 70\u2013100\u00d7 rows of v_proj (and fc1) and hides them from the "
-        f"output with equally small columns of out_proj (and fc2); the per-head rotation between v_proj and out_proj "
-        f"spreads each large row over the 32 rows of its head, whose per-channel rounding step it then sets, and "
-        f"out_proj's rotated columns no longer damp that error (W4 rounding of v_proj moves the v\u2192out_proj product "
-        f"by about 1.2 times its norm rotated, 0.13 unrotated, in a NumPy check of the four layers). Trained LLMs "
-        f"with massive activations need not be built this way; on this model it is what rotation meets.",
+        f"The likely cause is how the generator builds the outliers: 70\u2013100\u00d7 rows of v_proj (and fc1), "
+        f"hidden from the output by equally small columns of out_proj (and fc2). The per-head rotation between "
+        f"v_proj and out_proj spreads each large row over the rows of its head, where it sets the per-channel "
+        f"rounding step, and out_proj's rotated columns no longer damp the rounding error. Trained LLMs with "
+        f"massive activations need not be built this way.",
         f"**GPTQ** repairs most of that: GPTQ + Hadamard + CrossQuant is {n('w4a8', 'gptq', 'crossquant', 'hadamard')} "
         f"nats at W4A8 and {n('w4a4', 'gptq', 'crossquant', 'hadamard')} at W4A4 (RTN: "
         f"{n('w4a8', 'rtn', 'crossquant', 'hadamard')}, {n('w4a4', 'rtn', 'crossquant', 'hadamard')}), still behind "
@@ -346,8 +352,8 @@ def outlier_blocks(cq, out, reuse):
         f"Tokens: {sweep['sample_windows']} windows of {sweep['seqlen']} tokens sampled from the FP32 model "
         f"(seed {sweep['sample_seed']}; {positions:,} scored positions); GPTQ calibrates on "
         f"{sweep['calibration_tokens'] // calib_seqlen} sampled windows of {calib_seqlen} tokens of another stream. The last column "
-        f"estimates the mean KL(FP32\u2016quantized) per position (docs/SWEEP.md); differences of a few thousandths of "
-        f"a nat are within sampling noise.", 92) + "\n\n" +
+        f"estimates the mean KL(FP32\u2016quantized) per position (docs/SWEEP.md). Sampling noise: on another sample "
+        f"(`--sample-seed 1`) each row's value moves by at most {seed_shift:.3f} nats.", 92) + "\n\n" +
         "\n".join(textwrap.fill(b, 92, initial_indent="- ", subsequent_indent="  ") for b in bullets) + "\n")
     return {"readme": readme, "results": results}
 
