@@ -320,6 +320,9 @@ def outlier_blocks(cq, out, reuse):
     weights_rotated = nats(sweep_row(weights, "w4a8", "rtn", "", "hadamard"))
     n = lambda scheme, method, act, rotation="none": f"{nats(row(scheme, method, act, rotation)):.3f}"
     k = lambda scheme, method, act, rotation="none": f"{row(scheme, method, act, rotation)['kernel_percent']:.1f}"
+    def versus(scheme):  # rotated vs unrotated GPTQ + CrossQuant, against the sampling noise
+        gap = nats(row(scheme, "gptq", "crossquant", "hadamard")) - nats(row(scheme, "gptq", "crossquant"))
+        return "within the sampling noise" if abs(gap) <= seed_shift else "ahead" if gap < 0 else "behind"
     bullets = [
         f"**CrossQuant** is the best activation quantizer on this model at both widths: W4A8 {n('w4a8', 'rtn', 'crossquant')} "
         f"nats against per-token's {n('w4a8', 'rtn', 'per-token')} (RTN weights; {n('w4a8', 'gptq', 'crossquant')} against "
@@ -344,9 +347,9 @@ def outlier_blocks(cq, out, reuse):
         f"massive activations need not be built this way.",
         f"**GPTQ** repairs most of that: GPTQ + Hadamard + CrossQuant is {n('w4a8', 'gptq', 'crossquant', 'hadamard')} "
         f"nats at W4A8 and {n('w4a4', 'gptq', 'crossquant', 'hadamard')} at W4A4 (RTN: "
-        f"{n('w4a8', 'rtn', 'crossquant', 'hadamard')}, {n('w4a4', 'rtn', 'crossquant', 'hadamard')}), still behind "
-        f"GPTQ + CrossQuant without rotation ({n('w4a8', 'gptq', 'crossquant')}, {n('w4a4', 'gptq', 'crossquant')}), "
-        f"the best row at both widths.",
+        f"{n('w4a8', 'rtn', 'crossquant', 'hadamard')}, {n('w4a4', 'rtn', 'crossquant', 'hadamard')}). Against GPTQ + "
+        f"CrossQuant without rotation ({n('w4a8', 'gptq', 'crossquant')}, {n('w4a4', 'gptq', 'crossquant')}) it is "
+        + " and ".join(f"{versus(scheme)} at {scheme.upper()}" for scheme in ("w4a8", "w4a4")) + ".",
     ]
     results = (provenance + "\n\n" + command + "\n\n" + markdown_table(header, rows, 2) + "\n\n" + textwrap.fill(
         f"Tokens: {sweep['sample_windows']} windows of {sweep['seqlen']} tokens sampled from the FP32 model "
