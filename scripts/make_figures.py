@@ -17,7 +17,7 @@ Usage (from the repository root, after building cq):
                                     [--only outlier]
 --reuse takes the JSON of an earlier run from --out instead of running cq again (to change
 the text only). A full run takes about 15 minutes on 2 cores. --only outlier runs and writes
-only the outlier model's rotation sweep (`cq sweep --sample-windows`, about a minute), with
+only the outlier model's rotation sweeps (`cq sweep --sample-windows`, about two minutes), with
 the machine and commit of that run.
 """
 import argparse
