@@ -117,11 +117,14 @@ SampledTokens sample_sweep_tokens(const std::string& model_dir, int64_t seqlen_f
   check_position_limit(model.config(), model_dir, seqlen_flag, fmt::format("--seqlen {}", seqlen_flag));
   const int64_t seqlen = seqlen_flag > 0 ? seqlen_flag : std::min<int64_t>(2048, model.config().max_position_embeddings);
   if (seqlen < 2) fail("sweep: --seqlen {} with --sample-windows: a window needs two tokens to score one", seqlen);
+  if (!quiet()) fmt::print(stderr, "sampling {} windows of {} tokens from the FP32 model (seed {})\n", windows, seqlen, seed);
   SampledTokens samples;
   samples.evaluation = sample_token_windows(model, windows, seqlen, seed, SampleStream::Evaluation);
   const auto calibrating = std::find_if(configs.begin(), configs.end(), [](const QuantConfig& c) { return c.needs_calibration(); });
   if (calibrating != configs.end()) {
-    if (calibrating->calib_seqlen < 2) fail("sweep: --calib-seqlen {} with --sample-windows: a sampled window has two tokens or more", calibrating->calib_seqlen);
+    if (calibrating->calib_seqlen < 2)
+      fail("sweep: --calib-seqlen {} with --sample-windows: a sampled window has two tokens or more",
+           calibrating->calib_seqlen);
     check_position_limit(model.config(), model_dir, calibrating->calib_seqlen,
                          fmt::format("--calib-seqlen {}", calibrating->calib_seqlen));
     samples.calibration = sample_token_windows(model, calibrating->calib_samples, calibrating->calib_seqlen, seed,
