@@ -15,6 +15,7 @@
 #include "cli/run_options.h"
 #include "ptq/apply_quantization.h"
 #include "ptq/quantized_checkpoint.h"
+#include "eval/model_samples.h"
 #include "eval/perplexity.h"
 #include "eval/sweep_report.h"
 #include "model/position_limit.h"
@@ -64,7 +65,8 @@ std::string row_message(size_t cell, const SweepRow& row) {
   return nlohmann::json{{"cell", cell}, {"setting", row.setting}, {"method", row.method}, {"scheme", row.scheme},
                         {"quant_method", row.quant_method}, {"activation", row.activation}, {"alpha", bits(row.alpha)},
                         {"perplexity", bits(row.perplexity)}, {"kernel_fraction", bits(row.kernel_fraction)},
-                        {"windows", row.windows}, {"seconds", bits(row.seconds)}, {"description", row.description}}
+                        {"windows", row.windows}, {"seconds", bits(row.seconds)}, {"description", row.description},
+                        {"rotation", row.rotation}}
       .dump();
 }
 
@@ -82,7 +84,53 @@ std::pair<size_t, SweepRow> row_from_message(const nlohmann::json& message) {
   row.windows = message.at("windows");
   row.seconds = number("seconds");
   row.description = message.at("description");
+  row.rotation = message.at("rotation");
   return {message.at("cell").get<size_t>(), std::move(row)};
+}
+
+// One token source: --text (tokenized) or --sample-windows (sampled from the FP32 model,
+// eval/model_samples.h), and no flag that the chosen source ignores.
+void check_token_source(CLI::App& command, bool sampled) {
+  const bool text = command.get_option("--text")->count() > 0;
+  if (!text && !sampled)
+    fail("sweep: give --text FILE, or --sample-windows N for tokens sampled from the model itself (models without a "
+         "tokenizer)");
+  if (text && sampled) fail("sweep: --text and --sample-windows are two token sources; give one");
+  if (!sampled && command.get_option("--sample-seed")->count())
+    fail("sweep: --sample-seed has no effect without --sample-windows");
+  if (sampled && command.get_option("--max-windows")->count())
+    fail("sweep: --max-windows has no effect with --sample-windows (which is the number of windows)");
+  if (sampled && command.get_option("--calib")->count())
+    fail("sweep: --calib has no effect with --sample-windows: calibrating cells calibrate on windows sampled from the "
+         "FP32 model (--calib-samples x --calib-seqlen)");
+}
+
+struct SampledTokens {
+  std::vector<int32_t> evaluation, calibration;
+};
+
+// The evaluation windows (--seqlen tokens each) and, when a cell calibrates, its calibration
+// windows, sampled from the FP32 model before any cell runs (in an MPI job, by all ranks).
+SampledTokens sample_sweep_tokens(const std::string& model_dir, int64_t seqlen_flag, int64_t windows, uint64_t seed,
+                                  const std::vector<QuantConfig>& configs) {
+  Transformer model = load_model(model_dir);
+  check_position_limit(model.config(), model_dir, seqlen_flag, fmt::format("--seqlen {}", seqlen_flag));
+  const int64_t seqlen = seqlen_flag > 0 ? seqlen_flag : std::min<int64_t>(2048, model.config().max_position_embeddings);
+  if (seqlen < 2) fail("sweep: --seqlen {} with --sample-windows: a window needs two tokens to score one", seqlen);
+  if (!quiet()) fmt::print(stderr, "sampling {} windows of {} tokens from the FP32 model (seed {})\n", windows, seqlen, seed);
+  SampledTokens samples;
+  samples.evaluation = sample_token_windows(model, windows, seqlen, seed, SampleStream::Evaluation);
+  const auto calibrating = std::find_if(configs.begin(), configs.end(), [](const QuantConfig& c) { return c.needs_calibration(); });
+  if (calibrating != configs.end()) {
+    if (calibrating->calib_seqlen < 2)
+      fail("sweep: --calib-seqlen {} with --sample-windows: a sampled window has two tokens or more",
+           calibrating->calib_seqlen);
+    check_position_limit(model.config(), model_dir, calibrating->calib_seqlen,
+                         fmt::format("--calib-seqlen {}", calibrating->calib_seqlen));
+    samples.calibration = sample_token_windows(model, calibrating->calib_samples, calibrating->calib_seqlen, seed,
+                                               SampleStream::Calibration);
+  }
+  return samples;
 }
 
 }  // namespace
@@ -90,14 +138,22 @@ std::pair<size_t, SweepRow> row_from_message(const nlohmann::json& message) {
 void add_sweep_command(CLI::App& app) {
   struct Options {
     std::string model, text, grid, json, csv, svg;
-    int64_t seqlen = 0, max_windows = 0, batch = 1;
+    int64_t seqlen = 0, max_windows = 0, batch = 1, sample_windows = 0;
+    uint64_t sample_seed = 0;
     QuantOptions quant;
   };
   auto options = std::make_shared<Options>();
   auto* command = app.add_subcommand(
       "sweep", "perplexity and kernel proportion over a grid of settings (table, CSV, JSON, SVG; docs/SWEEP.md)");
   command->add_option("--model", options->model, "Hugging Face model directory")->required();
-  command->add_option("--text", options->text, "text file, tokenized once as a whole")->required();
+  command->add_option("--text", options->text, "text file, tokenized once as a whole (or --sample-windows)");
+  command->add_option("--sample-windows", options->sample_windows,
+                      "instead of --text: this many windows of --seqlen tokens sampled from the FP32 model itself "
+                      "(temperature 1; for models without a tokenizer; calibration is sampled too)")
+      ->check(positive_count());
+  command->add_option("--sample-seed", options->sample_seed, "seed of --sample-windows' tokens")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   command->add_option("--grid", options->grid,
                       "\"scheme=w8a8,w4a8-g128,w4a4;act=per-token,crossquant;alpha=0.15,0.45,0.75[;method=rtn,awq]\"")
       ->required();
@@ -112,6 +168,8 @@ void add_sweep_command(CLI::App& app) {
   add_quant_options(*command, options->quant);
   add_run_options(*command);
   command->callback([options, command] {
+    const bool sampled = command->get_option("--sample-windows")->count() > 0;
+    check_token_source(*command, sampled);
     const SweepGrid grid = parse_sweep_grid(options->grid);
     // A grid key and its flag together would be ambiguous; a flag alone applies to every row.
     const std::pair<const char*, bool> keyed[] = {{"--scheme", true},
@@ -125,7 +183,13 @@ void add_sweep_command(CLI::App& app) {
         fail("sweep: {} is also set by --grid; give it in one place", flag);
       if (in_grid) skipped.push_back(flag);
     }
-    const std::vector<std::string> base_arguments = given_quant_arguments(*command, skipped);
+    std::vector<std::string> base_arguments = given_quant_arguments(*command, skipped);
+    // Sampled tokens: the cells that calibrate get windows sampled from the FP32 model too (a
+    // stream of their own); resolve_configuration drops this --calib from the cells that do not.
+    if (sampled) {
+      base_arguments.push_back("--calib");
+      base_arguments.push_back(fmt::format("sampled from the FP32 model (seed {}, calibration stream)", options->sample_seed));
+    }
     const std::vector<SweepPoint> points = expand_sweep_grid(grid);
     // Resolve every configuration before the first model run, so a bad combination fails fast.
     std::vector<QuantConfig> configs;
@@ -138,9 +202,17 @@ void add_sweep_command(CLI::App& app) {
     check_output_file("--csv", options->csv);
     check_output_file("--svg", options->svg);
 
-    const auto tokenizer = load_tokenizer(options->model);
-    const std::vector<int32_t> tokens = tokenizer->encode(read_text_file(options->text), true);
-    const std::vector<int32_t> calibration = options->quant.calibration_tokens(*tokenizer);
+    std::vector<int32_t> tokens, calibration;
+    if (sampled) {
+      SampledTokens samples = sample_sweep_tokens(options->model, options->seqlen, options->sample_windows,
+                                                  options->sample_seed, configs);
+      tokens = std::move(samples.evaluation);
+      calibration = std::move(samples.calibration);
+    } else {
+      const auto tokenizer = load_tokenizer(options->model);
+      tokens = tokenizer->encode(read_text_file(options->text), true);
+      calibration = options->quant.calibration_tokens(*tokenizer);
+    }
     PerplexityOptions ppl_options;
     ppl_options.max_windows = options->max_windows;
     ppl_options.batch = options->batch;
@@ -217,12 +289,17 @@ void add_sweep_command(CLI::App& app) {
     fmt::print("{}", render_sweep_table(rows));
     if (!options->json.empty()) {
       nlohmann::json json = {{"model", options->model},
-                             {"text", options->text},
+                             {"text", sampled ? nlohmann::json(nullptr) : nlohmann::json(options->text)},
                              {"grid", options->grid},
                              {"tokens", tokens.size()},
                              {"seqlen", ppl_options.seqlen},
                              {"max_windows", options->max_windows},
                              {"rows", sweep_json(rows)}};
+      if (sampled) {  // only then: the JSON of a --text sweep keeps its keys
+        json["sample_windows"] = options->sample_windows;
+        json["sample_seed"] = options->sample_seed;
+        json["calibration_tokens"] = calibration.size();
+      }
       write_output(options->json, json.dump(2) + "\n");
     }
     if (!options->csv.empty()) write_output(options->csv, render_sweep_csv(rows));

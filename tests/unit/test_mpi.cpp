@@ -212,6 +212,23 @@ TEST(Mpi, SweepRowsAndFilesAreIdentical) {
   EXPECT_EQ(files_in(dir), 6);
 }
 
+// Sampled tokens (--sample-windows): each rank samples its share of the windows, the shares are
+// gathered, and the cells (one calibrating on sampled windows) spread over the ranks; rotated
+// rows keep their rotation through the gather.
+TEST(Mpi, SweepOnSampledTokensIsIdentical) {
+  CQ_NEED_MPI();
+  const auto dir = test::scratch_dir("mpi-sweep-sampled");
+  const std::string arguments = "sweep --model '" + test::synthetic_model("opt-outliers").string() +
+                                "' --sample-windows 3 --seqlen 48 --calib-samples 3 --calib-seqlen 32 "
+                                "--grid 'scheme=w4a4;rotate=hadamard;method=rtn,gptq;act=per-token' --json ";
+  const auto alone = run_alone(arguments + "'" + (dir / "alone.json").string() + "'");
+  ASSERT_EQ(alone.exit_code, 0) << alone.output;
+  const auto sharded = run_ranks(2, arguments + "'" + (dir / "ranks.json").string() + "'");
+  ASSERT_EQ(sharded.exit_code, 0) << sharded.output;
+  expect_same_json(dir / "alone.json", dir / "ranks.json");
+  EXPECT_EQ(nlohmann::json::parse(read_text_file(dir / "ranks.json"))["rows"].size(), 3u);
+}
+
 TEST(Mpi, CalibratedQuantizedCheckpointIsIdentical) {
   CQ_NEED_MPI();
   CQ_NEED_SHARED("models/tinyopt");
