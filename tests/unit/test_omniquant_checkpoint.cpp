@@ -208,6 +208,31 @@ TEST_P(OmniQuantCheckpoint, UnclampedZeroPointsAndAddedBiasesRoundTrip) {
 
 INSTANTIATE_TEST_SUITE_P(Models, OmniQuantCheckpoint, testing::Values("stories260k", "tinyopt"));
 
+// `cq export` from the source model writes OmniQuant's own codes and zero points (never
+// re-rounded to nearest): the export's perplexity is the in-process one exactly. Per-channel
+// OmniQuant (a zero point per row) has no pack-quantized form here and is refused.
+class OmniQuantExport : public OmniQuantCheckpoint {};
+
+TEST_P(OmniQuantExport, GroupWiseExportIsExactPerChannelRefused) {
+  const fs::path out = test::scratch_dir("omniquant_export_" + GetParam()) / "export";
+  const std::string weights = " --method omniquant --wbits 4 --abits 16 --omni-params ";
+  const std::string grouped = weights + shell_quoted(test::omniquant_fixtures() / (GetParam() + "_g128.pth")) +
+                              " --weight-quant group --group-size 128";
+  const test::CommandResult exported = test::run_cq("export --model " + shell_quoted(model_dir_) +
+                                                    " --format compressed-tensors --out " + shell_quoted(out) + grouped);
+  ASSERT_EQ(exported.exit_code, 0) << exported.output;
+  EXPECT_EQ(cq_ppl(out, ""), cq_ppl(model_dir_, grouped));
+  const test::CommandResult channel = test::run_cq("export --model " + shell_quoted(model_dir_) + " --format compressed-tensors --out " +
+                                                   shell_quoted(out.string() + "_channel") + weights +
+                                                   shell_quoted(test::omniquant_fixtures() / (GetParam() + ".pth")));
+  EXPECT_EQ(channel.exit_code, 1);
+  EXPECT_NE(channel.output.find("OmniQuant's per-channel weights have a zero point per output channel"), std::string::npos)
+      << channel.output;
+}
+
+// stories260k's down_proj reads 172 columns: no g128 export (compressed_tensors_shape_refusal).
+INSTANTIATE_TEST_SUITE_P(Models, OmniQuantExport, testing::Values("tinyopt"));
+
 // ---- refusals -------------------------------------------------------------------------------
 
 TEST(OmniQuantCheckpointFile, BadFilesAreRefusedNamingFileAndTensor) {
