@@ -113,8 +113,8 @@ float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
 
 // OmniQuant's weight quantizer: per output channel (group_size 0) or per group of inputs
 // (the last group the shorter remainder), range [min, max] of the run, times the LWC
-// factors when given, on the asymmetric grid.
-// Returns the grid of every run (group_size = width), as a checkpoint stores it.
+// factors when given, on the asymmetric grid. Returns the grid of every run (group_size =
+// width), which a checkpoint or an export stores.
 QuantizedMatrix quantize_weight(LinearLayer& linear, int bits, int64_t group_size, const OmniQuantTensor* upbound,
                                 const OmniQuantTensor* lowbound) {
   const std::span<float> w = linear.mutable_weight();
@@ -158,6 +158,7 @@ OmniQuantRecord apply_omniquant(Transformer& model, const OmniQuantParameters& p
                                 const OmniQuantWeightSetting& weights, const std::string& source) {
   check_omniquant_parameters(model, parameters, weights, source);
   OmniQuantRecord record;
+  if (weights.bits < 16) record.grids.resize(model.linear_layers().size());
   for (int64_t l = 0; l < model.config().num_layers; ++l) {
     const OmniQuantLayerParameters& layer = parameters.layers[static_cast<size_t>(l)];
     if (layer.count("qkv_smooth_scale")) {
@@ -165,7 +166,6 @@ OmniQuantRecord apply_omniquant(Transformer& model, const OmniQuantParameters& p
       record.let = true;
     }
     if (weights.bits >= 16) continue;
-    record.grids.resize(model.linear_layers().size());
     for (size_t index = 0; index < model.linear_layers().size(); ++index) {
       LinearLayer& linear = model.linear_layers()[index];
       if (linear.layer != l) continue;
