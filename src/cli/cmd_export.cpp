@@ -29,11 +29,15 @@ void add_export_command(CLI::App& app) {
   add_run_options(*command);
   command->callback([options] {
     const QuantConfig quant = options->quant.resolve();
+    // A quantized checkpoint first (the flags would describe a second quantization): export
+    // quantizes from the source model, exactly as cq quantize did, with the same flags.
+    Transformer model = load_model(options->model);
+    if (const StoredQuantization* stored = stored_quantization(model))
+      fail("--model {}: is already quantized ({}); export from the unquantized model with the same flags", options->model,
+           stored->config.describe());
     if (const std::string refusal = compressed_tensors_refusal(quant); !refusal.empty())
       fail("cq export --format compressed-tensors: {} ({})", refusal, quant.describe());
     check_output_directory("--out", options->out);
-    Transformer model = load_model(options->model);
-    if (stored_quantization(model)) fail("--model {}: is already quantized; export from the unquantized model", options->model);
     const auto tokenizer = load_tokenizer(options->model);
     export_compressed_tensors(model, quant, options->quant.calibration_tokens(*tokenizer), options->out);
     fmt::print("wrote {} (compressed-tensors {}, from {})\n", options->out,

@@ -48,7 +48,7 @@ void add_info_command(CLI::App& app) {
     fmt::print("dtype        {}\n", dtype_name(model.checkpoint().dominant_dtype()));
     const StoredQuantization* stored = stored_quantization(model);
     if (stored && stored->served_as_values) fmt::print("quantized    {} (compressed-tensors)\n", stored->config.describe());
-    else if (stored) fmt::print("quantized    {} (cq quantize, format version {})\n", stored->config.describe(), kQuantizedCheckpointVersion);
+    else if (stored) fmt::print("quantized    {} (cq quantize, format version {})\n", stored->config.describe(), stored->format_version);
     fmt::print("file size    {:.1f} MB\n", static_cast<double>(model.checkpoint().file_bytes()) / 1e6);
     fmt::print("tied lm_head {}\n", c.tie_word_embeddings ? "yes" : "no");
     fmt::print("tokenizer    {}\n", tokenizer_kind);

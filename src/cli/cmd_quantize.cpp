@@ -20,7 +20,7 @@ void add_quantize_command(CLI::App& app) {
     QuantOptions quant;
   };
   auto options = std::make_shared<Options>();
-  auto* command = app.add_subcommand("quantize", "quantize a model (--method crossquant|rtn|smoothquant|awq|gptq) and save it");
+  auto* command = app.add_subcommand("quantize", "quantize a model (--method crossquant|rtn|smoothquant|awq|gptq|omniquant) and save it");
   command->add_option("--model", options->model, "Hugging Face model directory")->required();
   command->add_option("--out", options->out, "output directory (model.safetensors, config.json with quantization_config)")->required();
   add_quant_options(*command, options->quant);

@@ -73,7 +73,7 @@ int64_t Transformer::add_linear(const std::string& module, int64_t layer, InputS
   } else {
     linear.stored_weight = &value_tensor(module + ".weight", {out, in});
   }
-  if (bias) linear.bias = to_f32(value_tensor(module + ".bias", {out}));
+  if (bias || weights_->adds_bias(module)) linear.bias = to_f32(value_tensor(module + ".bias", {out}));
   linears_.push_back(std::move(linear));
   return static_cast<int64_t>(linears_.size()) - 1;
 }

@@ -27,6 +27,13 @@ class WeightSource {
   // that only describe a format (codes, scales) are not. Linear weights given by
   // linear_weight() count by their logical shape.
   virtual bool is_parameter(const std::string& name, const TensorInfo& info) const = 0;
+  // Whether linear `module` has a bias `module`.bias although the family's config gives it
+  // none: a transformation moved shifts into a new bias (OmniQuant's LET) and a quantized
+  // checkpoint stores it. The model then reads it as any bias (a missing one is an error).
+  virtual bool adds_bias(const std::string& module) const {
+    (void)module;
+    return false;
+  }
 };
 
 // Tensors served as stored, every one a parameter (any reader's tensors in the common form).

@@ -183,6 +183,10 @@ QuantConfig apply_stored_quantization(Transformer& model, const StoredQuantizati
   if (config.quantizes_weights() || weight_transformation(config.method).needs_calibration)
     fail("{} is already quantized ({}); drop the weight flags (--scheme/--wbits/--method), activation flags may be given",
          model.directory().string(), stored.config.describe());
+  if (stored.config.method == "omniquant" && config.engine == "int")
+    fail("--engine int: {} holds OmniQuant's weights (asymmetric, zero points not clamped to the codes) and runs "
+         "per-token asymmetric activations, which have no integer kernels; use --engine fake (auto picks it)",
+         model.directory().string());
   if (stored.served_as_values && config.engine == "int")
     fail("--engine int runs cq's own quantized checkpoints; {} (compressed-tensors) runs on --engine fake",
          model.directory().string());

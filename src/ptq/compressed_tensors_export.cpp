@@ -16,6 +16,7 @@
 #include "ptq/compressed_tensors.h"
 #include "ptq/compressed_tensors_pack_quantized.h"
 #include "ptq/tensor_set.h"
+#include "quant/gptq.h"
 #include "ptq/smoothquant.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -41,6 +42,9 @@ std::string compressed_tensors_refusal(const QuantConfig& c) {
                        c.activation_bits, c.weight_bits, c.activation_bits);
   if (c.weight_method != "per-channel" && c.weight_method != "group")
     return fmt::format("'{}' weights carry per-column factors that vLLM's int8 per-channel weights cannot hold", c.weight_method);
+  if (c.method == "omniquant" && c.weight_method != "group")
+    return "OmniQuant's per-channel weights have a zero point per output channel, which cq's pack-quantized export "
+           "(channel strategy: symmetric) cannot hold; use OmniQuant's group-wise parameters (--weight-quant group)";
   if (!c.quantizes_activations()) {
     if (exports_pack_quantized(c)) return "";
     return fmt::format("weight-only W{}A16: only 4-bit weight-only settings (W4A16, pack-quantized) and W8A8 are exported",
@@ -182,12 +186,13 @@ void write_export(Transformer& model, const QuantConfig& config, const Quantizat
   for (size_t index = 0; index < model.linear_layers().size(); ++index) {
     LinearLayer& linear = model.linear_layers()[index];
     std::span<float> w = linear.mutable_weight();
-    // GPTQ's weights are on its grid already; rounding them again to nearest could change
-    // the grid (a row whose largest code moved), so its own codes are written.
+    // GPTQ's and OmniQuant's weights are on their grids already; rounding them again to
+    // nearest could change the grid (a row whose largest code moved), so their own codes are
+    // written (OmniQuant's zero points outside 0..15 are then refused, never re-rounded).
     const QuantizedMatrix q =
-        !record.gptq.grids.empty()
-            ? gptq_codes(model, record.gptq, index)
-            : quantizer->quantize(MatrixView{w.data(), linear.out_features, linear.in_features, linear.in_features}, nullptr);
+        !record.gptq.grids.empty()        ? gptq_codes(model, record.gptq, index)
+        : !record.omniquant.grids.empty() ? codes_on_grid(w.data(), record.omniquant.grids[index])
+                                          : quantizer->quantize(MatrixView{w.data(), linear.out_features, linear.in_features, linear.in_features}, nullptr);
     if (exports_pack_quantized(config)) {
       add_pack_quantized_linear(tensors, linear.name, q);
       packed_weights.insert(linear.name + ".weight");  // replaced by weight_packed

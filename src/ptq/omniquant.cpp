@@ -113,15 +113,23 @@ float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
 
 // OmniQuant's weight quantizer: per output channel (group_size 0) or per group of inputs
 // (the last group the shorter remainder), range [min, max] of the run, times the LWC
-// factors when given, on the asymmetric grid.
-void quantize_weight(LinearLayer& linear, int bits, int64_t group_size, const OmniQuantTensor* upbound,
-                     const OmniQuantTensor* lowbound) {
+// factors when given, on the asymmetric grid. Returns the grid of every run (group_size =
+// width), which a checkpoint or an export stores.
+QuantizedMatrix quantize_weight(LinearLayer& linear, int bits, int64_t group_size, const OmniQuantTensor* upbound,
+                                const OmniQuantTensor* lowbound) {
   const std::span<float> w = linear.mutable_weight();
   const int64_t in = linear.in_features;
   const int64_t width = group_size > 0 ? group_size : in;
   const int64_t groups = (in + width - 1) / width;
   for (const float value : w)
     if (!std::isfinite(value)) fail("OmniQuant: weight of {} holds a non-finite value after LET", linear.name);
+  QuantizedMatrix grid;
+  grid.rows = linear.out_features;
+  grid.cols = in;
+  grid.bits = bits;
+  grid.group_size = width;
+  grid.group_scales.resize(static_cast<size_t>(linear.out_features * groups));
+  grid.group_zeros.resize(grid.group_scales.size());
 #pragma omp parallel for schedule(static) if (linear.out_features * in > (int64_t{1} << 15))
   for (int64_t k = 0; k < linear.out_features; ++k) {
     OmniQuantRunCounts counts;
@@ -130,14 +138,18 @@ void quantize_weight(LinearLayer& linear, int bits, int64_t group_size, const Om
       const int64_t length = std::min(width, in - g * width);
       float low = run[0], high = run[0];
       for (int64_t j = 1; j < length; ++j) low = std::min(low, run[j]), high = std::max(high, run[j]);
+      const auto slot = static_cast<size_t>(k * groups + g);
       if (upbound != nullptr) {
-        const auto factor = static_cast<size_t>(k * groups + g);
-        high = sigmoid(upbound->values[factor]) * high;
-        low = sigmoid(lowbound->values[factor]) * low;
+        high = sigmoid(upbound->values[slot]) * high;
+        low = sigmoid(lowbound->values[slot]) * low;
       }
-      omniquant_fake_quantize_run(run, length, low, high, bits, counts);
+      const OmniQuantGrid run_grid = omniquant_grid(low, high, bits);
+      for (int64_t j = 0; j < length; ++j) run[j] = omniquant_value(omniquant_code(run[j], run_grid, counts), run_grid);
+      grid.group_scales[slot] = run_grid.scale;  // |zero point| <= 1e4 (its clamp): an int16
+      grid.group_zeros[slot] = static_cast<int16_t>(run_grid.zero_point);
     }
   }
+  return grid;
 }
 
 }  // namespace
@@ -146,6 +158,7 @@ OmniQuantRecord apply_omniquant(Transformer& model, const OmniQuantParameters& p
                                 const OmniQuantWeightSetting& weights, const std::string& source) {
   check_omniquant_parameters(model, parameters, weights, source);
   OmniQuantRecord record;
+  if (weights.bits < 16) record.grids.resize(model.linear_layers().size());
   for (int64_t l = 0; l < model.config().num_layers; ++l) {
     const OmniQuantLayerParameters& layer = parameters.layers[static_cast<size_t>(l)];
     if (layer.count("qkv_smooth_scale")) {
@@ -153,14 +166,16 @@ OmniQuantRecord apply_omniquant(Transformer& model, const OmniQuantParameters& p
       record.let = true;
     }
     if (weights.bits >= 16) continue;
-    for (LinearLayer& linear : model.linear_layers()) {
+    for (size_t index = 0; index < model.linear_layers().size(); ++index) {
+      LinearLayer& linear = model.linear_layers()[index];
       if (linear.layer != l) continue;
       const std::string base = omniquant_linear_name(linear.name);
       const auto up = layer.find(base + ".weight_quantizer.upbound_factor");
       const auto low = layer.find(base + ".weight_quantizer.lowbound_factor");
       const bool lwc = up != layer.end() && low != layer.end();
       record.lwc = record.lwc || lwc;
-      quantize_weight(linear, weights.bits, weights.group_size, lwc ? &up->second : nullptr, lwc ? &low->second : nullptr);
+      record.grids[index] =
+          quantize_weight(linear, weights.bits, weights.group_size, lwc ? &up->second : nullptr, lwc ? &low->second : nullptr);
     }
   }
   return record;

@@ -20,6 +20,7 @@
 #include <string>
 
 #include "ptq/omniquant_parameters.h"
+#include "quant/quantizer.h"
 
 namespace cq {
 
@@ -48,6 +49,11 @@ void check_omniquant_parameters(const Transformer& model, const OmniQuantParamet
 struct OmniQuantRecord {
   bool let = false;  // learnable equivalent transformation folded
   bool lwc = false;  // learnable weight clipping used
+  // Per linear layer (model.linear_layers() order), when the weights were quantized: the grid
+  // they lie on, group_scales and group_zeros per row and group (group_size = in per output
+  // channel; zero points as OmniQuant computes them, not clamped to the codes), codes left
+  // empty (codes_on_grid recovers them exactly). A quantized checkpoint stores these.
+  std::vector<QuantizedMatrix> grids;
 };
 
 // Steps 1-5 above (check_omniquant_parameters first). With weights.bits == 16 only LET is folded.

@@ -15,6 +15,7 @@
 #include "model/weight_source.h"
 #include "ptq/compressed_tensors.h"
 #include "ptq/tensor_set.h"
+#include "quant/gptq.h"
 #include "quant/method_table.h"
 #include "quant/quant_common.h"
 #include "util/atomic_file.h"
@@ -38,6 +39,11 @@ std::string site_tensor_name(int64_t layer, int site) {
 void add_quantized_weight(TensorSet& tensors, const std::string& module, const QuantizedMatrix& q, const StoredCodeLayout& layout) {
   if (q.tensor_scale != 0.f) fail("cq quantize: {}: per-tensor weight scales cannot be stored", module);
   const std::string weight = module + ".weight";
+  // Never wrapped into the stored dtype: a code outside the layout's range is a bug upstream.
+  for (size_t k = 0; k < q.codes.size(); ++k)
+    if (q.codes[k] < layout.min_code || q.codes[k] > layout.max_code)
+      fail("cq quantize: internal error: {}: code {} at {} is outside [{}, {}]", weight, q.codes[k], k, layout.min_code,
+           layout.max_code);
   if (layout.packed) {
     tensors.add(weight, DType::U8, layout.shape(q.rows, q.cols), pack_nibbles(q.codes, q.rows, q.cols, layout.nibble_offset));
     if (q.rows > std::numeric_limits<int32_t>::max() || q.cols > std::numeric_limits<int32_t>::max())
@@ -52,7 +58,10 @@ void add_quantized_weight(TensorSet& tensors, const std::string& module, const Q
   if (q.group_size > 0) {
     const int64_t groups = static_cast<int64_t>(q.group_scales.size()) / q.rows;
     tensors.add(module + ".weight_scale", DType::F32, {q.rows, groups}, q.group_scales);
-    if (!q.group_zeros.empty())
+    if (!q.group_zeros.empty() && layout.zero_dtype == DType::I32)  // OmniQuant's, unclamped
+      tensors.add(module + ".weight_zero", DType::I32, {q.rows, groups},
+                  std::vector<int32_t>(q.group_zeros.begin(), q.group_zeros.end()));
+    else if (!q.group_zeros.empty())
       tensors.add(module + ".weight_zero", DType::U8, {q.rows, groups},
                   std::vector<uint8_t>(q.group_zeros.begin(), q.group_zeros.end()));
   } else {
@@ -63,26 +72,39 @@ void add_quantized_weight(TensorSet& tensors, const std::string& module, const Q
 
 nlohmann::json null_unless(bool condition, const nlohmann::json& value) { return condition ? value : nlohmann::json(nullptr); }
 
-nlohmann::json checkpoint_config(const QuantConfig& c, const QuantizationRecord& record, const StoredCodeLayout& layout) {
+// A checkpoint's tensors are what the loaded model computes with: no NaN/Inf is written.
+void require_finite(const std::string& name, std::span<const float> values) {
+  for (size_t k = 0; k < values.size(); ++k)
+    if (!std::isfinite(values[k])) fail("cq quantize: tensor '{}' holds {} at {}; nothing non-finite is stored", name, values[k], k);
+}
+
+nlohmann::json checkpoint_config(const QuantConfig& c, const QuantizationRecord& record, const StoredCodeLayout& layout,
+                                 const std::vector<std::string>& added_biases) {
   const WeightStorage storage = weight_quant_method(c.weight_method).stored_weights;
+  const bool omniquant = stores_omniquant_grid(c);
   nlohmann::json q;
   q["format"] = kQuantizedCheckpointFormat;
-  q["format_version"] = kQuantizedCheckpointVersion;
+  q["format_version"] = checkpoint_format_version(c);
   q["method"] = c.method;
   if (!c.scheme.empty()) q["scheme"] = c.scheme;
   q["wbits"] = c.weight_bits;
   q["abits"] = c.activation_bits;
   q["weight_granularity"] = c.weight_method;
   q["group_size"] = null_unless(storage == WeightStorage::GroupScales, c.group_size);
-  q["weight_symmetric"] = !c.weight_asymmetric;
+  q["weight_symmetric"] = !(c.weight_asymmetric || omniquant);
   q["weight_alpha"] = null_unless(storage == WeightStorage::RowScalesColumnFactors, c.weight_alpha);
   q["weight_storage"] = {{"codes", layout.describe()},
                          {"code_range", {layout.min_code, layout.max_code}},
-                         {"scale", storage == WeightStorage::GroupScales ? "F32 [out][groups]" : "F32 [out][1]"},
-                         {"zero", c.weight_asymmetric ? nlohmann::json("U8 [out][groups]") : nlohmann::json(nullptr)},
+                         {"scale", omniquant ? "F32 [out][groups] (groups = 1 per output channel), within OmniQuant's clamp [1e-5, 1e4]"
+                                   : storage == WeightStorage::GroupScales ? "F32 [out][groups]"
+                                                                           : "F32 [out][1]"},
+                         {"zero", omniquant ? nlohmann::json("I32 [out][groups]: OmniQuant's zero point round(clamp(-min/scale, -1e4, 1e4)), "
+                                                             "not clamped to the code range")
+                                  : c.weight_asymmetric ? nlohmann::json("U8 [out][groups]")
+                                                        : nlohmann::json(nullptr)},
                          {"column_factor", null_unless(storage == WeightStorage::RowScalesColumnFactors, "F32 [in]")},
                          {"dequantized", storage == WeightStorage::RowScalesColumnFactors ? "(code * column_factor) * scale"
-                                         : c.weight_asymmetric          ? "(code - zero) * scale"
+                                         : c.weight_asymmetric || omniquant ? "(code - zero) * scale"
                                                                         : "code * scale"}};
   const bool quantized_activations = c.quantizes_activations();
   const bool is_static = c.static_columns || c.static_tensor_scale;
@@ -101,6 +123,20 @@ nlohmann::json checkpoint_config(const QuantConfig& c, const QuantizationRecord&
     for (const auto& s : record.awq.scales) ratios.push_back({{"previous", s.previous}, {"linears", s.linears}, {"ratio", s.ratio}});
     q["awq"] = {{"grid", c.awq_grid}, {"max_shrink", c.awq_max_shrink}, {"clip_tokens", c.awq_clip_tokens},
                 {"clip", c.awq_clip}, {"chosen_ratios", ratios}};
+  }
+  if (omniquant) {
+    q["omniquant"] = {{"parameters", c.omni_params.empty() ? nlohmann::json(nullptr)
+                                                           : nlohmann::json(std::filesystem::absolute(c.omni_params).string())},
+                      {"let", record.omniquant.let},
+                      {"lwc", record.omniquant.lwc},
+                      {"attention_products", c.quantizes_activations()
+                                                 ? "q, k (after RoPE) and v quantized per token (per head on rotary families), "
+                                                   "per-token-asym at abits, on load"
+                                                 : "not quantized (A16)"}};
+    // LET moved shifts into biases the original model lacks; the loader reads exactly these.
+    q["added_biases"] = added_biases;
+  } else if (!added_biases.empty()) {
+    q["added_biases"] = added_biases;
   }
   if (c.method == "gptq")
     q["gptq"] = {{"dampening", c.gptq_dampening}, {"act_order", c.gptq_act_order}, {"block_size", 128}};
@@ -128,9 +164,6 @@ nlohmann::json checkpoint_config(const QuantConfig& c, const QuantizationRecord&
 
 void write_quantized_checkpoint(Transformer& model, const QuantConfig& config, const QuantizationRecord& record,
                                 const std::vector<std::vector<float>>& static_absmax, const std::filesystem::path& out_dir) {
-  if (config.method == "omniquant")
-    fail("cq quantize --method omniquant: the quantized-checkpoint format has no stored form yet for OmniQuant's "
-         "asymmetric per-channel weights with their learned clipping; run ppl/eval/generate with --omni-params instead");
   const auto quantizer = make_weight_quantizer(config);
   if (!quantizer) fail("cq quantize: nothing to store, the weights are not quantized (--wbits 16)");
   if (weight_quant_method(config.weight_method).stored_weights == WeightStorage::NotStorable)
@@ -149,6 +182,12 @@ void write_quantized_checkpoint(Transformer& model, const QuantConfig& config, c
   TensorSet tensors;
   auto& linears = model.linear_layers();
   const bool gptq = !record.gptq.grids.empty();
+  // OmniQuant's weights are on its LWC grids already (apply_omniquant): stored as their codes.
+  const bool omniquant = stores_omniquant_grid(config);
+  if (omniquant && record.omniquant.grids.size() != linears.size())
+    fail("cq quantize: internal error: OmniQuant recorded {} weight grids for {} linear layers", record.omniquant.grids.size(),
+         linears.size());
+  std::vector<std::string> added_biases;
   for (size_t index = 0; index < linears.size(); ++index) {
     LinearLayer& linear = linears[index];
     std::span<float> w = linear.mutable_weight();
@@ -158,15 +197,20 @@ void write_quantized_checkpoint(Transformer& model, const QuantConfig& config, c
       scale_weight_columns(w, linear.in_features, divisors, /*divide=*/false);
     }
     // GPTQ's weights are on their grids already: stored as their codes, not rounded again.
-    const QuantizedMatrix q = gptq ? gptq_codes(model, record.gptq, index)
-                                   : quantizer->quantize(MatrixView{w.data(), linear.out_features, linear.in_features, linear.in_features}, nullptr);
+    const QuantizedMatrix q = gptq        ? gptq_codes(model, record.gptq, index)
+                              : omniquant ? codes_on_grid(w.data(), record.omniquant.grids[index])
+                                          : quantizer->quantize(MatrixView{w.data(), linear.out_features, linear.in_features, linear.in_features}, nullptr);
     add_quantized_weight(tensors, linear.name, q, layout);
     if (fold) tensors.add(linear.name + ".weight_column_divisor", DType::F32, {linear.in_features}, divisors);
     // What the model computes with from now on (the values fake quantization gives).
     std::vector<float> values = q.dequantized();
     if (fold) scale_weight_columns(values, linear.in_features, divisors, /*divide=*/true);
     std::copy(values.begin(), values.end(), w.begin());
-    if (!linear.bias.empty()) tensors.add(linear.name + ".bias", DType::F32, {linear.out_features}, linear.bias);
+    if (!linear.bias.empty()) {
+      require_finite(linear.name + ".bias", linear.bias);
+      tensors.add(linear.name + ".bias", DType::F32, {linear.out_features}, linear.bias);
+      if (!model.checkpoint().contains(linear.name + ".bias")) added_biases.push_back(linear.name);
+    }
   }
   for (int64_t l = 0; l < mc.num_layers; ++l) {
     const std::string prefix = names.layer_prefix + std::to_string(l) + ".";
@@ -174,9 +218,12 @@ void write_quantized_checkpoint(Transformer& model, const QuantConfig& config, c
       // The decoder holds Gemma's effective weight 1 + w (folded scales included); store w.
       std::vector<float> stored_norm = model.norm_weight(l, site);
       for (float& w : stored_norm) w -= static_cast<float>(mc.norm_weight_offset);
+      require_finite(prefix + norm + ".weight", stored_norm);
       tensors.add(prefix + norm + ".weight", DType::F32, {mc.hidden_size}, stored_norm);
-      if (!model.norm_bias(l, site).empty())
+      if (!model.norm_bias(l, site).empty()) {
+        require_finite(prefix + norm + ".bias", model.norm_bias(l, site));
         tensors.add(prefix + norm + ".bias", DType::F32, {mc.hidden_size}, model.norm_bias(l, site));
+      }
     }
   }
   if (!static_absmax.empty())
@@ -208,10 +255,10 @@ void write_quantized_checkpoint(Transformer& model, const QuantConfig& config, c
 
   const auto weights_path = out_dir / "model.safetensors";
   write_safetensors(weights_path, tensors.to_write(),
-                    {{"format", "pt"}, {"quantization", fmt::format("{} v{}", kQuantizedCheckpointFormat, kQuantizedCheckpointVersion)}});
+                    {{"format", "pt"}, {"quantization", fmt::format("{} v{}", kQuantizedCheckpointFormat, checkpoint_format_version(config))}});
 
   nlohmann::json json = nlohmann::json::parse(read_text_file(model.directory() / "config.json"));
-  nlohmann::json q = checkpoint_config(config, record, layout);
+  nlohmann::json q = checkpoint_config(config, record, layout, added_biases);
   q["weights_checksum"] = file_checksum(weights_path);
   q["source_model"] = std::filesystem::absolute(model.directory()).string();
   json["quantization_config"] = q;
@@ -262,12 +309,48 @@ class CheckpointDirectoryWeights final : public WeightSource {
   bool is_parameter(const std::string& name, const TensorInfo& info) const override {
     return !stored_ || (!is_integer(info.dtype) && !is_quantization_metadata(name));
   }
+  bool adds_bias(const std::string& module) const override {
+    return stored_ && std::find(stored_->added_biases.begin(), stored_->added_biases.end(), module) != stored_->added_biases.end();
+  }
   const StoredQuantization* stored() const { return stored_.get(); }
 
  private:
   SafetensorsCheckpoint checkpoint_;
   std::shared_ptr<const StoredQuantization> stored_;
 };
+
+void require_finite_tensor(const SafetensorsCheckpoint& checkpoint, const std::string& name, std::span<const float> values) {
+  for (size_t k = 0; k < values.size(); ++k)
+    if (!std::isfinite(values[k]))
+      fail("{}: tensor '{}': element {} is {}, expected a finite value", checkpoint.tensor(name).file.string(), name, k, values[k]);
+}
+
+// What a transformation may have changed besides the codes (biases, added ones included, and
+// norms): as the writer stored them, finite, and no bias the model would silently ignore.
+void check_stored_parameters(Transformer& model, const StoredQuantization& stored) {
+  const SafetensorsCheckpoint& checkpoint = model.checkpoint();
+  for (const std::string& module : stored.added_biases)
+    if (std::none_of(model.linear_layers().begin(), model.linear_layers().end(),
+                     [&](const LinearLayer& linear) { return linear.name == module; }))
+      fail("{}: quantization_config.added_biases names '{}', which is not a decoder linear of this model",
+           (model.directory() / "config.json").string(), module);
+  for (const LinearLayer& linear : model.linear_layers()) {
+    const std::string bias = linear.name + ".bias";
+    if (linear.bias.empty() && checkpoint.contains(bias))
+      fail("{}: tensor '{}' is present, but this linear has no bias (config.json gives it none and "
+           "quantization_config.added_biases does not name it)",
+           checkpoint.tensor(bias).file.string(), bias);
+    if (!linear.bias.empty()) require_finite_tensor(checkpoint, bias, linear.bias);
+  }
+  const TensorNames names = tensor_names(model.config());
+  for (int64_t l = 0; l < model.config().num_layers; ++l) {
+    const std::string prefix = names.layer_prefix + std::to_string(l) + ".";
+    for (auto [site, norm] : {std::pair{InputSite::AttentionIn, names.attn_norm}, std::pair{InputSite::MlpIn, names.mlp_norm}}) {
+      require_finite_tensor(checkpoint, prefix + norm + ".weight", model.norm_weight(l, site));
+      if (!model.norm_bias(l, site).empty()) require_finite_tensor(checkpoint, prefix + norm + ".bias", model.norm_bias(l, site));
+    }
+  }
+}
 
 }  // namespace
 
@@ -284,6 +367,7 @@ Transformer load_model(const std::filesystem::path& model_dir) {
   }
   if (is_compressed_tensors_directory(model_dir)) return Transformer(model_dir, open_compressed_tensors_weights(model_dir));
   Transformer model(model_dir, std::make_unique<CheckpointDirectoryWeights>(model_dir));
+  if (const StoredQuantization* stored = stored_quantization(model)) check_stored_parameters(model, *stored);
   if (const StoredQuantization* stored = stored_quantization(model); stored != nullptr && stored->config.rotation != "none")
     restore_rotation(model, model.checkpoint().contains(kRotatedLmHeadBias) ? to_f32(model.checkpoint().tensor(kRotatedLmHeadBias))
                                                                            : std::vector<float>{});

@@ -41,6 +41,11 @@ QuantConfig config_from_checkpoint(const nlohmann::json& q, const std::string& w
   const WeightStorage storage = weight_storage(c.weight_method);
   if (storage == WeightStorage::GroupScales) c.group_size = integer(q, "group_size");
   c.weight_asymmetric = !q.at("weight_symmetric").get<bool>();
+  if (c.method == "omniquant") {
+    if (!c.weight_asymmetric) fail("weight_symmetric: OmniQuant's weights are asymmetric (false)");
+    const nlohmann::json& omniquant = q.at("omniquant");
+    if (!omniquant.at("parameters").is_null()) c.omni_params = omniquant.at("parameters").get<std::string>();
+  }
   if (storage == WeightStorage::RowScalesColumnFactors) c.weight_alpha = q.at("weight_alpha").get<double>();
   if (c.quantizes_activations()) {
     c.activation_method = q.at("activation_method").get<std::string>();
@@ -78,6 +83,14 @@ QuantConfig config_from_checkpoint(const nlohmann::json& q, const std::string& w
   return c;
 }
 
+// OmniQuant's scales lie within its clamp [1e-5, 1e4] (quant/omniquant_grid.cpp).
+void check_omniquant_scales(const TensorInfo& tensor, const std::vector<float>& scales) {
+  for (size_t k = 0; k < scales.size(); ++k)
+    if (!(scales[k] >= 1e-5f && scales[k] <= 1e4f))
+      fail("{}: tensor '{}': element {} is {}, outside OmniQuant's scale range [1e-05, 10000]", tensor.file.string(), tensor.name,
+           k, scales[k]);
+}
+
 // Scales and column factors divide nothing on the way back, but a zero, negative, NaN or Inf
 // one is not what any quantizer writes: the file was edited.
 std::vector<float> positive_values(const TensorInfo& tensor) {
@@ -95,12 +108,17 @@ void check_no_tensor(const SafetensorsCheckpoint& checkpoint, const std::string&
 
 }  // namespace
 
+bool stores_omniquant_grid(const QuantConfig& config) { return config.method == "omniquant" && config.quantizes_weights(); }
+
+int checkpoint_format_version(const QuantConfig& config) { return stores_omniquant_grid(config) ? 3 : 2; }
+
 StoredCodeLayout StoredCodeLayout::of(const QuantConfig& config) {
   StoredCodeLayout layout;
   layout.packed = config.weight_bits <= 4;
-  if (config.weight_asymmetric) {
+  if (config.weight_asymmetric || stores_omniquant_grid(config)) {
     layout.dtype = DType::U8;
     layout.max_code = (1 << config.weight_bits) - 1;
+    if (stores_omniquant_grid(config)) layout.zero_dtype = DType::I32;
   } else {
     layout.dtype = layout.packed ? DType::U8 : DType::I8;
     layout.max_code = static_cast<int>(quant_detail::symmetric_qmax(config.weight_bits, config.weight_method));
@@ -176,14 +194,21 @@ QuantConfig parse_quantization_config(const nlohmann::json& q, const std::string
   if (format != kQuantizedCheckpointFormat)
     fail("{}: format '{}' is not '{}' (not written by cq quantize?)", where, format, kQuantizedCheckpointFormat);
   if (!q.contains("format_version") || !q["format_version"].is_number_integer() ||
-      q["format_version"].get<int64_t>() != kQuantizedCheckpointVersion)
-    fail("{}: format_version {} is not supported (this cq reads version {})", where,
-         q.contains("format_version") ? q["format_version"].dump() : "(missing)", kQuantizedCheckpointVersion);
+      q["format_version"].get<int64_t>() < kOldestQuantizedCheckpointVersion ||
+      q["format_version"].get<int64_t>() > kQuantizedCheckpointVersion)
+    fail("{}: format_version {} is not supported (this cq reads versions {} to {})", where,
+         q.contains("format_version") ? q["format_version"].dump() : "(missing)", kOldestQuantizedCheckpointVersion,
+         kQuantizedCheckpointVersion);
+  const int64_t version = q["format_version"].get<int64_t>();
   try {
     QuantConfig config = config_from_checkpoint(q, where);
     config.validate();
     if (!config.quantizes_weights()) fail("wbits {}: a quantized checkpoint stores quantized weights", config.weight_bits);
-    if (config.weight_asymmetric && weight_storage(config.weight_method) != WeightStorage::GroupScales)
+    if (stores_omniquant_grid(config) && version < checkpoint_format_version(config))
+      fail("method omniquant needs format_version {} (I32 zero points), the file says {}", checkpoint_format_version(config),
+           version);
+    if (config.weight_asymmetric && !stores_omniquant_grid(config) &&
+        weight_storage(config.weight_method) != WeightStorage::GroupScales)
       fail("asymmetric weights are group-wise only (got {})", config.weight_method);
     return config;
   } catch (const nlohmann::json::exception& e) {
@@ -206,6 +231,15 @@ std::shared_ptr<const StoredQuantization> read_stored_quantization(const std::fi
   stored->config = parse_quantization_config(json["quantization_config"], config_path.string() + ": quantization_config");
   stored->weights_file = model_dir / "model.safetensors";
   const nlohmann::json& q = json["quantization_config"];
+  stored->format_version = static_cast<int>(q["format_version"].get<int64_t>());
+  if (const auto added = q.find("added_biases"); added != q.end()) {
+    const std::string field = config_path.string() + ": quantization_config.added_biases";
+    if (!added->is_array()) fail("{} is not a list of module names", field);
+    for (const nlohmann::json& module : *added) {
+      if (!module.is_string()) fail("{} holds {}, not a module name", field, module.dump());
+      stored->added_biases.push_back(module.get<std::string>());
+    }
+  }
   const auto checksum = q.find("weights_checksum");
   if (checksum == q.end() || !checksum->is_string() || file_checksum(stored->weights_file) != checksum->get<std::string>())
     fail("{}: the weights do not match weights_checksum in {} (modified or corrupted after cq quantize)",
@@ -255,17 +289,32 @@ QuantizedMatrix read_stored_weight(const SafetensorsCheckpoint& checkpoint, cons
            config.weight_bits, config.weight_asymmetric ? "asymmetric" : "symmetric");
 
   const int64_t groups = groups_per_row(config, in);
-  std::vector<float> scales = positive_values(stored_tensor(checkpoint, stored, module + ".weight_scale", DType::F32,
-                                                            {out, groups}, "scales of " + weight));
+  const TensorInfo& scale_tensor = stored_tensor(checkpoint, stored, module + ".weight_scale", DType::F32, {out, groups}, "scales of " + weight);
+  std::vector<float> scales = positive_values(scale_tensor);
   const WeightStorage storage = weight_storage(config.weight_method);
-  if (storage == WeightStorage::GroupScales) {
+  if (stores_omniquant_grid(config)) {  // one zero point per run: a group per output channel, or config's groups
+    check_omniquant_scales(scale_tensor, scales);
+    q.group_size = storage == WeightStorage::GroupScales ? config.group_size : in;
+    q.group_scales = std::move(scales);
+  } else if (storage == WeightStorage::GroupScales) {
     q.group_size = config.group_size;
     q.group_scales = std::move(scales);
   } else {
     q.row_scales = std::move(scales);
   }
   const std::string zero = module + ".weight_zero";
-  if (config.weight_asymmetric) {
+  if (layout.zero_dtype == DType::I32) {
+    const TensorInfo& zero_tensor =
+        stored_tensor(checkpoint, stored, zero, DType::I32, {out, groups}, "OmniQuant zero points (unclamped) of " + weight);
+    const std::vector<int32_t> zeros = i32_values(zero_tensor);
+    for (size_t k = 0; k < zeros.size(); ++k)
+      if (zeros[k] < -kOmniQuantZeroPointBound || zeros[k] > kOmniQuantZeroPointBound)
+        fail("{}: tensor '{}': zero point {} at [{}, {}] is outside OmniQuant's bound [-{}, {}]", zero_tensor.file.string(), zero,
+             zeros[k], static_cast<int64_t>(k) / groups, static_cast<int64_t>(k) % groups, kOmniQuantZeroPointBound,
+             kOmniQuantZeroPointBound);
+    q.group_zeros.resize(zeros.size());
+    for (size_t k = 0; k < zeros.size(); ++k) q.group_zeros[k] = static_cast<int16_t>(zeros[k]);
+  } else if (config.weight_asymmetric) {
     const TensorInfo& zero_tensor = stored_tensor(checkpoint, stored, zero, DType::U8, {out, groups}, "zero points of " + weight);
     const std::span<const uint8_t> zeros = u8_values(zero_tensor);
     for (size_t k = 0; k < zeros.size(); ++k)

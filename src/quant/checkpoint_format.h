@@ -1,6 +1,6 @@
 #pragma once
 // Quantized checkpoints written by `cq quantize`: a Hugging Face model directory that every
-// `cq` command loads directly (format "crossquant-quantized", version 2; docs/BASELINES.md).
+// `cq` command loads directly (format "crossquant-quantized", versions 2 and 3; docs/BASELINES.md).
 //
 // model.safetensors holds, for each decoder linear layer `<m>` (out × in):
 //   <m>.weight               integer codes: I8 [out][in] (symmetric, bits 5..8), U8 [out][in]
@@ -8,8 +8,12 @@
 //                            codes a byte, see pack_nibbles)
 //   <m>.weight_shape         I32 [2] = {out, in}, the logical shape (packed codes only)
 //   <m>.weight_scale         F32 [out][groups] (group-wise) or [out][1] (per-channel, CrossQuant)
-//   <m>.weight_zero          U8 [out][groups] (asymmetric group-wise only)
+//   <m>.weight_zero          U8 [out][groups] (asymmetric group-wise only); I32 [out][groups]
+//                            for OmniQuant (version 3: its zero points are not clamped to
+//                            the codes; groups = 1 per output channel)
 //   <m>.weight_column_factor F32 [in] (CrossQuant weights: c_j^(1−α_W))
+//   <m>.bias                 F32 [out] where the model has a bias, and (version 3) where a
+//                            transformation added one (quantization_config.added_biases)
 // Everything else in F32 with the transformation folded in (SmoothQuant / AWQ scales in
 // norms, biases and embeddings as they are), and static activation maxima, when used, as
 // `quantization.layers.<l>.<site>.input_absmax`. config.json carries quantization_config
@@ -35,10 +39,22 @@
 namespace cq {
 
 inline constexpr const char* kQuantizedCheckpointFormat = "crossquant-quantized";
-inline constexpr int kQuantizedCheckpointVersion = 2;
+// Version 3 adds OmniQuant's weights (I32 zero points, added biases); cq writes the lowest
+// version that holds a checkpoint (checkpoint_format_version), so version-2 readers keep
+// reading everything else, and reads both.
+inline constexpr int kQuantizedCheckpointVersion = 3;
+inline constexpr int kOldestQuantizedCheckpointVersion = 2;
 // quantization_config's activation "scales" values.
 inline constexpr const char* kStaticScales = "static (calibrated)";
 inline constexpr const char* kDynamicScales = "dynamic (per window)";
+
+// OmniQuant's weights (its LWC grid, quant/omniquant_grid.h): asymmetric codes 0..2^b − 1
+// per output channel or group, zero points in I32 (OmniQuant bounds them to ±1e4, not to the
+// codes), scales within its clamp [1e-5, 1e4].
+bool stores_omniquant_grid(const QuantConfig& config);
+inline constexpr int kOmniQuantZeroPointBound = 10000;
+// The format version a checkpoint of `config` is written with (3 for OmniQuant, else 2).
+int checkpoint_format_version(const QuantConfig& config);
 
 // How one quantized weight's codes are stored, from its bits and symmetry.
 struct StoredCodeLayout {
@@ -46,6 +62,7 @@ struct StoredCodeLayout {
   DType dtype = DType::I8;
   int min_code = 0, max_code = 0;
   int nibble_offset = 0;  // packed: nibble = code + offset
+  DType zero_dtype = DType::U8;  // asymmetric: U8 within the codes; OmniQuant: I32, unclamped
 
   static StoredCodeLayout of(const QuantConfig& config);
   std::vector<int64_t> shape(int64_t out, int64_t in) const { return {out, packed ? (in + 1) / 2 : in}; }
@@ -58,6 +75,10 @@ int64_t groups_per_row(const QuantConfig& config, int64_t in);
 struct StoredQuantization {
   QuantConfig config;                  // as `cq quantize` was given it (engine "fake")
   std::filesystem::path weights_file;  // model_dir/model.safetensors, for messages
+  int format_version = kQuantizedCheckpointVersion;
+  // Linears (module names) that have a bias only because the transformation added one
+  // (OmniQuant's LET shifts): the loader reads `<m>.bias` for them, and refuses it missing.
+  std::vector<std::string> added_biases;
   // Another format's codes (a compressed-tensors export, ptq/compressed_tensors.h): the
   // weights are served as values only; the integer engine does not read them.
   bool served_as_values = false;

@@ -243,7 +243,7 @@ QuantizedMatrix codes_on_grid(const float* weight, QuantizedMatrix grid) {
   const int64_t rows = grid.rows, cols = grid.cols;
   const bool grouped = grid.group_size > 0;
   if (rows < 1 || cols < 1 || (grouped ? grid.group_scales.empty() : grid.row_scales.size() != static_cast<size_t>(rows)))
-    fail("GPTQ: no grid for a {} x {} weight", rows, cols);
+    fail("internal error: no quantization grid for a {} x {} weight", rows, cols);
   const int64_t groups = grouped ? (cols + grid.group_size - 1) / grid.group_size : 0;
   grid.codes.assign(static_cast<size_t>(rows * cols), 0);
   bool on_grid = true;
@@ -263,7 +263,7 @@ QuantizedMatrix codes_on_grid(const float* weight, QuantizedMatrix grid) {
       grid.codes[static_cast<size_t>(i * cols + j)] = static_cast<int16_t>(code);
       on_grid = on_grid && (code - zero) * scale == value;
     }
-  if (!on_grid) fail("internal error: GPTQ weights are not on their quantization grid");
+  if (!on_grid) fail("internal error: the weights are not on their recorded quantization grid");
   return grid;
 }
 

@@ -58,7 +58,7 @@ GptqResult gptq_quantize(std::span<const float> weight, int64_t rows, int64_t co
                          const QuantizerSpec& spec, const GptqOptions& options);
 
 // The codes of `weight` (rows × cols), whose values lie on `grid`'s grid (the dequantized
-// values of a gptq_quantize result): `grid` with its codes filled in. Throws cq::Error when a
+// values of a gptq_quantize result, or OmniQuant's LWC-quantized weights): `grid` with its codes filled in. Throws cq::Error when a
 // value is not exactly on the grid.
 QuantizedMatrix codes_on_grid(const float* weight, QuantizedMatrix grid);
 

@@ -22,6 +22,7 @@
 #include "ptq/omniquant.h"
 #include "quant/omniquant_grid.h"
 #include "quant/quantizer.h"
+#include "omniquant_test_support.h"
 #include "test_support.h"
 #include "util/text_file.h"
 
@@ -30,24 +31,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The reference's parameter files (<model>.pth, <model>_g128.pth), written once per process.
-// Empty when /usr/bin/python3 with torch cannot write them.
-const fs::path& omniquant_fixtures() {
-  static const fs::path dir = [] {
-    const fs::path scratch = test::scratch_dir("omniquant_fixtures");
-    const auto written = test::run_shell("/usr/bin/python3 '" +
-                                         (test::source_dir() / "tests/reference/omniquant_reference.py").string() +
-                                         "' --shared '" + test::shared_dir().string() + "' --write-fixtures '" +
-                                         scratch.string() + "' 2>&1");
-    return written.exit_code == 0 ? scratch : fs::path();
-  }();
-  return dir;
-}
-
-#define CQ_NEED_OMNIQUANT_FIXTURES()                                                                    \
-  do {                                                                                                  \
-    if (omniquant_fixtures().empty()) GTEST_SKIP() << "cannot write OmniQuant fixtures (needs /usr/bin/python3 with torch)"; \
-  } while (0)
+using test::omniquant_fixtures;  // omniquant_test_support.h
 
 TEST(OmniQuantGrid, ByHand) {
   // [low, high] = [−1, 2], 2 bits: scale = 3 / 3 = 1, zero = round(1) = 1, codes 0..3.

@@ -1,4 +1,5 @@
-// Quantized checkpoints (`cq quantize`, format version 2, docs/BASELINES.md): the file holds
+// Quantized checkpoints (`cq quantize`, format version 2; OmniQuant's version 3 is
+// test_omniquant_checkpoint.cpp; docs/BASELINES.md): the file holds
 // integer codes (I8, or U8 two a byte) with F32 scales and U8 zero points; decoding them by
 // the documented layout gives the on-the-fly fake-quantized weights bit for bit; loading gives
 // the on-the-fly perplexity bit for bit (fake engine) and the on-the-fly integer-engine
@@ -21,6 +22,7 @@
 #include "ptq/apply_quantization.h"
 #include "quant/quant_config.h"
 #include "ptq/quantized_checkpoint.h"
+#include "checkpoint_test_support.h"
 #include "test_support.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -31,76 +33,15 @@ namespace {
 
 using test::error_of;
 
-// ---- the file, read independently of the loader ---------------------------------------------
+// ---- the file, read independently of the loader (checkpoint_test_support.h) -----------------
 
-struct RawTensor {
-  std::string dtype;
-  std::vector<int64_t> shape;
-  std::vector<uint8_t> bytes;
-};
-
-// Parses the safetensors layout directly: 8-byte little-endian length, JSON header, data.
-std::map<std::string, RawTensor> read_raw_tensors(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  uint64_t header_length = 0;
-  in.read(reinterpret_cast<char*>(&header_length), 8);
-  std::string header_text(header_length, '\0');
-  in.read(header_text.data(), static_cast<std::streamsize>(header_length));
-  const std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::map<std::string, RawTensor> tensors;
-  const nlohmann::json header = nlohmann::json::parse(header_text);
-  for (const auto& [name, entry] : header.items()) {
-    if (name == "__metadata__") continue;
-    RawTensor& t = tensors[name];
-    t.dtype = entry["dtype"].get<std::string>();
-    t.shape = entry["shape"].get<std::vector<int64_t>>();
-    const auto begin = entry["data_offsets"][0].get<size_t>(), end = entry["data_offsets"][1].get<size_t>();
-    t.bytes.assign(data.begin() + static_cast<std::ptrdiff_t>(begin), data.begin() + static_cast<std::ptrdiff_t>(end));
-  }
-  return tensors;
-}
-
-DType dtype_of(const std::string& name) {
-  for (DType d : {DType::F32, DType::F16, DType::BF16, DType::I8, DType::U8, DType::I32})
-    if (name == dtype_name(d)) return d;
-  throw std::runtime_error("unknown dtype " + name);
-}
-
-void write_raw_tensors(const std::filesystem::path& file, const std::map<std::string, RawTensor>& tensors) {
-  std::vector<TensorToWrite> out;
-  for (const auto& [name, t] : tensors) out.push_back({name, dtype_of(t.dtype), t.shape, std::as_bytes(std::span(t.bytes))});
-  write_safetensors(file, out);
-}
-
-std::vector<float> floats_of(const RawTensor& t) {
-  std::vector<float> values(t.bytes.size() / 4);
-  std::memcpy(values.data(), t.bytes.data(), t.bytes.size());
-  return values;
-}
-
-// FNV-1a 64 over the file, as the format documents weights_checksum.
-std::string fnv1a64(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  uint64_t hash = 0xcbf29ce484222325ull;
-  for (unsigned char ch : bytes) hash = (hash ^ ch) * 0x100000001b3ull;
-  char text[32];
-  std::snprintf(text, sizeof text, "fnv1a64:%016llx", static_cast<unsigned long long>(hash));
-  return text;
-}
-
-nlohmann::json read_config(const std::filesystem::path& dir) { return nlohmann::json::parse(read_text_file(dir / "config.json")); }
-void write_config(const std::filesystem::path& dir, const nlohmann::json& config) { std::ofstream(dir / "config.json") << config.dump(2); }
-
-// A checkpoint edited on purpose, checksum updated so that the edit reaches the tensor checks.
-void edit_tensors(const std::filesystem::path& dir, const std::function<void(std::map<std::string, RawTensor>&)>& edit) {
-  auto tensors = read_raw_tensors(dir / "model.safetensors");
-  edit(tensors);
-  write_raw_tensors(dir / "model.safetensors", tensors);
-  auto config = read_config(dir);
-  config["quantization_config"]["weights_checksum"] = fnv1a64(dir / "model.safetensors");
-  write_config(dir, config);
-}
+using test::edit_tensors;
+using test::floats_of;
+using test::fnv1a64;
+using test::RawTensor;
+using test::read_config;
+using test::read_raw_tensors;
+using test::write_config;
 
 // ---- quantizing a generated model -----------------------------------------------------------
 
@@ -262,8 +203,6 @@ std::function<void(const std::filesystem::path&)> config_edit(std::function<void
   };
 }
 
-void set_float(RawTensor& t, size_t index, float value) { std::memcpy(t.bytes.data() + 4 * index, &value, 4); }
-
 std::vector<Refusal> refusals() {
   const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
   return {
@@ -287,11 +226,11 @@ std::vector<Refusal> refusals() {
          s.bytes.resize(32 * 4);
        }),
        {"model.safetensors", "'" + kQ + ".weight_scale' is F32 [32,1], expected F32 [32,2]"}},
-      {"nan-scale", "w8a8", false, tensor_edit([nan](auto& t) { set_float(t[kQ + ".weight_scale"], 3, nan); }),
+      {"nan-scale", "w8a8", false, tensor_edit([nan](auto& t) { test::set_value(t[kQ + ".weight_scale"], 3, nan); }),
        {"model.safetensors", "'" + kQ + ".weight_scale'", "element 3 is nan, expected a finite positive scale"}},
-      {"inf-scale", "w4a8-g128", false, tensor_edit([inf](auto& t) { set_float(t[kQ + ".weight_scale"], 5, inf); }),
+      {"inf-scale", "w4a8-g128", false, tensor_edit([inf](auto& t) { test::set_value(t[kQ + ".weight_scale"], 5, inf); }),
        {"model.safetensors", "'" + kQ + ".weight_scale'", "element 5 is inf"}},
-      {"zero-scale", "w8a8", false, tensor_edit([](auto& t) { set_float(t[kQ + ".weight_scale"], 0, 0.f); }),
+      {"zero-scale", "w8a8", false, tensor_edit([](auto& t) { test::set_value(t[kQ + ".weight_scale"], 0, 0.f); }),
        {"'" + kQ + ".weight_scale'", "element 0 is 0, expected a finite positive scale"}},
       {"codes-stored-as-floats", "w8a8", false, tensor_edit([](auto& t) {
          auto& w = t[kQ + ".weight"];
@@ -323,7 +262,7 @@ std::vector<Refusal> refusals() {
        },
        {"model.safetensors", "truncated"}},
       {"unknown-version", "w8a8", false, config_edit([](auto& q) { q["format_version"] = 99; }),
-       {"config.json", "format_version 99 is not supported (this cq reads version 2)"}},
+       {"config.json", "format_version 99 is not supported (this cq reads versions 2 to 3)"}},
       {"version-1", "w8a8", false, config_edit([](auto& q) { q["format"] = "crossquant-fake-quantized-v1"; }),
        {"config.json", "is no longer read; run cq quantize again"}},
       {"malformed-config", "w8a8", false, config_edit([](auto& q) { q.erase("wbits"); }),
