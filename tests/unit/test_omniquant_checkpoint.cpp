@@ -161,6 +161,21 @@ double perplexity(Transformer& model, std::span<const int32_t> tokens) {
   return evaluate_perplexity(model, tokens, options).perplexity;
 }
 
+// Native calibration straight into a checkpoint (`cq quantize --method omniquant --calib`): the
+// stored model is the one `cq ppl` trains in-process with the same flags, bit for bit.
+TEST_P(OmniQuantCheckpoint, NativelyCalibratedCheckpointGivesTheInProcessPerplexity) {
+  const std::string method = "--method omniquant --scheme w4a4 --calib " + shell_quoted(test::shared_dir() / kEvalText) +
+                             " --calib-samples 2 --calib-seqlen 64 --epochs 1";
+  const fs::path out = test::scratch_dir("omniquant_checkpoint_native_" + GetParam());
+  fs::remove_all(out);
+  const test::CommandResult quantized = test::run_cq("quantize --model " + shell_quoted(model_dir_) + " --out " + shell_quoted(out) + " " + method);
+  ASSERT_EQ(quantized.exit_code, 0) << quantized.output;
+  EXPECT_EQ(cq_ppl(out, ""), cq_ppl(model_dir_, method));
+  const nlohmann::json q = test::read_config(out)["quantization_config"];
+  EXPECT_EQ(q["method"], "omniquant");
+  EXPECT_EQ(q["calibration"]["samples"], 2);
+}
+
 TEST_P(OmniQuantCheckpoint, UnclampedZeroPointsAndAddedBiasesRoundTrip) {
   const fs::path parameters = shifted_let_parameters(GetParam());
   const auto tokens = load_tokenizer(model_dir_)->encode(read_text_file(test::shared_dir() / kEvalText), true);
