@@ -14,6 +14,8 @@
 #include "cli/output_paths.h"
 #include "cli/run_options.h"
 #include "ptq/apply_quantization.h"
+#include "ptq/compressed_tensors.h"
+#include "quant/checkpoint_format.h"
 #include "ptq/quantized_checkpoint.h"
 #include "eval/model_samples.h"
 #include "eval/perplexity.h"
@@ -170,6 +172,13 @@ void add_sweep_command(CLI::App& app) {
   command->callback([options, command] {
     const bool sampled = command->get_option("--sample-windows")->count() > 0;
     check_token_source(*command, sampled);
+    // A grid of settings applies to full-precision weights; a quantized checkpoint has one
+    // setting already (its first row would be labelled FP32 but run that setting).
+    if (const auto stored = read_stored_quantization(options->model); stored != nullptr)
+      fail("sweep: {} is already quantized ({}); sweep the unquantized model it came from, or run cq ppl/kernel on this one",
+           options->model, stored->config.describe());
+    if (is_compressed_tensors_directory(options->model))
+      fail("sweep: {} is already quantized (compressed-tensors); sweep the unquantized model it came from", options->model);
     const SweepGrid grid = parse_sweep_grid(options->grid);
     // A grid key and its flag together would be ambiguous; a flag alone applies to every row.
     const std::pair<const char*, bool> keyed[] = {{"--scheme", true},

@@ -368,6 +368,19 @@ TEST(Sweep, GridAndFlagConflictIsAClearError) {
   EXPECT_NE(bad.output.find("unknown key 'colour'"), std::string::npos) << bad.output;
 }
 
+// A quantized checkpoint has its setting already: a grid over it would label that setting FP32.
+TEST(Sweep, QuantizedCheckpointIsRefused) {
+  CQ_NEED_SHARED("models/tinyopt");
+  const auto out = test::scratch_dir("sweep-quantized") / "w8a8";
+  std::filesystem::remove_all(out);
+  const auto model = test::shared_dir() / "models/tinyopt";
+  const auto quantized = test::run_cq("quantize --model '" + model.string() + "' --scheme w8a8 --out '" + out.string() + "'");
+  ASSERT_EQ(quantized.exit_code, 0) << quantized.output;
+  const auto result = test::run_cq("sweep --model '" + out.string() + "' --text /dev/null --grid 'scheme=w4a4'");
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_NE(result.output.find("is already quantized"), std::string::npos) << result.output;
+}
+
 }  // namespace
 namespace {
 TEST(SweepGrid, RotateKeyMultipliesTheRowsAfterScheme) {
