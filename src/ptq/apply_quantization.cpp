@@ -26,6 +26,11 @@ CalibrationOptions calibration_options(const QuantConfig& config) {
   return options;
 }
 
+// The windows a calibration reads: --calib-samples, or fewer when the text is shorter.
+int64_t calibration_windows_used(const QuantConfig& config, std::span<const int32_t> calibration_tokens) {
+  return std::min<int64_t>(config.calib_samples, static_cast<int64_t>(calibration_tokens.size()) / config.calib_seqlen);
+}
+
 }  // namespace
 
 QuantizationRecord apply_transformation(Transformer& model, const QuantConfig& config, std::span<const int32_t> calibration_tokens) {
@@ -57,7 +62,7 @@ QuantizationRecord apply_transformation(Transformer& model, const QuantConfig& c
     options.clip_tokens = config.awq_clip_tokens;
     options.clip = config.awq_clip;
     record.awq = apply_awq(model, calibration_tokens, calibration_options(config), options);
-    record.calibration_windows = std::min<int64_t>(config.calib_samples, static_cast<int64_t>(calibration_tokens.size()) / config.calib_seqlen);
+    record.calibration_windows = calibration_windows_used(config, calibration_tokens);
   } else if (config.method == "omniquant") {
     OmniQuantWeightSetting weights;
     weights.bits = config.weight_bits;
@@ -67,7 +72,7 @@ QuantizationRecord apply_transformation(Transformer& model, const QuantConfig& c
       // a released file's are (what `cq omniquant-calibrate` writes, bit for bit).
       const OmniQuantCalibrationOptions options = omniquant_calibration_options(config, model.config());
       const OmniQuantParameters parameters = calibrate_omniquant(model, calibration_tokens, options);
-      record.calibration_windows = std::min<int64_t>(config.calib_samples, static_cast<int64_t>(calibration_tokens.size()) / config.calib_seqlen);
+      record.calibration_windows = calibration_windows_used(config, calibration_tokens);
       record.omniquant = apply_omniquant(model, parameters, weights, "the calibrated OmniQuant parameters");
     } else {
       const OmniQuantParameters parameters = read_omniquant_parameters(config.omni_params);
